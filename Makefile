@@ -1,0 +1,48 @@
+# The three commands (see README.md).  CMake and ctest do the work.
+JOBS  ?= $(shell nproc)
+CMAKE ?= cmake
+
+.PHONY: all run test bench asan tsan release debug fuzz clean install
+
+all: debug
+
+debug:
+	$(CMAKE) -S . -B build/debug -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	$(CMAKE) --build build/debug -j$(JOBS)
+
+release:
+	$(CMAKE) -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
+	$(CMAKE) --build build/release -j$(JOBS)
+
+asan:
+	$(CMAKE) -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DVMC_SANITIZE=address,undefined >/dev/null
+	$(CMAKE) --build build/asan -j$(JOBS)
+	cd build/asan && ctest --output-on-failure -j$(JOBS)
+
+tsan:
+	$(CMAKE) -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug -DVMC_SANITIZE=thread >/dev/null
+	$(CMAKE) --build build/tsan -j$(JOBS)
+	cd build/tsan && ctest --output-on-failure -j$(JOBS)
+
+# The whole suite: the debug build (assertions on), then ASan+UBSan.
+test: debug
+	cd build/debug && ctest --output-on-failure -j$(JOBS)
+	$(MAKE) --no-print-directory asan
+
+run: release
+	./build/release/examples/tour/vmc-tour
+
+bench: release
+	./bench/run.sh build/release
+
+fuzz:
+	$(CMAKE) -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DVMC_FUZZ=ON \
+	  -DVMC_SANITIZE=address,undefined >/dev/null
+	$(CMAKE) --build build/fuzz -j$(JOBS) --target fuzz_meta
+	./build/fuzz/tests/fuzz_meta -max_total_time=60
+
+install: release
+	$(CMAKE) --install build/release
+
+clean:
+	rm -rf build

@@ -1,0 +1,246 @@
+/*
+ * vmc.h - VM containers: isolated, shareable heaps for managed runtimes.
+ *
+ * A *container* is one shared-memory domain: a metadata file, a pool file
+ * of 2 MiB *granules* ("physical memory") and an address *arena* reserved at
+ * the same base address in every process that joins it.  Processes join by
+ * creating the container, opening it by name, or being forked from a
+ * process that has joined; each joined process holds one *worker slot*.
+ *
+ * Return codes.  Every function that returns int returns 0 on success, a
+ * positive errno value (EINVAL, ENOMEM, EEXIST, ...) for errors the system
+ * already has a name for, or a negative VMC_E* code for errors specific to
+ * vmc.  vmc_strerror() names both; vmc_errmsg() gives a sentence about the
+ * last failure in the calling thread that says what was wrong and what to do.
+ *
+ * Thread and process safety.  A vmc_t handle may be used by several threads
+ * of one process; the functions below serialise on robust process-shared
+ * locks in the container where they touch shared state.  Any number of
+ * processes may use one container at the same time.  A forked child keeps
+ * using its parent's handle: the library notices the fork on the next call
+ * and gives the child a worker slot of its own.
+ */
+#ifndef VMC_H
+#define VMC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define VMC_API __attribute__((visibility("default")))
+#else
+#define VMC_API
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+enum {
+	VMC_ECORRUPT   = -1,  /* metadata failed validation (bad magic, layout, table)  */
+	VMC_EVERSION   = -2,  /* metadata written by an incompatible format version    */
+	VMC_EORPHANED  = -3,  /* the VM's worker died while attached; reclaim it first  */
+	VMC_EPANIC     = -4,  /* a lock could not be recovered; the container is unusable */
+	VMC_EARENA     = -5,  /* the arena's address range is taken in this process     */
+	VMC_EPROFILE   = -6,  /* unknown profile key or bad value                       */
+	VMC_ENOTSHARED = -7,  /* container cannot be opened by name (memfd-backed pool) */
+	VMC_EFUNDS     = -8,  /* not enough funded granules (balloon deflate or fund)   */
+};
+
+/* Name of any return code of this library (errno or VMC_E*). Never NULL. */
+VMC_API const char *vmc_strerror(int err);
+
+/* The detailed message of the last failing call in this thread, e.g.
+ * "need 512 hugepages, 0 free: run `vmcctl hugepages 512` as root".
+ * Empty string if the thread has seen no failure. Thread-local; valid until
+ * the next vmc call in the same thread. */
+VMC_API const char *vmc_errmsg(void);
+
+/* ----------------------------------------------------------- configuration */
+
+#define VMC_GRANULE_SHIFT 21
+#define VMC_GRANULE_SIZE  ((size_t)1 << VMC_GRANULE_SHIFT)   /* 2 MiB */
+
+enum vmc_page_kind {
+	VMC_PAGE_AUTO    = 0,  /* hugetlb if pages can be had, else THP, else 4K; says which */
+	VMC_PAGE_HUGETLB = 1,  /* hugetlbfs 2 MiB pages (hugetlbfs mount, or memfd MFD_HUGETLB) */
+	VMC_PAGE_THP     = 2,  /* shmem with transparent huge pages (needs shmem_enabled != never) */
+	VMC_PAGE_4K      = 3,  /* plain 4 KiB shmem in /dev/shm */
+};
+
+/* Container parameters.  Sizes are in bytes; sizes that describe memory are
+ * rounded to nothing: they must be multiples of VMC_GRANULE_SIZE or
+ * vmc_create() fails with EINVAL.  Each field has a profile key (shown)
+ * and an environment override (VMC_ + key upper-cased, e.g.
+ * VMC_MEMORY_ISOLATION for vmc/memory_isolation). */
+typedef struct vmc_config {
+	uint64_t pool_size;       /* vmc/pool_size: pool bytes (granules * 2 MiB). Default 1G      */
+	uint64_t fund_size;       /* vmc/fund_size: bytes funded at create. Default 256M          */
+	uint64_t window_size;     /* vmc/window_size: address window of a worker. Default 1G      */
+	uint64_t code_cache_size; /* vmc/code_cache_size: JIT code cache. Default 0 (none)        */
+	uint64_t region_space;    /* vmc/region_space: arena space for cache regions. Default 64G */
+	uint64_t reserve_size;    /* vmc/reserve_size: pause-prevention reserve fund. Default 0   */
+	uint32_t max_vms;         /* vmc/max_vms: VM table entries. Default 256                  */
+	uint32_t max_workers;     /* vmc/max_workers: worker slots. Default 64                   */
+	uint32_t worker_cache;    /* vmc/worker_cache: granules a worker caches locally. Default 32 */
+	int      page_kind;       /* vmc/page_kind: auto | hugetlb | thp | 4k. Default auto        */
+	int      memory_isolation;/* vmc/memory_isolation: 1 strict, 0 lazy. Default 1            */
+	int      verbose;         /* vmc/verbose: 1 prints one-line notices (auto choice). Default 1 */
+	/* Called while funding runs longer than a moment (vmcctl draws a progress
+	 * bar with it); NULL for none.  Not a profile key. */
+	void   (*progress)(void *arg, uint64_t done_bytes, uint64_t total_bytes);
+	void    *progress_arg;
+} vmc_config_t;
+
+/* Fill *cfg with the built-in defaults, then the profile file named by
+ * $VMC_PROFILE (if set), then environment overrides ($VMC_POOL_SIZE, ...).
+ * Returns 0, or VMC_EPROFILE (vmc_errmsg() names the key, the file and the
+ * line), or an errno if the profile file cannot be read. On error *cfg holds
+ * the defaults plus everything applied before the bad line. */
+VMC_API int vmc_config_init(vmc_config_t *cfg);
+
+/* Set one parameter by profile key ("vmc/pool_size") or its short form
+ * ("pool_size"). Values: sizes take K/M/G/T suffixes (powers of 1024);
+ * page_kind takes auto|hugetlb|thp|4k. Returns 0 or VMC_EPROFILE. */
+VMC_API int vmc_config_set(vmc_config_t *cfg, const char *key, const char *value);
+
+/* Apply a profile file of `key = value` lines ('#' starts a comment).
+ * Returns 0, VMC_EPROFILE (naming key and line) or an errno. */
+VMC_API int vmc_config_load(vmc_config_t *cfg, const char *path);
+
+/* ------------------------------------------------------------- containers */
+
+typedef struct vmc vmc_t;
+
+/* Create container `name` ([A-Za-z0-9._-], 1..64 chars) with *cfg (NULL: the
+ * result of vmc_config_init).  The metadata lives in /dev/shm/vmc.NAME.meta
+ * and the pool in /dev/shm/vmc.NAME.pool (4K, THP) or on a hugetlbfs mount
+ * (hugetlb), both mode 0600.  A NULL name makes a private container that
+ * only forked children can share.  Funds cfg->fund_size bytes up front.
+ * Errors: EINVAL (bad name or sizes), EEXIST, ENOMEM/ENOSPC (cannot fund:
+ * see vmc_errmsg()), VMC_EARENA, VMC_EPROFILE. */
+VMC_API int vmc_create(const char *name, const vmc_config_t *cfg, vmc_t **out);
+
+/* Join an existing container from an unrelated process.  Errors: ENOENT,
+ * VMC_ECORRUPT, VMC_EVERSION, VMC_EARENA (the arena's address range is
+ * taken here), VMC_ENOTSHARED, EAGAIN (all worker slots in use). */
+VMC_API int vmc_open(const char *name, vmc_t **out);
+
+/* Leave the container: this worker's cached granules go back to the shared
+ * free list, its slot is freed, the arena is unmapped.  The handle is freed
+ * even on error.  A forked child that never called vmc may close too. */
+VMC_API int vmc_close(vmc_t *c);
+
+/* Remove container `name`'s files.  Processes that have it open keep
+ * working until they close it.  Errors: ENOENT, EINVAL. */
+VMC_API int vmc_destroy(const char *name);
+
+/* ------------------------------------------------------------ pool, funds */
+
+/* Balloon the pool so that `target_unfunded` bytes (a multiple of 2 MiB) are
+ * unfunded: inflate gives free granules back to the host (punching holes),
+ * deflate funds holes again.  Used granules are never touched; granules in
+ * workers' caches are taken back when inflating needs them.  *achieved (may
+ * be NULL) receives the unfunded bytes reached.  Errors: EINVAL, VMC_EFUNDS
+ * (inflate: not enough unused granules; *achieved tells how far it got),
+ * ENOMEM/ENOSPC (deflate: the host has not got the memory; vmc_errmsg()). */
+VMC_API int vmc_balloon(vmc_t *c, uint64_t target_unfunded, uint64_t *achieved);
+
+/* ------------------------------------------------------------ statistics */
+
+typedef struct vmc_stats {
+	uint64_t pool_size;         /* bytes */
+	uint64_t funded_bytes;      /* bytes backed by memory (all states but unfunded) */
+	uint64_t reserve_size;
+	uint32_t granules;          /* pool granules in total                       */
+	uint32_t unfunded, free, cached, used, quarantined; /* granules by state    */
+	uint32_t workers;           /* live worker slots                            */
+	uint32_t max_workers, max_vms;
+	int      page_kind;         /* the kind in use (never VMC_PAGE_AUTO)        */
+	int      memory_isolation;
+	uint64_t window_size, arena_base, arena_size;
+	/* counters since create, summed over all processes */
+	uint64_t fund_ops, fund_granules;       /* funding calls, granules funded      */
+	uint64_t unfund_ops, unfund_granules;   /* hole punches, granules unfunded     */
+	uint64_t cache_refills, cache_drains;   /* batch moves shared list <-> cache   */
+	uint64_t lock_repairs;                  /* locks repaired after a dead owner   */
+	uint64_t workers_recovered;             /* dead workers' slots reclaimed       */
+} vmc_stats_t;
+
+/* A snapshot of the container's counters (consistent: taken under the pool
+ * lock). Errors: EINVAL. */
+VMC_API int vmc_stats(vmc_t *c, vmc_stats_t *out);
+
+typedef struct vmc_worker_stats {
+	int32_t  pid;               /* 0: slot unused */
+	uint32_t cached;            /* granules in this worker's local cache */
+	int      alive;             /* 1 if the process is alive (pid reuse-safe) */
+} vmc_worker_stats_t;
+
+/* Stats of worker slot `slot` (0 .. max_workers-1). Errors: EINVAL. */
+VMC_API int vmc_worker_stats(vmc_t *c, uint32_t slot, vmc_worker_stats_t *out);
+
+/* This process's worker slot number. */
+VMC_API uint32_t vmc_worker_slot(vmc_t *c);
+
+/* ------------------------------------------------ checking and recovery */
+
+typedef struct vmc_check_report {
+	uint32_t errors;            /* invariant violations found (0: consistent) */
+	char     first[256];        /* description of the first violation         */
+} vmc_check_report_t;
+
+/* Verify every table invariant: each granule is in exactly one state, the
+ * counts add up to the pool size, the free list and worker caches hold
+ * exactly the granules marked so, indices are in range.  Takes all locks
+ * (briefly blocks other workers).  Returns 0 if consistent, VMC_ECORRUPT if
+ * not (out->first says what). out may be NULL. */
+VMC_API int vmc_check(vmc_t *c, vmc_check_report_t *out);
+
+typedef struct vmc_recover_report {
+	uint32_t workers_reclaimed; /* dead workers whose slots were freed  */
+	uint32_t granules_returned; /* granules from their caches           */
+} vmc_recover_report_t;
+
+/* Reclaim the slots of dead workers (pid reuse-safe) and return their cached
+ * granules to the pool.  Also done automatically on join and when the pool
+ * runs dry.  out may be NULL. */
+VMC_API int vmc_recover(vmc_t *c, vmc_recover_report_t *out);
+
+/* ------------------------------------------------------ host capabilities */
+
+typedef struct vmc_caps {
+	long hugepages_free;        /* free 2 MiB hugetlb pages now                */
+	long hugepages_total;
+	int  hugepages_reservable;  /* 1 if this process may raise nr_hugepages     */
+	int  hugetlbfs_mounted;     /* 1 if a 2 MiB hugetlbfs mount exists          */
+	char hugetlbfs_path[256];
+	int  thp_shmem;             /* 1 if shmem THP can be had (always/within_size/advise/force) */
+	char thp_shmem_setting[32]; /* the bracketed word of shmem_enabled         */
+	int  memfd_seals;           /* memfd_create + F_ADD_SEALS work             */
+	int  map_fixed_noreplace;
+	int  madv_populate_write;
+	int  mseal;
+	uint64_t mem_available;     /* bytes, from /proc/meminfo                   */
+} vmc_caps_t;
+
+/* Probe what this host offers. Never fails; unknowns read as 0. */
+VMC_API void vmc_caps_probe(vmc_caps_t *out);
+
+/* Make n 2 MiB hugepages available to vmc: raise /proc/sys/vm/nr_hugepages
+ * to the current total plus what is missing for n free pages, and mount
+ * hugetlbfs on /dev/hugepages if no 2 MiB hugetlbfs mount exists.  Needs
+ * root.  Returns 0, EPERM/EACCES (vmc_errmsg() gives the commands to run as
+ * root) or ENOMEM (the kernel reserved fewer pages than asked: memory is
+ * fragmented or short; *got, if not NULL, receives the free pages now). */
+VMC_API int vmc_hugepages_setup(long n, long *got);
+
+/* Name of a page kind ("hugetlb", ...). */
+VMC_API const char *vmc_page_kind_name(int kind);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VMC_H */

@@ -1,0 +1,560 @@
+/*
+ * container.c - create, open, close and destroy a container.
+ *
+ * A named container is two files: /dev/shm/vmc.NAME.meta (the metadata,
+ * see meta.h) and the pool, /dev/shm/vmc.NAME.pool for 4K/THP or
+ * HUGETLBFS/vmc.NAME.pool for hugetlb, both mode 0600.  A hugetlb pool on
+ * a machine without a hugetlbfs mount, and every pool of a private
+ * (NULL-named) container, is a memfd instead: sealed against shrinking,
+ * and shared with forked workers only.
+ *
+ * Create builds everything, funds the pool and writes the header's magic
+ * last, so an opener never trusts a half-made file.  Open validates the
+ * header and every table entry before using it (validate.c), then reserves
+ * the arena at the recorded base with MAP_FIXED_NOREPLACE: the arena is at
+ * the same address in every process, or the open fails and says why.
+ * A fork is noticed through a pthread_atfork counter: the child's first
+ * call takes a worker slot of its own.
+ */
+#include "container.h"
+#include "pool.h"
+#include "worker.h"
+#include "os/os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MFD_HUGETLB
+#define MFD_HUGETLB 4U
+#endif
+
+#define SHM_DIR        "/dev/shm"
+#define ARENA_ALIGN    (1ull << 30)
+#define ARENA_FIRST    0x100000000000ull   /* 16 TiB: clear of heap, libs, stacks */
+#define ARENA_LIMIT    0x600000000000ull
+#define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
+
+static uint64_t fork_gen;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void)
+{
+	fork_gen++;
+}
+
+static void install_atfork(void)
+{
+	pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+int vmc_enter(struct vmc *c)
+{
+	if (!c || !c->m)
+		return vmc_fail(EINVAL, "NULL or closed container handle");
+	if (__builtin_expect(c->fork_gen == fork_gen, 1))
+		return 0;
+	c->slot = VMC_NIL;   /* the parent's slot stays the parent's */
+	c->fork_gen = fork_gen;
+	return worker_join(c);
+}
+
+static int check_name(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+	if (!n || n >= VMC_NAME_MAX)
+		return vmc_fail(EINVAL, "container name must be 1..%d characters", VMC_NAME_MAX - 1);
+	for (size_t i = 0; i < n; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+		      (name[i] >= '0' && name[i] <= '9') || strchr("._-", name[i])))
+			return vmc_fail(EINVAL, "container name \"%s\": use only A-Z a-z 0-9 . _ -", name);
+	return 0;
+}
+
+static void meta_path(char *buf, size_t n, const char *name)
+{
+	snprintf(buf, n, SHM_DIR "/vmc.%s.meta", name);
+}
+
+/* ---------------------------------------------------------- page kinds */
+
+static int resolve_kind(const vmc_config_t *cfg, const char *name, uint32_t nfund, int *kind)
+{
+	vmc_caps_t caps;
+	char why[200] = "";
+	uint64_t need = VMC_MAX(nfund, 1);
+
+	vmc_caps_probe(&caps);
+	if (cfg->page_kind == VMC_PAGE_THP && !caps.thp_shmem)
+		return vmc_fail(EINVAL, "page_kind thp, but shmem THP is \"%s\": run `echo "
+				"advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled` "
+				"as root, or use page_kind 4k", caps.thp_shmem_setting);
+	if (cfg->page_kind != VMC_PAGE_AUTO) {
+		*kind = cfg->page_kind;
+		return 0;
+	}
+	if ((uint64_t)caps.hugepages_free < need)
+		snprintf(why, sizeof why, "hugetlb: %ld free hugepages, need %llu: run `vmcctl "
+			 "hugepages %llu` as root", caps.hugepages_free, (unsigned long long)need,
+			 (unsigned long long)(caps.hugepages_total + (long)need - caps.hugepages_free));
+	else if (name && !caps.hugetlbfs_mounted)
+		snprintf(why, sizeof why, "hugetlb: no hugetlbfs mount to share the pool by "
+			 "name: `vmcctl hugepages N` mounts one");
+	else
+		*kind = VMC_PAGE_HUGETLB;
+	if (why[0])
+		*kind = caps.thp_shmem ? VMC_PAGE_THP : VMC_PAGE_4K;
+	if (cfg->verbose)
+		fprintf(stderr, "vmc: page_kind auto -> %s%s%s%s\n", vmc_page_kind_name(*kind),
+			why[0] ? " (" : "", why, why[0] ? ")" : "");
+	return 0;
+}
+
+/* ------------------------------------------------------------- files */
+
+static int open_pool(const vmc_config_t *cfg, const char *name, int kind,
+		     char *path, size_t pathlen, int *fd)
+{
+	char dir[256];
+	int memfd = !name || (kind == VMC_PAGE_HUGETLB && !vmc_os_hugetlbfs_mount(dir, sizeof dir));
+
+	path[0] = 0;
+	if (memfd) {
+		unsigned fl = MFD_CLOEXEC | MFD_ALLOW_SEALING |
+			      (kind == VMC_PAGE_HUGETLB ? MFD_HUGETLB : 0);
+		*fd = os_memfd_create("vmc-pool", fl);
+		if (*fd < 0 && errno == EINVAL && (fl & MFD_HUGETLB))  /* pre-4.16 sealing */
+			*fd = os_memfd_create("vmc-pool", fl & ~MFD_ALLOW_SEALING);
+	} else {
+		snprintf(path, pathlen, "%s/vmc.%s.pool",
+			 kind == VMC_PAGE_HUGETLB ? dir : SHM_DIR, name);
+		*fd = os_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	}
+	if (*fd < 0)
+		return vmc_fail(errno, "cannot create the pool %s: %s", path[0] ? path : "memfd",
+				vmc_strerror(errno));
+	if (os_ftruncate(*fd, (off_t)cfg->pool_size) != 0) {
+		int err = errno;
+		os_close(*fd);
+		if (path[0])
+			os_unlink(path);
+		return vmc_fail(err, "cannot size the pool to %llu bytes: %s",
+				(unsigned long long)cfg->pool_size, vmc_strerror(err));
+	}
+	/* invariant 7: a sealed pool cannot shrink under a mapping (no SIGBUS) */
+	if (memfd)
+		os_fcntl(*fd, F_ADD_SEALS, F_SEAL_SHRINK);
+	return 0;
+}
+
+/* ------------------------------------------------------------- arena */
+
+static int reserve_at(uint64_t base, uint64_t size)
+{
+	void *p = os_mmap((void *)base, size, PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+	if (p == MAP_FAILED)
+		return errno;
+	if ((uint64_t)p != base) {    /* a kernel that treats NOREPLACE as a hint */
+		os_munmap(p, size);
+		return EEXIST;
+	}
+	return 0;
+}
+
+static int reserve_arena(struct vmc *c, const char *name)
+{
+	uint64_t size = c->h.arena_size, hash = 1469598103934665603ull;
+
+	for (const char *p = name ? name : ""; *p; p++)
+		hash = (hash ^ (uint8_t)*p) * 1099511628211ull;
+	uint64_t span = (ARENA_LIMIT - ARENA_FIRST) / size;
+	for (uint64_t i = 0; i < VMC_MIN(span, 64u); i++) {
+		uint64_t base = ARENA_FIRST + ((hash + i) % span) * size;
+		if (reserve_at(base, size) == 0) {
+			c->h.arena_base = base;
+			return 0;
+		}
+	}
+	return vmc_fail(VMC_EARENA, "no free address range of %llu GiB for the arena between "
+			"%#llx and %#llx: lower window_size or region_space",
+			(unsigned long long)(size >> 30), ARENA_FIRST, ARENA_LIMIT);
+}
+
+/* The line of /proc/self/maps that overlaps [base, base+size), for errors. */
+static void arena_occupant(uint64_t base, uint64_t size, char *out, size_t n)
+{
+	static char maps[65536];
+	char *line, *save = NULL;
+
+	snprintf(out, n, "unknown");
+	if (vmc_os_read_file("/proc/self/maps", maps, sizeof maps) <= 0)
+		return;
+	for (line = strtok_r(maps, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		unsigned long long lo, hi;
+		if (sscanf(line, "%llx-%llx", &lo, &hi) == 2 && lo < base + size && hi > base) {
+			snprintf(out, n, "%s", line);
+			return;
+		}
+	}
+}
+
+static void unmap_arena(struct vmc *c)
+{
+	if (c->arena)
+		os_munmap(c->arena, c->h.arena_size);
+	c->arena = NULL;
+}
+
+/* ------------------------------------------------------------ handles */
+
+static void locate_tables(struct vmc *c)
+{
+	c->gran = (struct vmc_granule *)((char *)c->m + c->h.off_granules);
+	c->slots = (struct vmc_slot *)((char *)c->m + c->h.off_slots);
+	c->vms = (struct vmc_vm *)((char *)c->m + c->h.off_vms);
+}
+
+static void handle_free(struct vmc *c)
+{
+	unmap_arena(c);
+	if (c->m)
+		os_munmap(c->m, c->meta_len);
+	if (c->meta_fd >= 0)
+		os_close(c->meta_fd);
+	if (c->pool_fd >= 0)
+		os_close(c->pool_fd);
+	free(c);
+}
+
+static struct vmc *handle_new(void)
+{
+	struct vmc *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->meta_fd = c->pool_fd = -1;
+	c->slot = VMC_NIL;
+	pthread_once(&atfork_once, install_atfork);
+	c->fork_gen = fork_gen;
+	return c;
+}
+
+static int check_config(const vmc_config_t *cfg)
+{
+	const uint64_t G = VMC_GRANULE_SIZE;
+	const struct { const char *key; uint64_t v; int zero_ok; } sizes[] = {
+		{ "pool_size", cfg->pool_size, 0 }, { "fund_size", cfg->fund_size, 1 },
+		{ "window_size", cfg->window_size, 0 }, { "code_cache_size", cfg->code_cache_size, 1 },
+		{ "region_space", cfg->region_space, 1 }, { "reserve_size", cfg->reserve_size, 1 },
+	};
+	for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+		if ((!sizes[i].v && !sizes[i].zero_ok) || sizes[i].v % G || sizes[i].v > (1ull << 44))
+			return vmc_fail(EINVAL, "vmc/%s = %llu: must be a %s multiple of 2 MiB "
+					"up to 16T", sizes[i].key, (unsigned long long)sizes[i].v,
+					sizes[i].zero_ok ? "" : "non-zero");
+	}
+	if (cfg->fund_size > cfg->pool_size || cfg->reserve_size > cfg->pool_size)
+		return vmc_fail(EINVAL, "fund_size and reserve_size must not exceed pool_size "
+				"(%llu)", (unsigned long long)cfg->pool_size);
+	if (!cfg->max_vms || cfg->max_vms > 65536 || !cfg->max_workers ||
+	    cfg->max_workers > 4096 || !cfg->worker_cache || cfg->worker_cache > 4096)
+		return vmc_fail(EINVAL, "max_vms 1..65536, max_workers 1..4096, "
+				"worker_cache 1..4096");
+	if (cfg->page_kind < VMC_PAGE_AUTO || cfg->page_kind > VMC_PAGE_4K ||
+	    (cfg->memory_isolation != 0 && cfg->memory_isolation != 1))
+		return vmc_fail(EINVAL, "bad page_kind or memory_isolation");
+	return 0;
+}
+
+/* Fill the immutable header of a new container into c->h. */
+static void init_header(struct vmc *c, const vmc_config_t *cfg, const char *name, int kind)
+{
+	struct vmc_meta *h = &c->h;
+	struct meta_layout l;
+
+	memset(h, 0, sizeof *h);
+	h->version = VMC_VERSION;
+	h->hdr_size = sizeof *h;
+	h->granule_size = sizeof(struct vmc_granule);
+	h->slot_size = sizeof(struct vmc_slot);
+	h->vm_size = sizeof(struct vmc_vm);
+	h->ngranules = (uint32_t)(cfg->pool_size >> VMC_GRANULE_SHIFT);
+	h->max_workers = cfg->max_workers;
+	h->max_vms = cfg->max_vms;
+	h->worker_cache = cfg->worker_cache;
+	h->page_kind = (uint32_t)kind;
+	h->memory_isolation = (uint32_t)cfg->memory_isolation;
+	h->pool_size = cfg->pool_size;
+	h->window_size = cfg->window_size;
+	h->code_cache_size = cfg->code_cache_size;
+	h->region_space = cfg->region_space;
+	h->reserve_size = cfg->reserve_size;
+	h->arena_size = ALIGN_UP(cfg->window_size + 2 * cfg->code_cache_size +
+				 cfg->region_space, ARENA_ALIGN);
+	meta_layout(h->ngranules, h->max_workers, h->max_vms, &l);
+	h->off_slots = l.off_slots;
+	h->off_granules = l.off_granules;
+	h->off_vms = l.off_vms;
+	h->meta_size = l.size;
+	snprintf(h->name, sizeof h->name, "%s", name ? name : "");
+}
+
+static int create_meta(struct vmc *c, const char *name, char *path, size_t n)
+{
+	path[0] = 0;
+	if (name) {
+		meta_path(path, n, name);
+		c->meta_fd = os_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	} else {
+		c->meta_fd = os_memfd_create("vmc-meta", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	}
+	if (c->meta_fd < 0) {
+		int err = errno;
+		path[0] = 0;   /* not ours to unlink */
+		if (err == EEXIST)
+			return vmc_fail(EEXIST, "container %s exists: open it, or `vmcctl destroy "
+					"%s` first", name, name);
+		return vmc_fail(err, "cannot create the metadata file: %s", vmc_strerror(err));
+	}
+	if (os_ftruncate(c->meta_fd, (off_t)c->h.meta_size) != 0)
+		return vmc_fail(errno, "cannot size the metadata file: %s", vmc_strerror(errno));
+	if (!name)
+		os_fcntl(c->meta_fd, F_ADD_SEALS, F_SEAL_SHRINK);
+	c->meta_len = c->h.meta_size;
+	c->m = os_mmap(NULL, c->meta_len, PROT_READ | PROT_WRITE, MAP_SHARED, c->meta_fd, 0);
+	if (c->m == MAP_FAILED) {
+		c->m = NULL;
+		return vmc_fail(errno, "cannot map the metadata file: %s", vmc_strerror(errno));
+	}
+	return 0;
+}
+
+static int init_tables(struct vmc *c)
+{
+	int err;
+
+	memcpy(c->m, &c->h, sizeof c->h);
+	c->m->magic = 0;
+	locate_tables(c);
+	if ((err = vmc_lock_init(&c->m->pool_lock)))
+		return vmc_fail(err, "cannot initialise the pool lock");
+	for (uint32_t s = 0; s < c->h.max_workers; s++) {
+		c->slots[s].cache_head = VMC_NIL;
+		if ((err = vmc_lock_init(&c->slots[s].lock)))
+			return vmc_fail(err, "cannot initialise a slot lock");
+	}
+	pool_init(c);
+	return 0;
+}
+
+int vmc_create(const char *name, const vmc_config_t *cfg, vmc_t **out)
+{
+	vmc_config_t defaults;
+	struct vmc *c;
+	char mpath[300] = "", ppath[sizeof c->h.pool_path] = "";
+	int kind, err;
+
+	vmc_clear_error();
+	if (!out)
+		return vmc_fail(EINVAL, "vmc_create: out is NULL");
+	*out = NULL;
+	if (!cfg) {
+		if ((err = vmc_config_init(&defaults)))
+			return err;
+		cfg = &defaults;
+	}
+	if ((name && (err = check_name(name))) || (err = check_config(cfg)))
+		return err;
+	if ((err = resolve_kind(cfg, name, (uint32_t)(cfg->fund_size >> VMC_GRANULE_SHIFT), &kind)))
+		return err;
+	if (!(c = handle_new()))
+		return vmc_fail(ENOMEM, "out of memory");
+	c->progress = cfg->progress;
+	c->progress_arg = cfg->progress_arg;
+	init_header(c, cfg, name, kind);
+	if ((err = create_meta(c, name, mpath, sizeof mpath)) ||
+	    (err = open_pool(cfg, name, kind, ppath, sizeof ppath, &c->pool_fd)) ||
+	    (err = reserve_arena(c, name)))
+		goto fail;
+	c->arena = (void *)c->h.arena_base;
+	snprintf(c->h.pool_path, sizeof c->h.pool_path, "%s", ppath);
+	c->h.flags = ppath[0] ? 0 : META_POOL_MEMFD;
+	if ((err = init_tables(c)) || (err = worker_join(c)) ||
+	    (err = pool_fund(c, (uint32_t)(cfg->fund_size >> VMC_GRANULE_SHIFT))))
+		goto fail;
+	c->h.magic = VMC_MAGIC;
+	__atomic_store_n(&c->m->magic, VMC_MAGIC, __ATOMIC_RELEASE);
+	*out = c;
+	return 0;
+fail:
+	if (mpath[0])
+		os_unlink(mpath);
+	if (ppath[0])
+		os_unlink(ppath);
+	handle_free(c);
+	return err;
+}
+
+/* Read and validate the header, map the file, validate the tables. */
+static int map_meta(struct vmc *c, const char *path)
+{
+	struct stat st;
+	char why[200];
+	ssize_t r;
+	int err;
+
+	if (os_fstat(c->meta_fd, &st) != 0)
+		return vmc_fail(errno, "%s: %s", path, vmc_strerror(errno));
+	r = os_pread(c->meta_fd, &c->h, sizeof c->h, 0);
+	if (r < 0)
+		return vmc_fail(errno, "%s: %s", path, vmc_strerror(errno));
+	if ((size_t)r < sizeof c->h)
+		memset((char *)&c->h + r, 0, sizeof c->h - (size_t)r);
+	if ((err = meta_validate(&c->h, (size_t)r, META_HEADER, why, sizeof why)))
+		return vmc_fail(err, "%s: %s", path, why);
+	if ((uint64_t)st.st_size != c->h.meta_size)
+		return vmc_fail(VMC_ECORRUPT, "%s: file is %lld bytes, its header says %llu",
+				path, (long long)st.st_size, (unsigned long long)c->h.meta_size);
+	c->meta_len = c->h.meta_size;
+	c->m = os_mmap(NULL, c->meta_len, PROT_READ | PROT_WRITE, MAP_SHARED, c->meta_fd, 0);
+	if (c->m == MAP_FAILED) {
+		c->m = NULL;
+		return vmc_fail(errno, "%s: cannot map it: %s", path, vmc_strerror(errno));
+	}
+	/* the tables, validated from the mapping; the header from our copy */
+	if ((err = meta_validate(c->m, c->meta_len, 0, why, sizeof why)) ||
+	    memcmp(c->m, &c->h, offsetof(struct vmc_meta, pool_lock)))
+		return vmc_fail(err ? err : VMC_ECORRUPT, "%s: %s", path,
+				err ? why : "header changed while opening");
+	locate_tables(c);
+	return 0;
+}
+
+static int open_pool_file(struct vmc *c)
+{
+	struct stat st;
+
+	if (c->h.flags & META_POOL_MEMFD)
+		return vmc_fail(VMC_ENOTSHARED, "container %s keeps its pool in a memfd (no "
+				"hugetlbfs mount when it was created): only processes forked from "
+				"its creator can join; `vmcctl hugepages N` mounts hugetlbfs, then "
+				"re-create it", c->h.name);
+	c->pool_fd = os_open(c->h.pool_path, O_RDWR | O_CLOEXEC, 0);
+	if (c->pool_fd < 0)
+		return vmc_fail(errno == ENOENT ? VMC_ECORRUPT : errno, "pool %s of container "
+				"%s: %s", c->h.pool_path, c->h.name, vmc_strerror(errno));
+	if (os_fstat(c->pool_fd, &st) != 0 || (uint64_t)st.st_size != c->h.pool_size)
+		return vmc_fail(VMC_ECORRUPT, "pool %s is not %llu bytes: it was truncated; "
+				"destroy and re-create the container", c->h.pool_path,
+				(unsigned long long)c->h.pool_size);
+	return 0;
+}
+
+int vmc_open(const char *name, vmc_t **out)
+{
+	char path[300], who[300];
+	struct vmc *c;
+	int err;
+
+	vmc_clear_error();
+	if (!out)
+		return vmc_fail(EINVAL, "vmc_open: out is NULL");
+	*out = NULL;
+	if ((err = check_name(name)))
+		return err;
+	if (!(c = handle_new()))
+		return vmc_fail(ENOMEM, "out of memory");
+	meta_path(path, sizeof path, name);
+	c->meta_fd = os_open(path, O_RDWR | O_CLOEXEC, 0);
+	if (c->meta_fd < 0) {
+		err = errno == ENOENT ? vmc_fail(ENOENT, "no container %s (%s does not exist): "
+						 "create it first", name, path)
+				      : vmc_fail(errno, "%s: %s", path, vmc_strerror(errno));
+		goto fail;
+	}
+	if ((err = map_meta(c, path)) || (err = open_pool_file(c)))
+		goto fail;
+	if (reserve_at(c->h.arena_base, c->h.arena_size) != 0) {
+		arena_occupant(c->h.arena_base, c->h.arena_size, who, sizeof who);
+		err = vmc_fail(VMC_EARENA, "the arena of container %s (%#llx, %llu GiB) is "
+			       "taken in this process by [%s]: open the container before "
+			       "mapping other things there", name,
+			       (unsigned long long)c->h.arena_base,
+			       (unsigned long long)(c->h.arena_size >> 30), who);
+		goto fail;
+	}
+	c->arena = (void *)c->h.arena_base;
+	if ((err = worker_join(c)))
+		goto fail;
+	*out = c;
+	return 0;
+fail:
+	handle_free(c);
+	return err;
+}
+
+int vmc_close(vmc_t *c)
+{
+	int err = 0;
+
+	if (!c)
+		return vmc_fail(EINVAL, "vmc_close: NULL handle");
+	/* a forked child that never joined has no slot to give back */
+	if (c->m && c->fork_gen == fork_gen)
+		err = worker_leave(c);
+	handle_free(c);
+	return err;
+}
+
+/* The pool path recorded in meta file `path`, if it names this container's
+ * pool (a corrupt file must not make us unlink anything else). */
+static int recorded_pool(const char *path, const char *name, char *out, size_t n)
+{
+	struct vmc_meta h;
+	char base[VMC_NAME_MAX + 16];
+	const char *slash;
+	int fd = os_open(path, O_RDONLY | O_CLOEXEC, 0);
+	ssize_t r;
+
+	if (fd < 0)
+		return 0;
+	r = os_pread(fd, &h, sizeof h, 0);
+	os_close(fd);
+	if (r != (ssize_t)sizeof h || h.magic != VMC_MAGIC ||
+	    !memchr(h.pool_path, 0, sizeof h.pool_path) || !(slash = strrchr(h.pool_path, '/')))
+		return 0;
+	snprintf(base, sizeof base, "vmc.%s.pool", name);
+	if (strcmp(slash + 1, base))
+		return 0;
+	snprintf(out, n, "%s", h.pool_path);
+	return 1;
+}
+
+int vmc_destroy(const char *name)
+{
+	char meta[300], pool[300], dir[256];
+	int err, found = 0;
+
+	vmc_clear_error();
+	if ((err = check_name(name)))
+		return err;
+	meta_path(meta, sizeof meta, name);
+	if (recorded_pool(meta, name, pool, sizeof pool))
+		found |= os_unlink(pool) == 0;
+	found |= os_unlink(meta) == 0;
+	/* a half-made or corrupt container: its pool is where create puts it */
+	snprintf(pool, sizeof pool, SHM_DIR "/vmc.%s.pool", name);
+	found |= os_unlink(pool) == 0;
+	if (vmc_os_hugetlbfs_mount(dir, sizeof dir)) {
+		snprintf(pool, sizeof pool, "%s/vmc.%s.pool", dir, name);
+		found |= os_unlink(pool) == 0;
+	}
+	return found ? 0 : vmc_fail(ENOENT, "no container %s", name);
+}

@@ -1,0 +1,86 @@
+/*
+ * error.c - return codes and the per-thread detailed message.  Functions
+ * return 0, a positive errno or a negative VMC_E* code; the failing path
+ * also writes a sentence into a thread-local buffer so that a caller can
+ * tell a user what was wrong and what to do about it (vmc_errmsg()).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local char errmsg[512];
+
+const char *vmc_strerror(int err)
+{
+	switch (err) {
+	case 0: return "success";
+	case VMC_ECORRUPT: return "container metadata is corrupt";
+	case VMC_EVERSION: return "container metadata has an incompatible version";
+	case VMC_EORPHANED: return "VM is orphaned (its worker died); reclaim it";
+	case VMC_EPANIC: return "container lock is unrecoverable";
+	case VMC_EARENA: return "arena address range is taken in this process";
+	case VMC_EPROFILE: return "bad profile parameter";
+	case VMC_ENOTSHARED: return "container cannot be opened by name";
+	case VMC_EFUNDS: return "not enough funded granules";
+	}
+	if (err > 0)
+		return strerror(err);
+	return "unknown vmc error";
+}
+
+const char *vmc_errmsg(void)
+{
+	return errmsg;
+}
+
+void vmc_clear_error(void)
+{
+	errmsg[0] = 0;
+}
+
+int vmc_fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+void vmc_assert_fail(const char *expr, const char *file, int line)
+{
+	fprintf(stderr, "vmc: assertion failed: %s (%s:%d)\n", expr, file, line);
+	abort();
+}
+
+int vmc_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	if (!s || *s < '0' || *s > '9')
+		return EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return EINVAL;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	}
+	if (shift && (*end == 'i' || *end == 'B'))
+		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+	if (*end)
+		return EINVAL;
+	if (shift && v > (UINT64_MAX >> shift))
+		return EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}

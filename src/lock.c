@@ -1,0 +1,52 @@
+/*
+ * lock.c - robust process-shared mutexes (LMDB's approach).  Every lock in
+ * the metadata file is a PTHREAD_PROCESS_SHARED, PTHREAD_MUTEX_ROBUST
+ * mutex.  If a worker is killed while holding one, the kernel's robust
+ * futex list hands the next locker EOWNERDEAD; that locker rebuilds what
+ * the lock guards from the authoritative granule table (the repair
+ * callback), marks the mutex consistent and carries on.  The data guarded
+ * by each lock is laid out so that a repair is always possible: lists and
+ * counters are derived state, the per-granule state words are the truth.
+ */
+#include "lock.h"
+
+#include <errno.h>
+
+int vmc_lock_init(vmc_lock_t *l)
+{
+	pthread_mutexattr_t a;
+	int err;
+
+	if ((err = pthread_mutexattr_init(&a)))
+		return err;
+	err = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	if (!err)
+		err = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	if (!err)
+		err = pthread_mutex_init(&l->m, &a);
+	pthread_mutexattr_destroy(&a);
+	return err;
+}
+
+int vmc_lock(vmc_lock_t *l, vmc_repair_fn repair, void *arg, uint64_t *repairs)
+{
+	int err = pthread_mutex_lock(&l->m);
+
+	if (__builtin_expect(err == 0, 1))
+		return 0;
+	if (err == EOWNERDEAD) {
+		if (repair)
+			repair(arg);
+		if (repairs)
+			__atomic_add_fetch(repairs, 1, __ATOMIC_RELAXED);
+		pthread_mutex_consistent(&l->m);
+		return 0;
+	}
+	return vmc_fail(VMC_EPANIC, "container lock unrecoverable (%d); "
+			"destroy and re-create the container", err);
+}
+
+void vmc_unlock(vmc_lock_t *l)
+{
+	pthread_mutex_unlock(&l->m);
+}

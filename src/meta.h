@@ -1,0 +1,139 @@
+/*
+ * meta.h - the layout of the metadata file, shared by every process of a
+ * container, and the process-local handle.  Nothing in shared memory is a
+ * pointer: tables are found by offsets from the header and entries refer
+ * to each other by index, and every index read from shared memory is
+ * bounds-checked before use (see validate.c).
+ *
+ * Lock order: slot lock -> pool lock.  Counters marked "atomic" are
+ * updated with relaxed atomics and need no lock.
+ */
+#ifndef VMC_META_H
+#define VMC_META_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include "internal.h"
+#include "lock.h"
+
+#define VMC_MAGIC   0x31415445434d4d56ull  /* "VMMCETA1" little-endian */
+#define VMC_VERSION 1u
+#define VMC_NIL     0xffffffffu
+#define VMC_NAME_MAX 64
+#define VMC_PAGE    4096u
+
+/* Granule states (invariant 5: every granule is in exactly one). */
+enum {
+	G_UNFUNDED = 0,  /* a hole in the pool file: no memory behind it        */
+	G_FREE,          /* funded, on the shared free list                      */
+	G_CACHED,        /* funded, on worker `owner`'s local cache list         */
+	G_USED,          /* funded, mapped by VM `owner` at window index `index` */
+	G_QUARANTINED,   /* funded, released, waiting for epoch `epoch` to pass  */
+	G_NSTATES
+};
+
+/* One per 2 MiB of pool.  Guarded by the pool lock, except while CACHED
+ * (the owning slot's lock) or USED (the lock that guards the VM's page map). */
+struct vmc_granule {
+	uint8_t  state;    /* G_*                                                */
+	uint8_t  pad0[3];
+	uint32_t next;     /* link in the free list, a cache list or quarantine  */
+	uint32_t owner;    /* CACHED: slot; USED: VM id; else VMC_NIL            */
+	uint32_t index;    /* USED: window granule index; else VMC_NIL           */
+	uint32_t last_vm;  /* the VM that used it last (zeroing, fault reports)  */
+	uint32_t pad1;
+	uint64_t epoch;    /* QUARANTINED: the epoch it waits for                */
+};
+
+/* A worker slot: one per joined process. */
+struct vmc_slot {
+	vmc_lock_t lock;        /* guards cache_head, cache_count and the cached granules */
+	int32_t  pid;           /* pool lock: 0 = slot unused                    */
+	uint32_t pad0;
+	uint64_t start_time;    /* pool lock: /proc start time, pid-reuse-safe   */
+	uint32_t cache_head;    /* slot lock: first cached granule or VMC_NIL    */
+	uint32_t cache_count;   /* slot lock                                     */
+	uint64_t refills;       /* atomic */
+	uint64_t drains;        /* atomic */
+	uint8_t  pad1[64];      /* room for the worker's attach statistics       */
+};
+
+/* The VM table.  Filled by the VM layer; the pool only bounds-checks it. */
+struct vmc_vm {
+	uint32_t state;         /* pool lock: VM_FREE = 0 */
+	uint32_t pad0;
+	char     name[VMC_NAME_MAX]; /* pool lock */
+	uint8_t  pad1[56];
+};
+
+/* Counters shared by all processes; all atomic. */
+struct vmc_counters {
+	uint64_t fund_ops, fund_granules;
+	uint64_t unfund_ops, unfund_granules;
+	uint64_t cache_refills, cache_drains;
+	uint64_t lock_repairs, workers_recovered;
+};
+
+enum { META_POOL_MEMFD = 1 };   /* flags: pool is a memfd, not openable by name */
+
+struct vmc_meta {
+	/* --- immutable after create ------------------------------------ */
+	uint64_t magic;          /* written last: a file without it is still being made */
+	uint32_t version;
+	uint32_t hdr_size;       /* sizeof(struct vmc_meta) */
+	uint64_t meta_size;      /* bytes of the whole metadata file */
+	uint32_t granule_size, slot_size, vm_size, flags;  /* entry sizes, for layout checks */
+	uint32_t ngranules, max_workers, max_vms, worker_cache;
+	uint32_t page_kind, memory_isolation, pad0, pad1;
+	uint64_t pool_size, window_size, code_cache_size, region_space, reserve_size;
+	uint64_t arena_base, arena_size;
+	uint64_t off_slots, off_granules, off_vms;
+	char     name[VMC_NAME_MAX];
+	char     pool_path[256];
+	/* --- mutable ---------------------------------------------------- */
+	vmc_lock_t pool_lock;
+	uint32_t free_head;      /* pool lock: first free granule or VMC_NIL */
+	uint32_t nfree;          /* pool lock */
+	uint32_t nunfunded;      /* pool lock */
+	uint32_t nquarantined;   /* pool lock */
+	uint32_t quar_head;      /* pool lock: quarantine list, oldest first */
+	uint32_t quar_tail;      /* pool lock */
+	uint64_t epoch;          /* pool lock (read atomically) */
+	struct vmc_counters cnt; /* atomic */
+};
+
+/* The process-local handle. */
+struct vmc {
+	struct vmc_meta *m;      /* the mapped metadata file */
+	struct vmc_meta h;       /* private copy of the validated immutable header:
+				  * geometry is read from here, never from m */
+	struct vmc_granule *gran;/* the tables, located from h */
+	struct vmc_slot *slots;
+	struct vmc_vm *vms;
+	size_t   meta_len;
+	int      meta_fd, pool_fd;
+	uint32_t slot;           /* our worker slot, VMC_NIL before joining */
+	uint64_t fork_gen;       /* vmc_fork_gen when `slot` was taken */
+	void    *arena;          /* == m->arena_base once reserved */
+	void   (*progress)(void *, uint64_t, uint64_t);
+	void    *progress_arg;
+};
+
+
+/* Layout of a metadata file for the given table sizes: offsets and total
+ * size.  The validator recomputes this and compares. */
+struct meta_layout {
+	uint64_t off_slots, off_granules, off_vms, size;
+};
+VMC_HIDDEN void meta_layout(uint32_t ngranules, uint32_t max_workers,
+			    uint32_t max_vms, struct meta_layout *out);
+
+/* Check a metadata image: header, layout, every table entry's ranges and
+ * the lists' structure.  Pure function over bytes (the fuzz target).
+ * Returns 0, VMC_ECORRUPT or VMC_EVERSION with why[] filled. */
+#define META_HEADER 1  /* only the header: buf holds just the header     */
+#define META_DEEP   2  /* also walk the lists (needs a quiescent image or all locks) */
+VMC_HIDDEN int meta_validate(const void *buf, size_t len, int flags, char *why, size_t whylen);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * pool.h - granules, funding, the shared free list and worker caches.
+ */
+#ifndef VMC_POOL_H
+#define VMC_POOL_H
+
+#include "meta.h"
+
+/* The pool lock, with the repair that rebuilds the free list, quarantine
+ * list and counters from the granule table after a dead owner. */
+VMC_HIDDEN int pool_lock(struct vmc *c);
+VMC_HIDDEN void pool_unlock(struct vmc *c);
+
+/* A worker slot's lock, with the repair that rebuilds its cache list. */
+VMC_HIDDEN int slot_lock(struct vmc *c, uint32_t slot);
+VMC_HIDDEN void slot_unlock(struct vmc *c, uint32_t slot);
+
+/* Set up the granule table of a new container: everything unfunded. */
+VMC_HIDDEN void pool_init(struct vmc *c);
+
+/* Fund n more granules (lowest holes first), in chunks so other workers
+ * are not held up; calls c->progress between chunks.  On error the
+ * granules funded so far stay funded.  Returns 0 or an errno. */
+VMC_HIDDEN int pool_fund(struct vmc *c, uint32_t n);
+
+/* Give n free granules back to the host.  Takes granules back from
+ * workers' caches if the free list runs short.  *done = granules unfunded.
+ * Returns 0, VMC_EFUNDS (fewer than n unused granules) or an errno. */
+VMC_HIDDEN int pool_unfund(struct vmc *c, uint32_t n, uint32_t *done);
+
+/* Take a granule from this worker's cache (refilling it from the free
+ * list in a batch when empty) and mark it used by (vm, index).  Needs the
+ * caller's slot lock.  Returns 0 or VMC_EFUNDS. */
+VMC_HIDDEN int pool_take(struct vmc *c, uint32_t vm, uint32_t index, uint32_t *g);
+
+/* Put a used granule into this worker's cache (draining half of the cache
+ * to the free list in a batch when it overflows).  Needs the slot lock. */
+VMC_HIDDEN int pool_put(struct vmc *c, uint32_t g);
+
+/* Move all but `keep` of slot's cached granules to the free list.  Needs
+ * that slot's lock. */
+VMC_HIDDEN int pool_drain(struct vmc *c, uint32_t slot, uint32_t keep);
+
+/* Count granules by state and put them in counts[G_NSTATES]. Pool lock. */
+VMC_HIDDEN void pool_count(struct vmc *c, uint32_t counts[G_NSTATES]);
+
+#endif

@@ -1,0 +1,237 @@
+/*
+ * profile.c - container parameters, SAP-style profile parameters.  Every
+ * field of vmc_config_t that an administrator may tune has a profile key
+ * ("vmc/pool_size"; the short form "pool_size" is accepted too).  A
+ * configuration is built in three layers, each overriding the one before:
+ * the built-in defaults, then the profile file named by $VMC_PROFILE (lines
+ * of `key = value`, '#' starts a comment), then one environment variable per
+ * key, VMC_ + the key upper-cased (VMC_POOL_SIZE, VMC_PAGE_KIND,
+ * VMC_MEMORY_ISOLATION, ...).  Other VMC_* variables are left alone: other
+ * tools may use the prefix.  All keys live in one table below; parsing,
+ * validation and error messages are driven by it.  Values are checked for
+ * syntax and range only; granule alignment of sizes is vmc_create's job.
+ */
+#include "internal.h"
+#include "os/os.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define PROFILE_MAX (64 * 1024)   /* largest profile file we read */
+
+enum key_type { KEY_SIZE, KEY_UINT, KEY_BOOL, KEY_PAGE_KIND };
+
+struct key {
+	const char *name;         /* short form; the profile key is "vmc/" name */
+	enum key_type type;
+	size_t off;               /* offsetof(vmc_config_t, field) */
+	uint64_t min, max;        /* accepted range (page kind: enum values) */
+};
+
+#define KEY(f, t, lo, hi) { #f, t, offsetof(vmc_config_t, f), lo, hi }
+static const struct key keys[] = {
+	KEY(pool_size,        KEY_SIZE, 0, UINT64_MAX),
+	KEY(fund_size,        KEY_SIZE, 0, UINT64_MAX),
+	KEY(window_size,      KEY_SIZE, 0, UINT64_MAX),
+	KEY(code_cache_size,  KEY_SIZE, 0, UINT64_MAX),
+	KEY(region_space,     KEY_SIZE, 0, UINT64_MAX),
+	KEY(reserve_size,     KEY_SIZE, 0, UINT64_MAX),
+	KEY(max_vms,          KEY_UINT, 1, 65536),
+	KEY(max_workers,      KEY_UINT, 1, 4096),
+	KEY(worker_cache,     KEY_UINT, 1, 4096),
+	KEY(page_kind,        KEY_PAGE_KIND, VMC_PAGE_AUTO, VMC_PAGE_4K),
+	KEY(memory_isolation, KEY_BOOL, 0, 1),
+	KEY(verbose,          KEY_BOOL, 0, 1),
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+/* Indexed by enum vmc_page_kind. */
+static const char *const page_kinds[] = { "auto", "hugetlb", "thp", "4k" };
+
+static const vmc_config_t defaults = {
+	.pool_size = 1ull << 30, .fund_size = 256ull << 20,
+	.window_size = 1ull << 30, .code_cache_size = 0,
+	.region_space = 64ull << 30, .reserve_size = 0,
+	.max_vms = 256, .max_workers = 64, .worker_cache = 32,
+	.page_kind = VMC_PAGE_AUTO, .memory_isolation = 1, .verbose = 1,
+	.progress = NULL, .progress_arg = NULL,
+};
+
+/* Parse s as a value of key k into *v; 1 if valid and in range. */
+static int parse_value(const struct key *k, const char *s, uint64_t *v)
+{
+	char *end;
+	size_t i;
+
+	switch (k->type) {
+	case KEY_SIZE:
+		return vmc_parse_size(s, v) == 0 && *v >= k->min && *v <= k->max;
+	case KEY_UINT:
+	case KEY_BOOL:
+		if (*s < '0' || *s > '9')
+			return 0;
+		errno = 0;
+		*v = strtoull(s, &end, 10);
+		return !errno && !*end && *v >= k->min && *v <= k->max;
+	case KEY_PAGE_KIND:
+		for (i = 0; i < sizeof page_kinds / sizeof page_kinds[0]; i++)
+			if (!strcasecmp(s, page_kinds[i]))
+				return *v = i, 1;
+		return 0;
+	}
+	return 0;
+}
+
+/* Set key k from the string val; ctx describes the assignment for errors
+ * ("profile F line N: vmc/key = val", "environment VMC_KEY=val"). */
+static int apply(vmc_config_t *cfg, const struct key *k, const char *val,
+		 const char *ctx)
+{
+	char *field = (char *)cfg + k->off;
+	uint64_t v;
+
+	if (!parse_value(k, val, &v)) {
+		switch (k->type) {
+		case KEY_SIZE:
+			return vmc_fail(VMC_EPROFILE, "%s: expected a size in bytes "
+					"with an optional K/M/G/T suffix, e.g. 512M or 8G", ctx);
+		case KEY_UINT:
+			return vmc_fail(VMC_EPROFILE, "%s: expected a number %llu..%llu",
+					ctx, (unsigned long long)k->min,
+					(unsigned long long)k->max);
+		case KEY_BOOL:
+			return vmc_fail(VMC_EPROFILE, "%s: expected 0 or 1", ctx);
+		case KEY_PAGE_KIND:
+			return vmc_fail(VMC_EPROFILE, "%s: expected auto, hugetlb, "
+					"thp or 4k", ctx);
+		}
+	}
+	if (k->type == KEY_SIZE)
+		*(uint64_t *)(void *)field = v;
+	else if (k->type == KEY_UINT)
+		*(uint32_t *)(void *)field = (uint32_t)v;
+	else
+		*(int *)(void *)field = (int)v;
+	return 0;
+}
+
+/* Look up key (long or short form) and set it; where prefixes messages. */
+static int set_key(vmc_config_t *cfg, const char *where, const char *key,
+		   const char *val)
+{
+	const char *name = strncmp(key, "vmc/", 4) ? key : key + 4;
+	char ctx[512], known[NKEYS * 24] = "";
+	size_t i, n = 0;
+
+	for (i = 0; i < NKEYS; i++) {
+		if (!strcmp(name, keys[i].name)) {
+			snprintf(ctx, sizeof ctx, "%s: vmc/%s = %.64s", where,
+				 keys[i].name, val);
+			return apply(cfg, &keys[i], val, ctx);
+		}
+	}
+	for (i = 0; i < NKEYS && n < sizeof known; i++)
+		n += (size_t)snprintf(known + n, sizeof known - n, "%svmc/%s",
+				      i ? ", " : "", keys[i].name);
+	return vmc_fail(VMC_EPROFILE, "%s: unknown key \"%.64s\" (known: %s)",
+			where, key, known);
+}
+
+/* Trim whitespace around [s, e) and NUL-terminate it. */
+static char *trim(char *s, char *e)
+{
+	while (s < e && isspace((unsigned char)*s))
+		s++;
+	while (e > s && isspace((unsigned char)e[-1]))
+		e--;
+	*e = 0;
+	return s;
+}
+
+int vmc_config_set(vmc_config_t *cfg, const char *key, const char *value)
+{
+	if (!cfg || !key || !value)
+		return vmc_fail(VMC_EPROFILE, "vmc_config_set: %s is NULL",
+				!cfg ? "cfg" : !key ? "key" : "value");
+	return set_key(cfg, "vmc_config_set", key, value);
+}
+
+int vmc_config_load(vmc_config_t *cfg, const char *path)
+{
+	char *buf, *line, *next, *end, *hash, *eq, *key, where[320];
+	unsigned lineno = 0;
+	ssize_t n;
+	int err = 0;
+
+	if (!cfg || !path)
+		return vmc_fail(EINVAL, "vmc_config_load: %s is NULL",
+				!cfg ? "cfg" : "path");
+	if (!(buf = malloc(PROFILE_MAX + 2)))
+		return vmc_fail(ENOMEM, "profile %s: no memory for a %d KiB "
+				"read buffer", path, PROFILE_MAX / 1024);
+	n = vmc_os_read_file(path, buf, PROFILE_MAX + 2);
+	if (n < 0)
+		err = vmc_fail((int)-n, "profile %s: cannot read it: %s", path,
+			       vmc_strerror((int)-n));
+	else if (n > PROFILE_MAX)
+		err = vmc_fail(EFBIG, "profile %s: larger than %d KiB; a profile "
+			       "is a short list of key = value lines", path,
+			       PROFILE_MAX / 1024);
+	else if (memchr(buf, 0, (size_t)n))
+		err = vmc_fail(VMC_EPROFILE, "profile %s: contains a NUL byte; "
+			       "expected a text file of key = value lines", path);
+	for (line = buf; !err && line < buf + n; line = next) {
+		end = memchr(line, '\n', (size_t)(buf + n - line));
+		if (!end)
+			end = buf + n;
+		next = end + 1;
+		lineno++;
+		if ((hash = memchr(line, '#', (size_t)(end - line))))
+			end = hash;
+		line = trim(line, end);
+		if (!*line)
+			continue;
+		snprintf(where, sizeof where, "profile %s line %u", path, lineno);
+		if (!(eq = strchr(line, '='))) {
+			err = vmc_fail(VMC_EPROFILE, "%s: expected \"key = value\", "
+				       "got \"%.64s\"", where, line);
+			break;
+		}
+		key = trim(line, eq);
+		err = set_key(cfg, where, key, trim(eq + 1, eq + 1 + strlen(eq + 1)));
+	}
+	free(buf);
+	return err;
+}
+
+int vmc_config_init(vmc_config_t *cfg)
+{
+	const char *profile, *val;
+	char env[32], ctx[512];
+	size_t i, j;
+	int err;
+
+	if (!cfg)
+		return vmc_fail(EINVAL, "vmc_config_init: cfg is NULL");
+	*cfg = defaults;
+	profile = getenv("VMC_PROFILE");
+	if (profile && *profile && (err = vmc_config_load(cfg, profile)))
+		return err;
+	for (i = 0; i < NKEYS; i++) {
+		memcpy(env, "VMC_", 4);
+		for (j = 0; keys[i].name[j] && j + 5 < sizeof env; j++)
+			env[4 + j] = (char)toupper((unsigned char)keys[i].name[j]);
+		env[4 + j] = 0;
+		val = getenv(env);
+		if (!val || !*val)   /* unset or empty: no override */
+			continue;
+		snprintf(ctx, sizeof ctx, "environment %s=%.64s", env, val);
+		if ((err = apply(cfg, &keys[i], val, ctx)))
+			return err;
+	}
+	return 0;
+}

@@ -1,0 +1,96 @@
+/*
+ * stats.c - statistics.  Every counter lives in the metadata file and is
+ * updated with relaxed atomics by whichever process does the work, so any
+ * process (vmcctl stat, a monitoring agent) sees the container's totals.
+ * Granule counts by state are taken from the table under the pool lock, so
+ * a snapshot always adds up to the pool size.
+ */
+#include "container.h"
+#include "pool.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <string.h>
+
+const char *vmc_page_kind_name(int kind)
+{
+	switch (kind) {
+	case VMC_PAGE_AUTO: return "auto";
+	case VMC_PAGE_HUGETLB: return "hugetlb";
+	case VMC_PAGE_THP: return "thp";
+	case VMC_PAGE_4K: return "4k";
+	}
+	return "?";
+}
+
+static uint64_t load(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+int vmc_stats(vmc_t *c, vmc_stats_t *out)
+{
+	uint32_t n[G_NSTATES];
+	const struct vmc_counters *k;
+	int err;
+
+	vmc_clear_error();
+	if ((err = vmc_enter(c)))
+		return err;
+	if (!out)
+		return vmc_fail(EINVAL, "vmc_stats: out is NULL");
+	memset(out, 0, sizeof *out);
+	if ((err = pool_lock(c)))
+		return err;
+	pool_count(c, n);
+	for (uint32_t s = 0; s < c->h.max_workers; s++)
+		out->workers += c->slots[s].pid != 0;
+	pool_unlock(c);
+	out->pool_size = c->h.pool_size;
+	out->reserve_size = c->h.reserve_size;
+	out->granules = c->h.ngranules;
+	out->unfunded = n[G_UNFUNDED];
+	out->free = n[G_FREE];
+	out->cached = n[G_CACHED];
+	out->used = n[G_USED];
+	out->quarantined = n[G_QUARANTINED];
+	out->funded_bytes = (uint64_t)(c->h.ngranules - n[G_UNFUNDED]) << VMC_GRANULE_SHIFT;
+	out->max_workers = c->h.max_workers;
+	out->max_vms = c->h.max_vms;
+	out->page_kind = (int)c->h.page_kind;
+	out->memory_isolation = (int)c->h.memory_isolation;
+	out->window_size = c->h.window_size;
+	out->arena_base = c->h.arena_base;
+	out->arena_size = c->h.arena_size;
+	k = &c->m->cnt;
+	out->fund_ops = load(&k->fund_ops);
+	out->fund_granules = load(&k->fund_granules);
+	out->unfund_ops = load(&k->unfund_ops);
+	out->unfund_granules = load(&k->unfund_granules);
+	out->cache_refills = load(&k->cache_refills);
+	out->cache_drains = load(&k->cache_drains);
+	out->lock_repairs = load(&k->lock_repairs);
+	out->workers_recovered = load(&k->workers_recovered);
+	return 0;
+}
+
+int vmc_worker_stats(vmc_t *c, uint32_t slot, vmc_worker_stats_t *out)
+{
+	int err;
+
+	vmc_clear_error();
+	if ((err = vmc_enter(c)))
+		return err;
+	if (!out || slot >= c->h.max_workers)
+		return vmc_fail(EINVAL, "worker slot %u out of range 0..%u", slot,
+				c->h.max_workers - 1);
+	out->pid = __atomic_load_n(&c->slots[slot].pid, __ATOMIC_ACQUIRE);
+	out->cached = __atomic_load_n(&c->slots[slot].cache_count, __ATOMIC_RELAXED);
+	out->alive = out->pid ? worker_alive(c, slot) : 0;
+	return 0;
+}
+
+uint32_t vmc_worker_slot(vmc_t *c)
+{
+	return vmc_enter(c) ? VMC_NIL : c->slot;
+}

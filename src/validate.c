@@ -1,0 +1,174 @@
+/*
+ * validate.c - trust nothing read from a metadata file.  A container's
+ * metadata is shared with every process that joins it, so a bad file (a
+ * different version, a truncated copy, random bytes, a buggy or hostile
+ * worker) must produce an error code, never a crash.  meta_validate() is a
+ * pure function over a byte image: it checks the header, recomputes the
+ * layout from the table sizes and compares, range-checks every table
+ * entry, and with META_DEEP walks every list (bounded, so a cycle is an
+ * error, not a hang) and reconciles list lengths with the counters.  It is
+ * the libFuzzer target's entry point and the first half of vmc_check().
+ */
+#include "meta.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
+
+void meta_layout(uint32_t ngranules, uint32_t max_workers, uint32_t max_vms,
+		 struct meta_layout *out)
+{
+	uint64_t off = ALIGN_UP(sizeof(struct vmc_meta), 64);
+	out->off_slots = off;
+	off = ALIGN_UP(off + (uint64_t)max_workers * sizeof(struct vmc_slot), 64);
+	out->off_granules = off;
+	off = ALIGN_UP(off + (uint64_t)ngranules * sizeof(struct vmc_granule), 64);
+	out->off_vms = off;
+	off += (uint64_t)max_vms * sizeof(struct vmc_vm);
+	out->size = ALIGN_UP(off, VMC_PAGE);
+}
+
+static int bad(int err, char *why, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	if (why && n)
+		vsnprintf(why, n, fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+static int check_header(const struct vmc_meta *h, size_t len, int flags, char *why, size_t n)
+{
+	struct meta_layout l;
+
+	if (len < sizeof *h)
+		return bad(VMC_ECORRUPT, why, n, "file is %zu bytes, shorter than the header", len);
+	if (h->magic != VMC_MAGIC)
+		return bad(VMC_ECORRUPT, why, n, "bad magic %#llx", (unsigned long long)h->magic);
+	if (h->version != VMC_VERSION)
+		return bad(VMC_EVERSION, why, n, "format version %u, this library reads %u",
+			   h->version, VMC_VERSION);
+	if (h->hdr_size != sizeof *h || h->granule_size != sizeof(struct vmc_granule) ||
+	    h->slot_size != sizeof(struct vmc_slot) || h->vm_size != sizeof(struct vmc_vm))
+		return bad(VMC_EVERSION, why, n, "entry sizes differ from this library's");
+	if (!h->ngranules || h->ngranules >= VMC_NIL / 2 || !h->max_workers ||
+	    h->max_workers > 4096 || !h->max_vms || h->max_vms > 65536 ||
+	    !h->worker_cache || h->worker_cache > 4096)
+		return bad(VMC_ECORRUPT, why, n, "table sizes out of range");
+	if (h->pool_size != (uint64_t)h->ngranules << VMC_GRANULE_SHIFT)
+		return bad(VMC_ECORRUPT, why, n, "pool size does not match granule count");
+	if (h->page_kind < VMC_PAGE_HUGETLB || h->page_kind > VMC_PAGE_4K ||
+	    h->memory_isolation > 1)
+		return bad(VMC_ECORRUPT, why, n, "bad page kind or isolation mode");
+	meta_layout(h->ngranules, h->max_workers, h->max_vms, &l);
+	if (h->off_slots != l.off_slots || h->off_granules != l.off_granules ||
+	    h->off_vms != l.off_vms || h->meta_size != l.size)
+		return bad(VMC_ECORRUPT, why, n, "table offsets do not match the layout");
+	if (!(flags & META_HEADER) && len < h->meta_size)
+		return bad(VMC_ECORRUPT, why, n, "file is %zu bytes, layout needs %llu",
+			   len, (unsigned long long)h->meta_size);
+	if (h->window_size % VMC_GRANULE_SIZE || !h->window_size ||
+	    h->arena_base % VMC_GRANULE_SIZE || !h->arena_base ||
+	    h->arena_size < h->window_size || h->arena_base + h->arena_size < h->arena_base ||
+	    h->arena_base + h->arena_size > (1ull << 47))
+		return bad(VMC_ECORRUPT, why, n, "bad arena geometry");
+	if (memchr(h->name, 0, sizeof h->name) == NULL ||
+	    memchr(h->pool_path, 0, sizeof h->pool_path) == NULL)
+		return bad(VMC_ECORRUPT, why, n, "unterminated name or pool path");
+	return 0;
+}
+
+static int check_entries(const struct vmc_meta *h, char *why, size_t n)
+{
+	const struct vmc_granule *gt = (const void *)((const char *)h + h->off_granules);
+	const struct vmc_slot *st = (const void *)((const char *)h + h->off_slots);
+
+	for (uint32_t g = 0; g < h->ngranules; g++) {
+		const struct vmc_granule *e = &gt[g];
+		if (e->state >= G_NSTATES)
+			return bad(VMC_ECORRUPT, why, n, "granule %u: bad state %u", g, e->state);
+		if (e->next != VMC_NIL && e->next >= h->ngranules)
+			return bad(VMC_ECORRUPT, why, n, "granule %u: link out of range", g);
+		if (e->state == G_CACHED && e->owner >= h->max_workers)
+			return bad(VMC_ECORRUPT, why, n, "granule %u: cache owner out of range", g);
+		if (e->state == G_USED && e->owner >= h->max_vms)
+			return bad(VMC_ECORRUPT, why, n, "granule %u: VM out of range", g);
+	}
+	for (uint32_t s = 0; s < h->max_workers; s++)
+		if (st[s].cache_head != VMC_NIL && st[s].cache_head >= h->ngranules)
+			return bad(VMC_ECORRUPT, why, n, "slot %u: cache head out of range", s);
+	if ((h->free_head != VMC_NIL && h->free_head >= h->ngranules) ||
+	    (h->quar_head != VMC_NIL && h->quar_head >= h->ngranules) ||
+	    h->nfree > h->ngranules || h->nunfunded > h->ngranules ||
+	    h->nquarantined > h->ngranules)
+		return bad(VMC_ECORRUPT, why, n, "pool counters or list heads out of range");
+	return 0;
+}
+
+/* Walk a list from head: every member must be in `state` (and owned by
+ * `owner` unless VMC_NIL), and the length must be `count`. */
+static int check_list(const struct vmc_meta *h, uint32_t head, uint32_t count,
+		      int state, uint32_t owner, const char *what, char *why, size_t n)
+{
+	const struct vmc_granule *gt = (const void *)((const char *)h + h->off_granules);
+	uint32_t len = 0;
+
+	for (uint32_t g = head; g != VMC_NIL; g = gt[g].next) {
+		if (g >= h->ngranules || ++len > h->ngranules)
+			return bad(VMC_ECORRUPT, why, n, "%s: link out of range or cycle", what);
+		if (gt[g].state != state || (owner != VMC_NIL && gt[g].owner != owner))
+			return bad(VMC_ECORRUPT, why, n, "%s: granule %u is in state %u, owner %u",
+				   what, g, gt[g].state, gt[g].owner);
+	}
+	if (len != count)
+		return bad(VMC_ECORRUPT, why, n, "%s holds %u granules, counter says %u",
+			   what, len, count);
+	return 0;
+}
+
+static int check_lists(const struct vmc_meta *h, char *why, size_t n)
+{
+	const struct vmc_granule *gt = (const void *)((const char *)h + h->off_granules);
+	const struct vmc_slot *st = (const void *)((const char *)h + h->off_slots);
+	uint32_t count[G_NSTATES] = {0};
+	int err;
+
+	for (uint32_t g = 0; g < h->ngranules; g++)
+		count[gt[g].state]++;
+	if (count[G_UNFUNDED] != h->nunfunded)
+		return bad(VMC_ECORRUPT, why, n, "%u unfunded granules, counter says %u",
+			   count[G_UNFUNDED], h->nunfunded);
+	if ((err = check_list(h, h->free_head, h->nfree, G_FREE, VMC_NIL, "free list", why, n)) ||
+	    (err = check_list(h, h->quar_head, h->nquarantined, G_QUARANTINED, VMC_NIL,
+			      "quarantine", why, n)))
+		return err;
+	if (count[G_FREE] != h->nfree || count[G_QUARANTINED] != h->nquarantined)
+		return bad(VMC_ECORRUPT, why, n, "granules marked free/quarantined are not all listed");
+	for (uint32_t s = 0; s < h->max_workers; s++) {
+		char what[32];
+		snprintf(what, sizeof what, "slot %u cache", s);
+		if ((err = check_list(h, st[s].cache_head, st[s].cache_count, G_CACHED, s,
+				      what, why, n)))
+			return err;
+		count[G_CACHED] -= st[s].cache_count;
+	}
+	if (count[G_CACHED])
+		return bad(VMC_ECORRUPT, why, n, "%u cached granules are on no worker's list",
+			   count[G_CACHED]);
+	return 0;
+}
+
+int meta_validate(const void *buf, size_t len, int flags, char *why, size_t whylen)
+{
+	const struct vmc_meta *h = buf;
+	int err = check_header(h, len, flags, why, whylen);
+
+	if (!err && !(flags & META_HEADER))
+		err = check_entries(h, why, whylen);
+	if (!err && (flags & META_DEEP))
+		err = check_lists(h, why, whylen);
+	return err;
+}

@@ -1,0 +1,131 @@
+/*
+ * worker.c - worker slots.  Each process that joins a container holds one
+ * slot, recorded with its pid and its start time from /proc, so that a
+ * recycled pid is never mistaken for the worker that died (the start time
+ * differs).  A dead worker's slot is reclaimed lazily by whoever notices
+ * first: on join, when the free list runs dry, or by vmc_recover().
+ * Reclaiming takes the dead slot's lock (repairing it if the worker died
+ * holding it) and returns its cached granules to the free list.
+ */
+#include "worker.h"
+#include "pool.h"
+#include "os/os.h"
+
+#include <errno.h>
+
+int worker_alive(struct vmc *c, uint32_t s)
+{
+	struct vmc_slot *sl = &c->slots[s];
+	int32_t pid = __atomic_load_n(&sl->pid, __ATOMIC_ACQUIRE);
+
+	if (pid <= 0)
+		return 0;
+	return vmc_os_proc_start(pid) == sl->start_time;
+}
+
+int worker_join(struct vmc *c)
+{
+	pid_t pid = os_getpid();
+	uint64_t start = vmc_os_proc_start(pid);
+	int err, retried = 0;
+
+again:
+	if ((err = pool_lock(c)))
+		return err;
+	for (uint32_t s = 0; s < c->h.max_workers; s++) {
+		struct vmc_slot *sl = &c->slots[s];
+		if (sl->pid)
+			continue;
+		sl->start_time = start;
+		sl->cache_head = VMC_NIL;
+		sl->cache_count = 0;
+		__atomic_store_n(&sl->pid, pid, __ATOMIC_RELEASE);
+		pool_unlock(c);
+		c->slot = s;
+		return 0;
+	}
+	pool_unlock(c);
+	if (!retried++) {
+		vmc_recover_report_t r;
+		if ((err = workers_recover(c, &r)))
+			return err;
+		if (r.workers_reclaimed)
+			goto again;
+	}
+	return vmc_fail(EAGAIN, "all %u worker slots of container %s are taken by live "
+			"processes: raise vmc/max_workers when creating it",
+			c->h.max_workers, c->h.name);
+}
+
+/* Free slot s if it still belongs to (pid, start): its cache goes to the
+ * free list, then the slot itself.  Two recoverers of one dead slot, or a
+ * recoverer racing a process that took the slot afresh, are told apart by
+ * re-checking the identity under the locks.  *returned = granules freed. */
+static int release_slot(struct vmc *c, uint32_t s, int32_t pid, uint64_t start,
+			uint32_t *returned)
+{
+	struct vmc_slot *sl = &c->slots[s];
+	int err;
+
+	*returned = 0;
+	if ((err = slot_lock(c, s)))
+		return err;
+	if (sl->pid != pid || sl->start_time != start) {
+		slot_unlock(c, s);
+		return ESRCH;
+	}
+	*returned = sl->cache_count;
+	err = pool_drain(c, s, 0);
+	slot_unlock(c, s);
+	if (err)
+		return err;
+	if ((err = pool_lock(c)))
+		return err;
+	if (sl->pid == pid && sl->start_time == start)
+		__atomic_store_n(&sl->pid, 0, __ATOMIC_RELEASE);
+	pool_unlock(c);
+	return 0;
+}
+
+int worker_leave(struct vmc *c)
+{
+	struct vmc_slot *sl;
+	uint32_t returned;
+	int err;
+
+	if (c->slot == VMC_NIL)
+		return 0;
+	sl = &c->slots[c->slot];
+	err = release_slot(c, c->slot, sl->pid, sl->start_time, &returned);
+	c->slot = VMC_NIL;
+	return err;
+}
+
+int workers_recover(struct vmc *c, vmc_recover_report_t *out)
+{
+	vmc_recover_report_t r = {0, 0};
+	int err = 0;
+
+	for (uint32_t s = 0; s < c->h.max_workers; s++) {
+		struct vmc_slot *sl = &c->slots[s];
+		int32_t pid = __atomic_load_n(&sl->pid, __ATOMIC_ACQUIRE);
+		uint64_t start = sl->start_time;
+		uint32_t returned;
+
+		if (s == c->slot || !pid || worker_alive(c, s))
+			continue;
+		err = release_slot(c, s, pid, start, &returned);
+		if (err == ESRCH) {
+			err = 0;
+			continue;
+		}
+		if (err)
+			break;
+		r.workers_reclaimed++;
+		r.granules_returned += returned;
+		__atomic_add_fetch(&c->m->cnt.workers_recovered, 1, __ATOMIC_RELAXED);
+	}
+	if (out)
+		*out = r;
+	return err;
+}
