@@ -133,8 +133,11 @@ static int open_pool(const vmc_config_t *cfg, const char *name, int kind,
 		if (*fd < 0 && errno == EINVAL && (fl & MFD_HUGETLB))  /* pre-4.16 sealing */
 			*fd = os_memfd_create("vmc-pool", fl & ~MFD_ALLOW_SEALING);
 	} else {
-		snprintf(path, pathlen, "%s/vmc.%s.pool",
-			 kind == VMC_PAGE_HUGETLB ? dir : SHM_DIR, name);
+		if (snprintf(path, pathlen, "%s/vmc.%s.pool", kind == VMC_PAGE_HUGETLB ?
+			     dir : SHM_DIR, name) >= (int)pathlen) {
+			path[0] = 0;
+			return vmc_fail(ENAMETOOLONG, "hugetlbfs mount path %s is too long", dir);
+		}
 		*fd = os_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	}
 	if (*fd < 0)
@@ -359,7 +362,7 @@ int vmc_create(const char *name, const vmc_config_t *cfg, vmc_t **out)
 	vmc_config_t defaults;
 	struct vmc *c;
 	char mpath[300] = "", ppath[sizeof c->h.pool_path] = "";
-	int kind, err;
+	int kind = VMC_PAGE_4K, err;
 
 	vmc_clear_error();
 	if (!out)
