@@ -47,6 +47,8 @@ enum {
 	VMC_EPROFILE   = -6,  /* unknown profile key or bad value                       */
 	VMC_ENOTSHARED = -7,  /* container cannot be opened by name (memfd-backed pool) */
 	VMC_EFUNDS     = -8,  /* not enough funded granules (balloon deflate or fund)   */
+	VMC_ENOTATTACHED = -9, /* the operation needs a VM attached in this worker      */
+	VMC_ELIMIT     = -10, /* the VM's byte limit would be exceeded                  */
 };
 
 /* Name of any return code of this library (errno or VMC_E*). Never NULL. */
@@ -147,6 +149,91 @@ VMC_API int vmc_destroy(const char *name);
  * (inflate: not enough unused granules; *achieved tells how far it got),
  * ENOMEM/ENOSPC (deflate: the host has not got the memory; vmc_errmsg()). */
 VMC_API int vmc_balloon(vmc_t *c, uint64_t target_unfunded, uint64_t *achieved);
+
+/* -------------------------------------------------------------------- VMs */
+
+/* VM states (vmc_vm_stats_t.state). */
+enum { VMC_VM_IDLE = 1, VMC_VM_ATTACHED = 2, VMC_VM_ORPHANED = 3 };
+/* vmc_vm_reclaim modes. */
+enum { VMC_RECLAIM_KEEP = 1, VMC_RECLAIM_RESET = 2 };
+
+/* Create an empty VM named `name` (1..63 printable characters, unique in the
+ * container) that may commit up to `limit` bytes (1 .. window_size; rounded
+ * down to whole granules, at least one).  *id receives its id.  Errors:
+ * EINVAL, EEXIST (name taken), ENOSPC (VM table full: raise vmc/max_vms).
+ * Process- and thread-safe. */
+VMC_API int vmc_vm_create(vmc_t *c, const char *name, size_t limit, uint32_t *id);
+
+/* Look a VM up by name. Errors: ENOENT, EINVAL. */
+VMC_API int vmc_vm_find(vmc_t *c, const char *name, uint32_t *id);
+
+/* Destroy a VM that is idle or orphaned: its granules return to the pool
+ * (through quarantine while another worker may still map them).  Errors:
+ * EBUSY (attached: detach first), ENOENT, EINVAL. */
+VMC_API int vmc_vm_destroy(vmc_t *c, uint32_t id);
+
+/* Make an orphaned VM (its worker died while attached) usable again:
+ * VMC_RECLAIM_KEEP keeps its memory as the dead worker left it,
+ * VMC_RECLAIM_RESET releases all of it.  Errors: EINVAL (not orphaned, or
+ * a bad mode), ENOENT. */
+VMC_API int vmc_vm_reclaim(vmc_t *c, uint32_t id, int how);
+
+typedef struct vmc_vm_stats {
+	char     name[64];
+	int      state;             /* VMC_VM_IDLE / _ATTACHED / _ORPHANED */
+	int32_t  pid;               /* the attached (or dead, if orphaned) worker, else 0 */
+	uint64_t limit;             /* bytes */
+	uint64_t committed;         /* bytes in the page map */
+	uint64_t hwm;               /* high-water mark of committed */
+	uint64_t attaches;
+} vmc_vm_stats_t;
+
+/* A snapshot of VM id. Errors: ENOENT, EINVAL. */
+VMC_API int vmc_vm_stats(vmc_t *c, uint32_t id, vmc_vm_stats_t *out);
+
+/* ---------------------------------------------------- attach and detach */
+
+/* Attach VM id to this worker: its memory appears at the window base
+ * (*base, the same address in every worker), read-write.  Attach is
+ * exclusive.  Re-attaching the VM this worker had last, unchanged, makes
+ * no system call in lazy mode (memory_isolation = 0) and one mprotect per
+ * run in strict mode.  Errors: EBUSY (attached by another worker),
+ * EALREADY (this worker has a VM attached: detach it first),
+ * VMC_EORPHANED, ENOENT, EINVAL, or an errno from mapping (the window is
+ * then empty and the VM idle). */
+VMC_API int vmc_attach(vmc_t *c, uint32_t id, void **base);
+
+/* Detach VM id from this worker.  Strict mode revokes all access (one
+ * mprotect); lazy mode makes no system call and leaves the mapping for a
+ * cheap re-attach.  Errors: VMC_ENOTATTACHED (id is not attached here). */
+VMC_API int vmc_detach(vmc_t *c, uint32_t id);
+
+/* Commit the granules of [addr, addr+len) of the attached VM (addr and len
+ * multiples of 2 MiB inside the window; already committed granules are
+ * left as they are).  New memory reads as zero.  All or nothing.
+ * Errors: VMC_ENOTATTACHED, EINVAL (unaligned or outside the window),
+ * VMC_ELIMIT (the VM's limit), VMC_EFUNDS (the pool has no free funded
+ * granule). flags: 0. */
+VMC_API int vmc_commit(vmc_t *c, void *addr, size_t len, int flags);
+
+/* Release the committed granules of [addr, addr+len) of the attached VM;
+ * the range becomes inaccessible.  Errors as vmc_commit. flags: 0. */
+VMC_API int vmc_release(vmc_t *c, void *addr, size_t len, int flags);
+
+/* The VM attached in this worker (VMC_NO_VM if none). */
+#define VMC_NO_VM 0xffffffffu
+VMC_API uint32_t vmc_attached(vmc_t *c);
+
+/* ------------------------------------------------------ fault attribution */
+
+/* Install a SIGSEGV/SIGBUS handler for this process.  A fault inside the
+ * arena of any open container prints one line to stderr: worker pid, the
+ * attached VM (or none), the window offset, the VM that offset last showed
+ * and the isolation mode; then the process dies of the same signal, as
+ * without the handler.  Faults elsewhere go to the handler that was
+ * installed before.  Installing twice is a no-op.  flags: 0.  Errors:
+ * EINVAL, or an errno from sigaction. */
+VMC_API int vmc_fault_install(vmc_t *c, int flags);
 
 /* ------------------------------------------------------------ statistics */
 

@@ -18,6 +18,7 @@
  */
 #include "container.h"
 #include "pool.h"
+#include "window.h"
 #include "worker.h"
 #include "os/os.h"
 
@@ -45,9 +46,50 @@
 static uint64_t fork_gen;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
+/* Every open handle of this process, for the fork handler and the fault
+ * handler (which must find them without taking a lock). */
+#define MAX_HANDLES 64
+static struct vmc *handles[MAX_HANDLES];
+
+static int handle_register(struct vmc *c)
+{
+	for (int i = 0; i < MAX_HANDLES; i++) {
+		struct vmc *expect = NULL;
+		if (__atomic_compare_exchange_n(&handles[i], &expect, c, 0, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			return 0;
+	}
+	return vmc_fail(EMFILE, "this process has %d containers open: close one", MAX_HANDLES);
+}
+
+static void handle_unregister(struct vmc *c)
+{
+	for (int i = 0; i < MAX_HANDLES; i++) {
+		struct vmc *expect = c;
+		__atomic_compare_exchange_n(&handles[i], &expect, NULL, 0, __ATOMIC_ACQ_REL,
+					    __ATOMIC_ACQUIRE);
+	}
+}
+
+struct vmc *vmc_handle_at(const void *addr)
+{
+	for (int i = 0; i < MAX_HANDLES; i++) {
+		struct vmc *c = __atomic_load_n(&handles[i], __ATOMIC_ACQUIRE);
+		if (c && c->arena && (uintptr_t)addr - (uintptr_t)c->arena < c->h.arena_size)
+			return c;
+	}
+	return NULL;
+}
+
+/* Invariant 10: a child forked while its parent has a VM attached (or
+ * lazily mapped) must not reach it: empty every window before the child
+ * runs a single instruction of its own. */
 static void on_fork_child(void)
 {
 	fork_gen++;
+	for (int i = 0; i < MAX_HANDLES; i++)
+		if (handles[i] && handles[i]->win)
+			window_reset_child(handles[i]);
 }
 
 static void install_atfork(void)
@@ -223,10 +265,13 @@ static void locate_tables(struct vmc *c)
 	c->gran = (struct vmc_granule *)((char *)c->m + c->h.off_granules);
 	c->slots = (struct vmc_slot *)((char *)c->m + c->h.off_slots);
 	c->vms = (struct vmc_vm *)((char *)c->m + c->h.off_vms);
+	c->pagemaps = (uint32_t *)((char *)c->m + c->h.off_pagemaps);
 }
 
 static void handle_free(struct vmc *c)
 {
+	handle_unregister(c);
+	window_free(c);
 	unmap_arena(c);
 	if (c->m)
 		os_munmap(c->m, c->meta_len);
@@ -301,10 +346,12 @@ static void init_header(struct vmc *c, const vmc_config_t *cfg, const char *name
 	h->reserve_size = cfg->reserve_size;
 	h->arena_size = ALIGN_UP(cfg->window_size + 2 * cfg->code_cache_size +
 				 cfg->region_space, ARENA_ALIGN);
-	meta_layout(h->ngranules, h->max_workers, h->max_vms, &l);
+	h->window_granules = (uint32_t)(cfg->window_size >> VMC_GRANULE_SHIFT);
+	meta_layout(h->ngranules, h->max_workers, h->max_vms, h->window_granules, &l);
 	h->off_slots = l.off_slots;
 	h->off_granules = l.off_granules;
 	h->off_vms = l.off_vms;
+	h->off_pagemaps = l.off_pagemaps;
 	h->meta_size = l.size;
 	snprintf(h->name, sizeof h->name, "%s", name ? name : "");
 }
@@ -349,10 +396,11 @@ static int init_tables(struct vmc *c)
 	if ((err = vmc_lock_init(&c->m->pool_lock)))
 		return vmc_fail(err, "cannot initialise the pool lock");
 	for (uint32_t s = 0; s < c->h.max_workers; s++) {
-		c->slots[s].cache_head = VMC_NIL;
+		c->slots[s].cache_head = c->slots[s].attached = c->slots[s].window_vm = VMC_NIL;
 		if ((err = vmc_lock_init(&c->slots[s].lock)))
 			return vmc_fail(err, "cannot initialise a slot lock");
 	}
+	memset(c->pagemaps, 0xff, (uint64_t)c->h.max_vms * c->h.window_granules * sizeof(uint32_t));
 	pool_init(c);
 	return 0;
 }
@@ -387,6 +435,8 @@ int vmc_create(const char *name, const vmc_config_t *cfg, vmc_t **out)
 	    (err = reserve_arena(c, name)))
 		goto fail;
 	c->arena = (void *)c->h.arena_base;
+	if ((err = window_init(c)) || (err = handle_register(c)))
+		goto fail;
 	snprintf(c->h.pool_path, sizeof c->h.pool_path, "%s", ppath);
 	c->h.flags = ppath[0] ? 0 : META_POOL_MEMFD;
 	if ((err = init_tables(c)) || (err = worker_join(c)) ||
@@ -494,7 +544,7 @@ int vmc_open(const char *name, vmc_t **out)
 		goto fail;
 	}
 	c->arena = (void *)c->h.arena_base;
-	if ((err = worker_join(c)))
+	if ((err = window_init(c)) || (err = handle_register(c)) || (err = worker_join(c)))
 		goto fail;
 	*out = c;
 	return 0;
@@ -510,8 +560,12 @@ int vmc_close(vmc_t *c)
 	if (!c)
 		return vmc_fail(EINVAL, "vmc_close: NULL handle");
 	/* a forked child that never joined has no slot to give back */
-	if (c->m && c->fork_gen == fork_gen)
-		err = worker_leave(c);
+	if (c->m && c->fork_gen == fork_gen) {
+		if (c->win->attached != VMC_NIL)
+			err = vmc_detach(c, c->win->attached);
+		int e2 = worker_leave(c);
+		err = err ? err : e2;
+	}
 	handle_free(c);
 	return err;
 }

@@ -12,4 +12,8 @@
  * Returns 0, EINVAL or the error of joining. */
 VMC_HIDDEN int vmc_enter(struct vmc *c);
 
+/* The open handle whose arena contains addr, or NULL.  Lock-free and
+ * async-signal-safe (the fault handler uses it). */
+VMC_HIDDEN struct vmc *vmc_handle_at(const void *addr);
+
 #endif

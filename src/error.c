@@ -26,6 +26,8 @@ const char *vmc_strerror(int err)
 	case VMC_EPROFILE: return "bad profile parameter";
 	case VMC_ENOTSHARED: return "container cannot be opened by name";
 	case VMC_EFUNDS: return "not enough funded granules";
+	case VMC_ENOTATTACHED: return "no VM is attached in this worker";
+	case VMC_ELIMIT: return "the VM's memory limit would be exceeded";
 	}
 	if (err > 0)
 		return strerror(err);

@@ -46,25 +46,55 @@ struct vmc_granule {
 	uint64_t epoch;    /* QUARANTINED: the epoch it waits for                */
 };
 
+/* Per-worker attach statistics (SAP STAD style); atomic, written by the
+ * owner only.  hist[k] counts operations that took [2^k, 2^(k+1)) ns. */
+#define VMC_HIST_BUCKETS 32
+struct vmc_wstats {
+	uint64_t attaches, affinity_hits, remaps, detaches, syscalls;
+	uint64_t attach_hist[VMC_HIST_BUCKETS];
+	uint64_t detach_hist[VMC_HIST_BUCKETS];
+};
+
 /* A worker slot: one per joined process. */
 struct vmc_slot {
-	vmc_lock_t lock;        /* guards cache_head, cache_count and the cached granules */
+	vmc_lock_t lock;        /* guards cache_head, cache_count, the cached granules
+				 * and the page map of the VM attached by this slot */
 	int32_t  pid;           /* pool lock: 0 = slot unused                    */
-	uint32_t pad0;
+	uint32_t attached;      /* owner (atomic store): VM attached here or VMC_NIL */
 	uint64_t start_time;    /* pool lock: /proc start time, pid-reuse-safe   */
 	uint32_t cache_head;    /* slot lock: first cached granule or VMC_NIL    */
 	uint32_t cache_count;   /* slot lock                                     */
+	uint32_t window_vm;     /* pool lock: VM whose granules this worker's window
+				 * may still map accessibly (lazy), or VMC_NIL   */
+	uint32_t pad0;
+	uint64_t window_epoch;  /* pool lock: epoch at which that mapping was made */
 	uint64_t refills;       /* atomic */
 	uint64_t drains;        /* atomic */
-	uint8_t  pad1[64];      /* room for the worker's attach statistics       */
+	struct vmc_wstats st;   /* atomic, owner writes */
 };
 
-/* The VM table.  Filled by the VM layer; the pool only bounds-checks it. */
+/* VM states, kept in the top half of vmc_vm.own; the bottom half holds
+ * the slot of the worker that has it attached (or had, when orphaned). */
+enum { VM_FREE = 0, VM_IDLE, VM_ATTACHED, VM_ORPHANED };
+#define VM_OWN(state, slot) (((uint64_t)(state) << 32) | (uint32_t)(slot))
+#define VM_STATE(own)       ((uint32_t)((own) >> 32))
+#define VM_SLOT(own)        ((uint32_t)(own))
+
+/* The VM table.  An entry changes from FREE to IDLE and back under the
+ * pool lock; IDLE <-> ATTACHED by compare-and-swap on `own` (that is what
+ * makes attach exclusive without a global lock); ATTACHED -> ORPHANED by
+ * the recoverer of the dead worker, under the pool lock. */
 struct vmc_vm {
-	uint32_t state;         /* pool lock: VM_FREE = 0 */
+	uint64_t own;           /* atomic CAS: VM_OWN(state, slot)                  */
+	uint64_t incarnation;   /* pool lock: bumped on create and destroy          */
+	uint64_t gen;           /* page map owner: bumped on every page map change  */
+	uint64_t limit;         /* pool lock: byte limit (set at create)            */
+	uint32_t committed;     /* page map owner: granules in the page map         */
+	uint32_t hwm;           /* page map owner: committed high-water mark        */
+	uint64_t attaches;      /* atomic */
+	int32_t  pid;           /* page map owner: pid of the attacher (kept when orphaned) */
 	uint32_t pad0;
 	char     name[VMC_NAME_MAX]; /* pool lock */
-	uint8_t  pad1[56];
 };
 
 /* Counters shared by all processes; all atomic. */
@@ -73,6 +103,7 @@ struct vmc_counters {
 	uint64_t unfund_ops, unfund_granules;
 	uint64_t cache_refills, cache_drains;
 	uint64_t lock_repairs, workers_recovered;
+	struct vmc_wstats gone;  /* attach statistics of slots since freed */
 };
 
 enum { META_POOL_MEMFD = 1 };   /* flags: pool is a memfd, not openable by name */
@@ -85,10 +116,10 @@ struct vmc_meta {
 	uint64_t meta_size;      /* bytes of the whole metadata file */
 	uint32_t granule_size, slot_size, vm_size, flags;  /* entry sizes, for layout checks */
 	uint32_t ngranules, max_workers, max_vms, worker_cache;
-	uint32_t page_kind, memory_isolation, pad0, pad1;
+	uint32_t page_kind, memory_isolation, window_granules, pad0;
 	uint64_t pool_size, window_size, code_cache_size, region_space, reserve_size;
 	uint64_t arena_base, arena_size;
-	uint64_t off_slots, off_granules, off_vms;
+	uint64_t off_slots, off_granules, off_vms, off_pagemaps;
 	char     name[VMC_NAME_MAX];
 	char     pool_path[256];
 	/* --- mutable ---------------------------------------------------- */
@@ -99,7 +130,7 @@ struct vmc_meta {
 	uint32_t nquarantined;   /* pool lock */
 	uint32_t quar_head;      /* pool lock: quarantine list, oldest first */
 	uint32_t quar_tail;      /* pool lock */
-	uint64_t epoch;          /* pool lock (read atomically) */
+	uint64_t epoch;          /* pool lock (read atomically): see quarantine.c */
 	struct vmc_counters cnt; /* atomic */
 };
 
@@ -111,6 +142,8 @@ struct vmc {
 	struct vmc_granule *gran;/* the tables, located from h */
 	struct vmc_slot *slots;
 	struct vmc_vm *vms;
+	uint32_t *pagemaps;      /* max_vms page maps of window_granules entries */
+	struct vmc_window *win;  /* this process's view of its window (window.c) */
 	size_t   meta_len;
 	int      meta_fd, pool_fd;
 	uint32_t slot;           /* our worker slot, VMC_NIL before joining */
@@ -124,10 +157,11 @@ struct vmc {
 /* Layout of a metadata file for the given table sizes: offsets and total
  * size.  The validator recomputes this and compares. */
 struct meta_layout {
-	uint64_t off_slots, off_granules, off_vms, size;
+	uint64_t off_slots, off_granules, off_vms, off_pagemaps, size;
 };
 VMC_HIDDEN void meta_layout(uint32_t ngranules, uint32_t max_workers,
-			    uint32_t max_vms, struct meta_layout *out);
+			    uint32_t max_vms, uint32_t window_granules,
+			    struct meta_layout *out);
 
 /* Check a metadata image: header, layout, every table entry's ranges and
  * the lists' structure.  Pure function over bytes (the fuzz target).

@@ -16,6 +16,7 @@
  */
 #include "pool.h"
 #include "backing.h"
+#include "quarantine.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -113,7 +114,7 @@ void pool_init(struct vmc *c)
 	c->m->nunfunded = c->h.ngranules;
 }
 
-static void push_free(struct vmc *c, uint32_t g)
+void pool_free_granule(struct vmc *c, uint32_t g)
 {
 	struct vmc_granule *e = &c->gran[g];
 	e->owner = e->index = VMC_NIL;
@@ -161,7 +162,7 @@ static int fund_chunk(struct vmc *c, uint32_t want, uint32_t *done)
 		if (err)
 			break;
 		for (uint32_t i = 0; i < run; i++)
-			push_free(c, g + i);
+			pool_free_granule(c, g + i);
 		c->m->nunfunded -= run;
 		count_op(&c->m->cnt.fund_ops, &c->m->cnt.fund_granules, run);
 		*done += run;
@@ -228,11 +229,12 @@ static int unfund_chunk(struct vmc *c, uint32_t want, uint32_t *done)
 			err = backing_unfund(c, pick[i], run);
 		for (uint32_t k = i; k < i + run; k++) {
 			if (err) {
-				push_free(c, pick[k]);
+				pool_free_granule(c, pick[k]);
 				continue;
 			}
 			c->gran[pick[k]].state = G_UNFUNDED;
 			c->gran[pick[k]].next = VMC_NIL;
+			c->gran[pick[k]].last_vm = VMC_NIL;   /* a hole reads as zero */
 		}
 		if (!err) {
 			c->m->nunfunded += run;
@@ -293,6 +295,8 @@ static int refill(struct vmc *c, struct vmc_slot *s, uint32_t k)
 
 	if ((err = pool_lock(c)))
 		return err;
+	if (c->m->nfree < k && c->m->nquarantined)
+		quarantine_reap(c);
 	for (uint32_t g; got < k && (g = pop_free(c)) != VMC_NIL; got++) {
 		struct vmc_granule *e = &c->gran[g];
 		e->owner = c->slot;
@@ -381,7 +385,7 @@ int pool_drain(struct vmc *c, uint32_t slot, uint32_t keep)
 		}
 		s->cache_head = c->gran[g].next;
 		s->cache_count--;
-		push_free(c, g);
+		pool_free_granule(c, g);
 		moved++;
 	}
 	pool_unlock(c);

@@ -41,6 +41,9 @@ VMC_HIDDEN int pool_put(struct vmc *c, uint32_t g);
  * that slot's lock. */
 VMC_HIDDEN int pool_drain(struct vmc *c, uint32_t slot, uint32_t keep);
 
+/* Push granule g (funded, on no list) onto the free list. Pool lock. */
+VMC_HIDDEN void pool_free_granule(struct vmc *c, uint32_t g);
+
 /* Count granules by state and put them in counts[G_NSTATES]. Pool lock. */
 VMC_HIDDEN void pool_count(struct vmc *c, uint32_t counts[G_NSTATES]);
 

@@ -18,7 +18,7 @@
 #define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
 
 void meta_layout(uint32_t ngranules, uint32_t max_workers, uint32_t max_vms,
-		 struct meta_layout *out)
+		 uint32_t window_granules, struct meta_layout *out)
 {
 	uint64_t off = ALIGN_UP(sizeof(struct vmc_meta), 64);
 	out->off_slots = off;
@@ -26,7 +26,9 @@ void meta_layout(uint32_t ngranules, uint32_t max_workers, uint32_t max_vms,
 	out->off_granules = off;
 	off = ALIGN_UP(off + (uint64_t)ngranules * sizeof(struct vmc_granule), 64);
 	out->off_vms = off;
-	off += (uint64_t)max_vms * sizeof(struct vmc_vm);
+	off = ALIGN_UP(off + (uint64_t)max_vms * sizeof(struct vmc_vm), 64);
+	out->off_pagemaps = off;
+	off += (uint64_t)max_vms * window_granules * sizeof(uint32_t);
 	out->size = ALIGN_UP(off, VMC_PAGE);
 }
 
@@ -56,16 +58,19 @@ static int check_header(const struct vmc_meta *h, size_t len, int flags, char *w
 		return bad(VMC_EVERSION, why, n, "entry sizes differ from this library's");
 	if (!h->ngranules || h->ngranules >= VMC_NIL / 2 || !h->max_workers ||
 	    h->max_workers > 4096 || !h->max_vms || h->max_vms > 65536 ||
-	    !h->worker_cache || h->worker_cache > 4096)
+	    !h->worker_cache || h->worker_cache > 4096 ||
+	    h->window_granules != h->window_size >> VMC_GRANULE_SHIFT ||
+	    !h->window_granules || h->window_granules > (1u << 23))
 		return bad(VMC_ECORRUPT, why, n, "table sizes out of range");
 	if (h->pool_size != (uint64_t)h->ngranules << VMC_GRANULE_SHIFT)
 		return bad(VMC_ECORRUPT, why, n, "pool size does not match granule count");
 	if (h->page_kind < VMC_PAGE_HUGETLB || h->page_kind > VMC_PAGE_4K ||
 	    h->memory_isolation > 1)
 		return bad(VMC_ECORRUPT, why, n, "bad page kind or isolation mode");
-	meta_layout(h->ngranules, h->max_workers, h->max_vms, &l);
+	meta_layout(h->ngranules, h->max_workers, h->max_vms, h->window_granules, &l);
 	if (h->off_slots != l.off_slots || h->off_granules != l.off_granules ||
-	    h->off_vms != l.off_vms || h->meta_size != l.size)
+	    h->off_vms != l.off_vms || h->off_pagemaps != l.off_pagemaps ||
+	    h->meta_size != l.size)
 		return bad(VMC_ECORRUPT, why, n, "table offsets do not match the layout");
 	if (!(flags & META_HEADER) && len < h->meta_size)
 		return bad(VMC_ECORRUPT, why, n, "file is %zu bytes, layout needs %llu",
@@ -94,12 +99,29 @@ static int check_entries(const struct vmc_meta *h, char *why, size_t n)
 			return bad(VMC_ECORRUPT, why, n, "granule %u: link out of range", g);
 		if (e->state == G_CACHED && e->owner >= h->max_workers)
 			return bad(VMC_ECORRUPT, why, n, "granule %u: cache owner out of range", g);
-		if (e->state == G_USED && e->owner >= h->max_vms)
-			return bad(VMC_ECORRUPT, why, n, "granule %u: VM out of range", g);
+		if (e->state == G_USED && (e->owner >= h->max_vms || e->index >= h->window_granules))
+			return bad(VMC_ECORRUPT, why, n, "granule %u: VM or index out of range", g);
 	}
 	for (uint32_t s = 0; s < h->max_workers; s++)
-		if (st[s].cache_head != VMC_NIL && st[s].cache_head >= h->ngranules)
-			return bad(VMC_ECORRUPT, why, n, "slot %u: cache head out of range", s);
+		if ((st[s].cache_head != VMC_NIL && st[s].cache_head >= h->ngranules) ||
+		    (st[s].attached != VMC_NIL && st[s].attached >= h->max_vms) ||
+		    (st[s].window_vm != VMC_NIL && st[s].window_vm >= h->max_vms))
+			return bad(VMC_ECORRUPT, why, n, "slot %u: index out of range", s);
+	for (uint32_t v = 0; v < h->max_vms; v++) {
+		const struct vmc_vm *vm = (const void *)((const char *)h + h->off_vms +
+							 v * sizeof(struct vmc_vm));
+		uint32_t state = VM_STATE(vm->own);
+		if (state > VM_ORPHANED || (state >= VM_ATTACHED && VM_SLOT(vm->own) >= h->max_workers))
+			return bad(VMC_ECORRUPT, why, n, "VM %u: bad state word %#llx", v,
+				   (unsigned long long)vm->own);
+		if (!memchr(vm->name, 0, sizeof vm->name))
+			return bad(VMC_ECORRUPT, why, n, "VM %u: unterminated name", v);
+	}
+	const uint32_t *pm = (const void *)((const char *)h + h->off_pagemaps);
+	for (uint64_t i = 0; i < (uint64_t)h->max_vms * h->window_granules; i++)
+		if (pm[i] != VMC_NIL && pm[i] >= h->ngranules)
+			return bad(VMC_ECORRUPT, why, n, "page map of VM %llu: granule out of range",
+				   (unsigned long long)(i / h->window_granules));
 	if ((h->free_head != VMC_NIL && h->free_head >= h->ngranules) ||
 	    (h->quar_head != VMC_NIL && h->quar_head >= h->ngranules) ||
 	    h->nfree > h->ngranules || h->nunfunded > h->ngranules ||
@@ -126,6 +148,40 @@ static int check_list(const struct vmc_meta *h, uint32_t head, uint32_t count,
 	if (len != count)
 		return bad(VMC_ECORRUPT, why, n, "%s holds %u granules, counter says %u",
 			   what, len, count);
+	return 0;
+}
+
+/* Page maps and used granules must mirror each other exactly: map[v][i]
+ * == g if and only if granule g is used by VM v at index i. */
+static int check_pagemaps(const struct vmc_meta *h, uint32_t used, char *why, size_t n)
+{
+	const struct vmc_granule *gt = (const void *)((const char *)h + h->off_granules);
+	const struct vmc_vm *vt = (const void *)((const char *)h + h->off_vms);
+	const uint32_t *pm = (const void *)((const char *)h + h->off_pagemaps);
+	uint32_t mapped = 0;
+
+	for (uint32_t v = 0; v < h->max_vms; v++) {
+		uint32_t committed = 0;
+		for (uint32_t i = 0; i < h->window_granules; i++) {
+			uint32_t g = pm[(uint64_t)v * h->window_granules + i];
+			if (g == VMC_NIL)
+				continue;
+			if (VM_STATE(vt[v].own) == VM_FREE)
+				return bad(VMC_ECORRUPT, why, n, "free VM %u maps granule %u", v, g);
+			if (gt[g].state != G_USED || gt[g].owner != v || gt[g].index != i)
+				return bad(VMC_ECORRUPT, why, n, "VM %u index %u maps granule %u, "
+					   "which is in state %u owned by %u at %u", v, i, g,
+					   gt[g].state, gt[g].owner, gt[g].index);
+			committed++;
+		}
+		if (committed != vt[v].committed)
+			return bad(VMC_ECORRUPT, why, n, "VM %u maps %u granules, committed says %u",
+				   v, committed, vt[v].committed);
+		mapped += committed;
+	}
+	if (mapped != used)
+		return bad(VMC_ECORRUPT, why, n, "%u granules are used but %u are in page maps",
+			   used, mapped);
 	return 0;
 }
 
@@ -158,7 +214,7 @@ static int check_lists(const struct vmc_meta *h, char *why, size_t n)
 	if (count[G_CACHED])
 		return bad(VMC_ECORRUPT, why, n, "%u cached granules are on no worker's list",
 			   count[G_CACHED]);
-	return 0;
+	return check_pagemaps(h, count[G_USED], why, n);
 }
 
 int meta_validate(const void *buf, size_t len, int flags, char *why, size_t whylen)

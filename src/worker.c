@@ -9,9 +9,11 @@
  */
 #include "worker.h"
 #include "pool.h"
+#include "quarantine.h"
 #include "os/os.h"
 
 #include <errno.h>
+#include <string.h>
 
 int worker_alive(struct vmc *c, uint32_t s)
 {
@@ -37,8 +39,10 @@ again:
 		if (sl->pid)
 			continue;
 		sl->start_time = start;
-		sl->cache_head = VMC_NIL;
+		sl->cache_head = sl->attached = sl->window_vm = VMC_NIL;
 		sl->cache_count = 0;
+		sl->window_epoch = 0;
+		memset(&sl->st, 0, sizeof sl->st);
 		__atomic_store_n(&sl->pid, pid, __ATOMIC_RELEASE);
 		pool_unlock(c);
 		c->slot = s;
@@ -55,6 +59,25 @@ again:
 	return vmc_fail(EAGAIN, "all %u worker slots of container %s are taken by live "
 			"processes: raise vmc/max_workers when creating it",
 			c->h.max_workers, c->h.name);
+}
+
+/* A worker that dies with a VM attached (or half-way through attaching or
+ * destroying one) leaves it orphaned, memory intact (invariant 6). */
+static void orphan_vms(struct vmc *c, uint32_t s)
+{
+	for (uint32_t v = 0; v < c->h.max_vms; v++) {
+		uint64_t own = __atomic_load_n(&c->vms[v].own, __ATOMIC_ACQUIRE);
+		if (VM_STATE(own) == VM_ATTACHED && VM_SLOT(own) == s)
+			__atomic_store_n(&c->vms[v].own, VM_OWN(VM_ORPHANED, s), __ATOMIC_RELEASE);
+	}
+}
+
+static void merge_stats(struct vmc_wstats *to, const struct vmc_wstats *from)
+{
+	const uint64_t *f = (const uint64_t *)from;
+	uint64_t *t = (uint64_t *)to;
+	for (size_t i = 0; i < sizeof *from / sizeof *f; i++)
+		__atomic_add_fetch(&t[i], f[i], __ATOMIC_RELAXED);
 }
 
 /* Free slot s if it still belongs to (pid, start): its cache goes to the
@@ -81,8 +104,13 @@ static int release_slot(struct vmc *c, uint32_t s, int32_t pid, uint64_t start,
 		return err;
 	if ((err = pool_lock(c)))
 		return err;
-	if (sl->pid == pid && sl->start_time == start)
+	if (sl->pid == pid && sl->start_time == start) {
+		orphan_vms(c, s);
+		merge_stats(&c->m->cnt.gone, &sl->st);
+		__atomic_store_n(&sl->window_vm, VMC_NIL, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&sl->pid, 0, __ATOMIC_RELEASE);
+		quarantine_reap(c);   /* its window no longer holds anything back */
+	}
 	pool_unlock(c);
 	return 0;
 }

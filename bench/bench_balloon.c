@@ -1,0 +1,384 @@
+/*
+ * bench_balloon.c - how fast the pool balloon gives memory back to the host
+ * and takes it again (target P5: inflate >= 100 GB/s on hugetlb, deflate
+ * >= 25% of memset bandwidth).
+ *
+ * For each page kind (hugetlb, THP, 4K) a private container with a fully
+ * funded pool (1 GiB by default; argv[1] or VMC_BENCH_POOL=4G changes it)
+ * is ballooned to all-unfunded (inflate: hole punches) and back to fully
+ * funded (deflate: fallocate / populate), and each direction is reported in
+ * GB/s of pool (decimal GB, 1e9 bytes), median over VMC_BENCH_RUNS runs
+ * (default 7).  The latency of a one-granule balloon step is measured too,
+ * since a runtime that breathes in small steps pays the fixed cost of
+ * every call.  For scale, the same run measures memset() over an
+ * already-faulted buffer of the pool's size (the bandwidth deflate is
+ * compared with: funding must zero the memory, so memset is its ceiling
+ * for hugetlb) and the first touch of a fresh anonymous mapping of that
+ * size (what a process pays to get memory from the kernel the stock way).
+ *
+ * Hugetlb needs pool/2 MiB free hugepages: as root they are reserved with
+ * vmc_hugepages_setup() and the reservation is returned at the end; THP
+ * needs shmem_enabled != never: as root it is set to "advise" for the run
+ * and put back.  A kind that cannot be had is skipped with the reason.
+ * VMC_BENCH_KEEP_HOST=1 leaves the host settings as the benchmark made them.
+ */
+#include "benchlib.h"
+#include "os/os.h"
+#include "vmc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define THP_SHMEM "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+#define NR_HUGE   "/proc/sys/vm/nr_hugepages"
+#define MAX_RUNS  64
+#define STEP_REPS 51   /* one-granule balloon steps timed per kind */
+
+static uint64_t pool;
+static int runs;
+
+/* host settings to put back at the end */
+static long huge_added;            /* hugepages we made the kernel reserve */
+static char thp_before[32];        /* shmem_enabled before we changed it   */
+
+static int write_file(const char *path, const char *s)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return -1;
+	fputs(s, f);
+	return fclose(f) ? -1 : 0;
+}
+
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+static void restore_host(struct bench_report *r)
+{
+	const char *keep = getenv("VMC_BENCH_KEEP_HOST");
+	if (keep && !strcmp(keep, "1"))
+		return;
+	if (huge_added > 0) {
+		long now = read_long(NR_HUGE);
+		char num[32];
+		snprintf(num, sizeof num, "%ld", now - huge_added);
+		if (now >= huge_added && write_file(NR_HUGE, num) == 0)
+			bench_note(r, "host: returned the %ld hugepages reserved for the run "
+				   "(nr_hugepages %ld -> %ld)", huge_added, now, now - huge_added);
+	}
+	if (thp_before[0]) {
+		vmc_caps_t caps;
+		vmc_caps_probe(&caps);
+		if (!strcmp(caps.thp_shmem_setting, "advise") &&
+		    write_file(THP_SHMEM, thp_before) == 0)
+			bench_note(r, "host: shmem_enabled put back to \"%s\"", thp_before);
+	}
+}
+
+/* A /proc/meminfo value in bytes ("ShmemHugePages:"), -1 if absent. */
+static long long meminfo(const char *key)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[256];
+	long long v = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		if (!strncmp(line, key, strlen(key)))
+			v = strtoll(line + strlen(key), NULL, 10) * 1024;
+	fclose(f);
+	return v;
+}
+
+static double gbps(uint64_t bytes, uint64_t ns)
+{
+	return ns ? (double)bytes / (double)ns : 0;   /* bytes/ns == GB/s */
+}
+
+/* --------------------------------------------------- baselines (anon) */
+
+static void *map_anon(uint64_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED) {
+		perror("mmap");
+		exit(1);
+	}
+	return p;
+}
+
+static void measure_memset(struct bench_report *r)
+{
+	double v[MAX_RUNS];
+	char *buf = map_anon(pool);
+
+	memset(buf, 1, pool);                   /* fault it in */
+	for (int i = 0; i < runs; i++) {
+		uint64_t t0 = bench_now_ns();
+		memset(buf, i & 0xff, pool);
+		__asm__ __volatile__("" : : "r"(buf) : "memory");
+		v[i] = gbps(pool, bench_now_ns() - t0);
+	}
+	munmap(buf, pool);
+	bench_row_runs(r, "memset (faulted-in anon)", "GB/s", v, runs, NULL, "anon");
+}
+
+static void measure_first_touch(struct bench_report *r)
+{
+	double v[MAX_RUNS];
+
+	for (int i = 0; i < runs; i++) {
+		volatile char *buf = map_anon(pool);
+		uint64_t t0 = bench_now_ns();
+		for (uint64_t off = 0; off < pool; off += 4096)
+			buf[off] = 1;
+		v[i] = gbps(pool, bench_now_ns() - t0);
+		munmap((void *)buf, pool);
+	}
+	bench_row_runs(r, "first touch (fresh anon, 4K pages)", "GB/s", v, runs, NULL, "anon");
+}
+
+/* ------------------------------------------------------ page kinds */
+
+/* Can this kind be had?  Sets it up as root; fills why[] if not. */
+static int kind_available(int kind, char *why, size_t n)
+{
+	vmc_caps_t caps;
+	long need = (long)(pool >> 21), got = 0;
+
+	vmc_caps_probe(&caps);
+	if (kind == VMC_PAGE_HUGETLB) {
+		if (caps.hugepages_free >= need)
+			return 1;
+		if (geteuid() != 0) {
+			snprintf(why, n, "need %ld free hugepages, %ld free and not root: run "
+				 "`vmcctl hugepages %ld` as root", need, caps.hugepages_free, need);
+			return 0;
+		}
+		/* keep the pages that were free for whoever else uses them */
+		long before = read_long(NR_HUGE);
+		int err = vmc_hugepages_setup(need + caps.hugepages_free, &got);
+		long after = read_long(NR_HUGE);
+		if (before >= 0 && after > before)
+			huge_added += after - before;
+		if (err) {
+			snprintf(why, n, "reserving %ld more hugepages failed (%s): %s", need,
+				 vmc_strerror(err), vmc_errmsg());
+			return 0;
+		}
+		return 1;
+	}
+	if (kind == VMC_PAGE_THP) {
+		if (caps.thp_shmem)
+			return 1;
+		if (geteuid() != 0) {
+			snprintf(why, n, "shmem THP is \"%s\" and not root to set it to advise",
+				 caps.thp_shmem_setting);
+			return 0;
+		}
+		snprintf(thp_before, sizeof thp_before, "%s", caps.thp_shmem_setting);
+		if (write_file(THP_SHMEM, "advise") != 0) {
+			thp_before[0] = 0;
+			snprintf(why, n, "cannot write advise to " THP_SHMEM);
+			return 0;
+		}
+		vmc_caps_probe(&caps);
+		if (!caps.thp_shmem) {
+			snprintf(why, n, "shmem THP still \"%s\" after writing advise",
+				 caps.thp_shmem_setting);
+			return 0;
+		}
+		return 1;
+	}
+	return 1;
+}
+
+static int balloon_to(vmc_t *c, uint64_t target, const char *what)
+{
+	uint64_t achieved = 0;
+	int err = vmc_balloon(c, target, &achieved);
+
+	if (err || achieved != target) {
+		fprintf(stderr, "bench_balloon: %s to %llu unfunded: %s (reached %llu): %s\n",
+			what, (unsigned long long)target, vmc_strerror(err),
+			(unsigned long long)achieved, vmc_errmsg());
+		return err ? err : -1;
+	}
+	return 0;
+}
+
+/* Returns 0, 1 if skipped, -1 on failure. */
+static int measure_kind(struct bench_report *r, int kind)
+{
+	const char *kn = vmc_page_kind_name(kind);
+	double in[MAX_RUNS], out[MAX_RUNS], sin[STEP_REPS], sout[STEP_REPS];
+	uint64_t calls_in = 0, calls_out = 0, calls_sout = 0;
+	char why[512] = "", name[96], sz[32];
+	vmc_config_t cfg;
+	vmc_t *c;
+	int err;
+
+	if (!kind_available(kind, why, sizeof why)) {
+		bench_note(r, "%s skipped: %s", kn, why);
+		return 1;
+	}
+	if ((err = vmc_config_init(&cfg))) {
+		fprintf(stderr, "bench_balloon: vmc_config_init: %s\n", vmc_errmsg());
+		return -1;
+	}
+	cfg.pool_size = pool;
+	cfg.fund_size = pool;
+	cfg.window_size = 64 * BENCH_MiB;
+	cfg.region_space = 0;
+	cfg.max_workers = 4;
+	cfg.max_vms = 4;
+	cfg.page_kind = kind;
+	cfg.verbose = 0;
+	printf("%s: funding a %s pool ...\n", kn, bench_fmt_size(pool, sz, sizeof sz));
+	fflush(stdout);
+	long long shm_huge0 = meminfo("ShmemHugePages:");
+	if ((err = vmc_create(NULL, &cfg, &c))) {
+		bench_note(r, "%s skipped: vmc_create: %s: %s", kn, vmc_strerror(err), vmc_errmsg());
+		return 1;
+	}
+	/* one untimed cycle: the first fund happened at create */
+	if (balloon_to(c, pool, "inflate") || balloon_to(c, 0, "deflate"))
+		goto fail;
+	for (int i = 0; i < runs; i++) {
+		uint64_t k0 = vmc_os_calls_total(), t0 = bench_now_ns();
+		if (balloon_to(c, pool, "inflate"))
+			goto fail;
+		uint64_t t1 = bench_now_ns(), k1 = vmc_os_calls_total();
+		if (balloon_to(c, 0, "deflate"))
+			goto fail;
+		uint64_t t2 = bench_now_ns(), k2 = vmc_os_calls_total();
+		in[i] = gbps(pool, t1 - t0);
+		out[i] = gbps(pool, t2 - t1);
+		calls_in = k1 - k0;
+		calls_out = k2 - k1;
+	}
+	/* one granule out and back in: the fixed cost per balloon call */
+	for (int i = 0; i < STEP_REPS; i++) {
+		uint64_t t0 = bench_now_ns();
+		if (balloon_to(c, VMC_GRANULE_SIZE, "inflate 1 granule"))
+			goto fail;
+		uint64_t t1 = bench_now_ns(), k1 = vmc_os_calls_total();
+		if (balloon_to(c, 0, "deflate 1 granule"))
+			goto fail;
+		uint64_t t2 = bench_now_ns();
+		calls_sout = vmc_os_calls_total() - k1;
+		sin[i] = (double)(t1 - t0) / 1e3;
+		sout[i] = (double)(t2 - t1) / 1e3;
+	}
+	if (kind == VMC_PAGE_THP) {
+		/* is the THP pool really in huge pages? (other processes may
+		 * move the figure a little) */
+		long long grew = meminfo("ShmemHugePages:") - shm_huge0;
+		bench_note(r, "thp: ShmemHugePages grew by %lld MiB while the %llu MiB pool "
+			   "was funded", grew >> 20, (unsigned long long)(pool >> 20));
+	}
+	vmc_close(c);
+
+	snprintf(name, sizeof name, "%s inflate", kn);
+	bench_row_runs(r, name, "GB/s", in, runs, kind == VMC_PAGE_4K ? NULL : "4k inflate", kn);
+	snprintf(name, sizeof name, "%s deflate", kn);
+	bench_row_runs(r, name, "GB/s", out, runs, "memset (faulted-in anon)", kn);
+	snprintf(name, sizeof name, "%s 1-granule inflate", kn);
+	bench_row_runs(r, name, "us", sin, STEP_REPS, NULL, kn);
+	snprintf(name, sizeof name, "%s 1-granule deflate", kn);
+	bench_row_runs(r, name, "us", sout, STEP_REPS, NULL, kn);
+	bench_note(r, "%s: %llu vmc system calls per full inflate, %llu per full deflate, "
+		   "%llu per 1-granule deflate", kn, (unsigned long long)calls_in,
+		   (unsigned long long)calls_out, (unsigned long long)calls_sout);
+	return 0;
+fail:
+	vmc_close(c);
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	static const int kinds[] = { VMC_PAGE_HUGETLB, VMC_PAGE_THP, VMC_PAGE_4K };
+	char sz[32];
+	struct bench_report *r;
+	int failed = 0;
+
+	pool = bench_env_size("VMC_BENCH_POOL", BENCH_GiB);
+	if (argc > 1 && bench_parse_size(argv[1], &pool)) {
+		fprintf(stderr, "usage: %s [POOL_SIZE]   (e.g. 1G, 4G; or VMC_BENCH_POOL)\n",
+			argv[0]);
+		return 2;
+	}
+	if (!pool || pool % VMC_GRANULE_SIZE) {
+		fprintf(stderr, "bench_balloon: pool size must be a non-zero multiple of 2 MiB\n");
+		return 2;
+	}
+	runs = (int)bench_env_int("VMC_BENCH_RUNS", 7);
+	if (runs < 1 || runs > MAX_RUNS) {
+		fprintf(stderr, "bench_balloon: VMC_BENCH_RUNS must be 1..%d\n", MAX_RUNS);
+		return 2;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("bench_balloon: pool %s, %d runs per figure\n",
+	       bench_fmt_size(pool, sz, sizeof sz), runs);
+	r = bench_report_new("balloon", "hugetlb,thp,4k");
+	measure_memset(r);
+	measure_first_touch(r);
+	/* 4K first, so that hugetlb and THP can be compared with it */
+	for (int i = 2; i >= 0; i--) {
+		if (measure_kind(r, kinds[i]) < 0)
+			failed = 1;
+	}
+	{
+		/* every pool_fund() (so every deflate) probes the host first */
+		double v[STEP_REPS];
+		vmc_caps_t caps;
+		for (int i = 0; i < STEP_REPS; i++) {
+			uint64_t t0 = bench_now_ns();
+			vmc_caps_probe(&caps);
+			v[i] = (double)(bench_now_ns() - t0) / 1e3;
+		}
+		bench_row_runs(r, "vmc_caps_probe (done by every fund)", "us", v, STEP_REPS,
+			       NULL, "-");
+	}
+	restore_host(r);
+	{
+		double hin = bench_row_median(r, "hugetlb inflate");
+		double mem = bench_row_median(r, "memset (faulted-in anon)");
+		double ft = bench_row_median(r, "first touch (fresh anon, 4K pages)");
+		if (hin >= 0)
+			bench_note(r, "P5 inflate (hugetlb) >= 100 GB/s: %.1f GB/s: %s", hin,
+				   hin >= 100 ? "MET" : "NOT MET");
+		else
+			bench_note(r, "P5 inflate (hugetlb) >= 100 GB/s: not measured (hugetlb skipped)");
+		for (int i = 0; i < 3; i++) {
+			char name[64];
+			snprintf(name, sizeof name, "%s deflate", vmc_page_kind_name(kinds[i]));
+			double d = bench_row_median(r, name);
+			if (d >= 0 && mem > 0)
+				bench_note(r, "P5 deflate >= 25%% of memset (%s): %.1f%% (%.2f of "
+					   "%.2f GB/s): %s", vmc_page_kind_name(kinds[i]),
+					   100 * d / mem, d, mem, d >= 0.25 * mem ? "MET" : "NOT MET");
+			if (d >= 0 && ft > 0)
+				bench_note(r, "%s deflate is %.1fx the first touch of fresh anonymous "
+					   "memory (%.2f GB/s)", vmc_page_kind_name(kinds[i]), d / ft, ft);
+		}
+	}
+	if (bench_report_finish(r))
+		failed = 1;
+	return failed;
+}

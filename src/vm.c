@@ -1,0 +1,297 @@
+/*
+ * vm.c - the VM table: create, find, destroy, reclaim and statistics.
+ *
+ * A VM is an isolated heap: a name, a byte limit, a page map from window
+ * granule index to pool granule, and a state word `own` that holds the
+ * state (free, idle, attached, orphaned) and the worker slot that holds it.
+ * Whoever holds a VM as attached owns its page map, so attach/detach need
+ * no global lock: a compare-and-swap on `own` makes attach exclusive
+ * (invariant 9).  Destroy and reset-reclaim claim the VM the same way and
+ * then return its granules like a release does.
+ */
+#include "vm.h"
+#include "container.h"
+#include "pool.h"
+#include "quarantine.h"
+#include "window.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+struct vmc_vm *vm_get(struct vmc *c, uint32_t id, int *err)
+{
+	if (id >= c->h.max_vms) {
+		*err = vmc_fail(EINVAL, "VM id %u out of range 0..%u", id, c->h.max_vms - 1);
+		return NULL;
+	}
+	if (VM_STATE(__atomic_load_n(&c->vms[id].own, __ATOMIC_ACQUIRE)) == VM_FREE) {
+		*err = vmc_fail(ENOENT, "no VM with id %u", id);
+		return NULL;
+	}
+	*err = 0;
+	return &c->vms[id];
+}
+
+int vm_claim(struct vmc *c, uint32_t id, uint32_t from)
+{
+	struct vmc_vm *vm;
+	uint64_t own;
+	int err;
+
+	if (!(vm = vm_get(c, id, &err)))
+		return err;
+	own = __atomic_load_n(&vm->own, __ATOMIC_ACQUIRE);
+	do {
+		switch (VM_STATE(own)) {
+		case VM_FREE:
+			return vmc_fail(ENOENT, "no VM with id %u", id);
+		case VM_ATTACHED:
+			if (from != VM_ATTACHED)
+				return vmc_fail(EBUSY, "VM %s is attached by worker slot %u (pid %d)",
+						vm->name, VM_SLOT(own),
+						c->slots[VM_SLOT(own) % c->h.max_workers].pid);
+			break;
+		case VM_ORPHANED:
+			if (from != VM_ORPHANED)
+				return vmc_fail(VMC_EORPHANED, "VM %s is orphaned (its worker "
+						"died while attached): vmc_vm_reclaim it first",
+						vm->name);
+			break;
+		case VM_IDLE:
+			if (from != VM_IDLE)
+				return vmc_fail(EINVAL, "VM %s is idle, not orphaned", vm->name);
+			break;
+		}
+	} while (!__atomic_compare_exchange_n(&vm->own, &own, VM_OWN(VM_ATTACHED, c->slot), 0,
+					      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+	__atomic_store_n(&c->slots[c->slot].attached, id, __ATOMIC_RELEASE);
+	__atomic_store_n(&vm->pid, c->slots[c->slot].pid, __ATOMIC_RELAXED);
+	return 0;
+}
+
+void vm_unclaim(struct vmc *c, uint32_t id, uint32_t to)
+{
+	__atomic_store_n(&c->slots[c->slot].attached, VMC_NIL, __ATOMIC_RELEASE);
+	__atomic_store_n(&c->vms[id].own, VM_OWN(to, VMC_NIL), __ATOMIC_RELEASE);
+}
+
+int vm_release_range(struct vmc *c, uint32_t id, uint32_t i, uint32_t n)
+{
+	struct vmc_vm *vm = &c->vms[id];
+	uint32_t *map = vm_pagemap(c, id), end = i + n;
+	int err = 0, quarantine = quarantine_needed(c, id);
+
+	while (i < end) {
+		uint32_t freed[64], nf = 0;
+		for (; i < end && nf < 64; i++)
+			if (map[i] != VMC_NIL) {
+				freed[nf++] = map[i];
+				map[i] = VMC_NIL;
+				vm->committed--;
+			}
+		if (!nf)
+			break;
+		/* the page map changed: our own window stops showing those
+		 * granules before anyone else can get them (a failed sync
+		 * clears the whole window, which is just as safe) */
+		__atomic_add_fetch(&vm->gen, 1, __ATOMIC_RELEASE);
+		if (c->win->vm == id) {
+			int e = window_sync(c, id);
+			err = err ? err : e;
+		}
+		if (quarantine) {
+			int e = pool_lock(c);
+			if (e)
+				return e;
+			for (uint32_t k = 0; k < nf; k++)
+				quarantine_add(c, freed[k]);
+			pool_unlock(c);
+			continue;
+		}
+		for (uint32_t k = 0; k < nf; k++) {
+			int e = pool_put(c, freed[k]);
+			err = err ? err : e;
+		}
+	}
+	return err;
+}
+
+static int check_vm_name(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+	if (!n || n >= VMC_NAME_MAX)
+		return vmc_fail(EINVAL, "VM name must be 1..%d characters", VMC_NAME_MAX - 1);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)name[i] <= ' ' || (unsigned char)name[i] >= 0x7f)
+			return vmc_fail(EINVAL, "VM name: use printable characters without spaces");
+	return 0;
+}
+
+/* Index of the VM named `name`, or VMC_NIL. Pool lock. */
+static uint32_t lookup(struct vmc *c, const char *name)
+{
+	for (uint32_t v = 0; v < c->h.max_vms; v++)
+		if (VM_STATE(c->vms[v].own) != VM_FREE &&
+		    strncmp(c->vms[v].name, name, VMC_NAME_MAX) == 0)
+			return v;
+	return VMC_NIL;
+}
+
+int vmc_vm_create(vmc_t *c, const char *name, size_t limit, uint32_t *id)
+{
+	uint32_t v, free_v = VMC_NIL;
+	int err;
+
+	vmc_clear_error();
+	if ((err = vmc_enter(c)) || (err = check_vm_name(name)))
+		return err;
+	if (!id || limit < VMC_GRANULE_SIZE || limit > c->h.window_size)
+		return vmc_fail(EINVAL, "VM limit %zu: must be 2 MiB .. the window size (%llu)",
+				limit, (unsigned long long)c->h.window_size);
+	if ((err = pool_lock(c)))
+		return err;
+	if (lookup(c, name) != VMC_NIL) {
+		pool_unlock(c);
+		return vmc_fail(EEXIST, "a VM named %s exists", name);
+	}
+	for (v = 0; v < c->h.max_vms && free_v == VMC_NIL; v++)
+		if (VM_STATE(c->vms[v].own) == VM_FREE)
+			free_v = v;
+	if (free_v == VMC_NIL) {
+		pool_unlock(c);
+		return vmc_fail(ENOSPC, "the VM table is full (%u VMs): raise vmc/max_vms",
+				c->h.max_vms);
+	}
+	struct vmc_vm *vm = &c->vms[free_v];
+	snprintf(vm->name, sizeof vm->name, "%s", name);
+	vm->limit = limit & ~(VMC_GRANULE_SIZE - 1);
+	vm->committed = vm->hwm = 0;
+	vm->attaches = 0;
+	vm->incarnation++;
+	__atomic_store_n(&vm->own, VM_OWN(VM_IDLE, VMC_NIL), __ATOMIC_RELEASE);
+	pool_unlock(c);
+	*id = free_v;
+	return 0;
+}
+
+int vmc_vm_find(vmc_t *c, const char *name, uint32_t *id)
+{
+	uint32_t v;
+	int err;
+
+	vmc_clear_error();
+	if ((err = vmc_enter(c)) || (err = check_vm_name(name)))
+		return err;
+	if (!id)
+		return vmc_fail(EINVAL, "vmc_vm_find: id is NULL");
+	if ((err = pool_lock(c)))
+		return err;
+	v = lookup(c, name);
+	pool_unlock(c);
+	if (v == VMC_NIL)
+		return vmc_fail(ENOENT, "no VM named %s", name);
+	*id = v;
+	return 0;
+}
+
+/* Claim VM id from `from`, drop it from our own window and release all its
+ * granules.  On success the VM stays claimed by us; on error it is back in
+ * `from`. */
+static int claim_and_empty(struct vmc *c, uint32_t id, uint32_t from)
+{
+	int err, e2;
+
+	if ((err = vm_claim(c, id, from)))
+		return err;
+	if ((err = slot_lock(c, c->slot))) {
+		vm_unclaim(c, id, from);
+		return err;
+	}
+	if (c->win->vm == id && !c->win->open)   /* a revoked (strict) view */
+		err = window_sync(c, VMC_NIL);
+	e2 = vm_release_range(c, id, 0, c->h.window_granules);
+	slot_unlock(c, c->slot);
+	if ((err = err ? err : e2))
+		vm_unclaim(c, id, from);
+	return err;
+}
+
+int vmc_vm_destroy(vmc_t *c, uint32_t id)
+{
+	struct vmc_vm *vm;
+	uint64_t own;
+	int err;
+
+	vmc_clear_error();
+	if ((err = vmc_enter(c)))
+		return err;
+	if (!(vm = vm_get(c, id, &err)))
+		return err;
+	own = __atomic_load_n(&vm->own, __ATOMIC_ACQUIRE);
+	if (c->win->attached == id)
+		return vmc_fail(EBUSY, "VM %s is attached here: detach it first", vm->name);
+	if ((err = claim_and_empty(c, id, VM_STATE(own) == VM_ORPHANED ? VM_ORPHANED : VM_IDLE)))
+		return err;
+	if ((err = pool_lock(c)))
+		return err;
+	vm->incarnation++;
+	vm->name[0] = 0;
+	__atomic_store_n(&c->slots[c->slot].attached, VMC_NIL, __ATOMIC_RELEASE);
+	__atomic_store_n(&vm->own, VM_OWN(VM_FREE, VMC_NIL), __ATOMIC_RELEASE);
+	pool_unlock(c);
+	return 0;
+}
+
+int vmc_vm_reclaim(vmc_t *c, uint32_t id, int how)
+{
+	int err;
+
+	vmc_clear_error();
+	if ((err = vmc_enter(c)))
+		return err;
+	if (how != VMC_RECLAIM_KEEP && how != VMC_RECLAIM_RESET)
+		return vmc_fail(EINVAL, "reclaim mode %d: use VMC_RECLAIM_KEEP or _RESET", how);
+	if (how == VMC_RECLAIM_KEEP) {
+		if ((err = vm_claim(c, id, VM_ORPHANED)))
+			return err == VMC_EORPHANED ? 0 : err;
+	} else if ((err = claim_and_empty(c, id, VM_ORPHANED))) {
+		return err;
+	}
+	__atomic_add_fetch(&c->vms[id].gen, 1, __ATOMIC_RELEASE);
+	vm_unclaim(c, id, VM_IDLE);
+	return 0;
+}
+
+int vmc_vm_stats(vmc_t *c, uint32_t id, vmc_vm_stats_t *out)
+{
+	struct vmc_vm *vm;
+	uint64_t own;
+	int err;
+
+	vmc_clear_error();
+	if ((err = vmc_enter(c)))
+		return err;
+	if (!out)
+		return vmc_fail(EINVAL, "vmc_vm_stats: out is NULL");
+	if ((err = pool_lock(c)))
+		return err;
+	if (!(vm = vm_get(c, id, &err))) {
+		pool_unlock(c);
+		return err;
+	}
+	own = __atomic_load_n(&vm->own, __ATOMIC_ACQUIRE);
+	memset(out, 0, sizeof *out);
+	snprintf(out->name, sizeof out->name, "%s", vm->name);
+	out->state = (int)VM_STATE(own);
+	if (VM_STATE(own) >= VM_ATTACHED)
+		out->pid = vm->pid;
+	out->limit = vm->limit;
+	out->committed = (uint64_t)__atomic_load_n(&vm->committed, __ATOMIC_RELAXED)
+			 << VMC_GRANULE_SHIFT;
+	out->hwm = (uint64_t)__atomic_load_n(&vm->hwm, __ATOMIC_RELAXED) << VMC_GRANULE_SHIFT;
+	out->attaches = __atomic_load_n(&vm->attaches, __ATOMIC_RELAXED);
+	pool_unlock(c);
+	return 0;
+}

@@ -1,0 +1,31 @@
+/*
+ * vm.h - the VM table.
+ */
+#ifndef VMC_VM_H
+#define VMC_VM_H
+
+#include "meta.h"
+
+static inline uint32_t *vm_pagemap(struct vmc *c, uint32_t vm)
+{
+	return c->pagemaps + (uint64_t)vm * c->h.window_granules;
+}
+
+/* Check id and return the VM, or NULL with vmc_errmsg set (ENOENT/EINVAL). */
+VMC_HIDDEN struct vmc_vm *vm_get(struct vmc *c, uint32_t id, int *err);
+
+/* Take VM id from state `from` to ATTACHED by this slot (compare-and-swap).
+ * Returns 0, EBUSY (attached elsewhere), VMC_EORPHANED, ENOENT or EINVAL
+ * (not in state `from`). */
+VMC_HIDDEN int vm_claim(struct vmc *c, uint32_t id, uint32_t from);
+
+/* Give back a VM this slot has claimed, into state `to`. */
+VMC_HIDDEN void vm_unclaim(struct vmc *c, uint32_t id, uint32_t to);
+
+/* Release the granules of window indices [i, i+n) of VM vm, which this
+ * slot has claimed: out of the page map, out of this window, into this
+ * worker's cache or, if another worker may still map them, quarantine.
+ * Needs the slot lock. */
+VMC_HIDDEN int vm_release_range(struct vmc *c, uint32_t vm, uint32_t i, uint32_t n);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * window.h - this process's address window and what it shows.
+ */
+#ifndef VMC_WINDOW_H
+#define VMC_WINDOW_H
+
+#include "meta.h"
+
+/* Process-local state of the window: which granule each window index maps
+ * and with what protection, so that a change costs only the system calls
+ * that the difference needs. */
+struct vmc_window {
+	uint32_t n;          /* window granules                                 */
+	uint32_t ext;        /* indices >= ext map nothing                       */
+	uint32_t vm;         /* VM whose page map the mapped indices show        */
+	uint32_t attached;   /* VM attached now (VMC_NIL: none)                  */
+	uint64_t vm_gen;     /* that VM's gen and incarnation when last synced   */
+	uint64_t vm_inc;
+	int      open;       /* every mapped index is read-write                 */
+	uint32_t *map;       /* map[i]: granule at index i, VMC_NIL: none        */
+	uint32_t *last;      /* last[i]: VM that index i last showed (fault reports) */
+	uint8_t  *prot;      /* prot[i]: PROT_* of index i when mapped           */
+};
+
+VMC_HIDDEN int window_init(struct vmc *c);
+VMC_HIDDEN void window_free(struct vmc *c);
+
+/* Make the window show VM vm's page map read-write (vm == VMC_NIL: show
+ * nothing), with the fewest system calls: runs of contiguous granules are
+ * one mmap, runs to clear one mmap of PROT_NONE, runs that only need their
+ * protection back one mprotect.  On failure the window is cleared. */
+VMC_HIDDEN int window_sync(struct vmc *c, uint32_t vm);
+
+/* Revoke all access (strict detach): one mprotect(PROT_NONE). */
+VMC_HIDDEN int window_revoke(struct vmc *c);
+
+/* After fork, in the child: drop every mapping the parent's window had. */
+VMC_HIDDEN void window_reset_child(struct vmc *c);
+
+static inline void *window_addr(struct vmc *c, uint32_t i)
+{
+	return (char *)c->arena + ((size_t)i << VMC_GRANULE_SHIFT);
+}
+
+#endif

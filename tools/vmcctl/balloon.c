@@ -1,0 +1,59 @@
+/*
+ * balloon.c - `vmcctl balloon NAME TARGET`: move memory between a live
+ * container and the host.  TARGET is how many bytes of the pool should be
+ * unfunded (holes that cost the host nothing).  Raising it inflates the
+ * balloon: free granules, and granules idling in workers' caches, go back
+ * to the host.  Lowering it deflates: holes are funded again.  Granules in
+ * use by VMs are never taken, so inflating can stop short (VMC_EFUNDS);
+ * vmcctl then says how far it got, and the container stays at that point.
+ */
+#include "vmcctl.h"
+
+#include <stdio.h>
+
+static int run(const struct vmcctl_cmd *cmd, int argc, char **argv)
+{
+	const char *pos[2];
+	char was[SIZE_BUF], now[SIZE_BUF], funded[SIZE_BUF], want[SIZE_BUF];
+	uint64_t target, before, achieved;
+	vmc_stats_t st;
+	vmc_t *c;
+	int err, rc;
+
+	if ((rc = args_parse(cmd, argc, argv, NULL, pos, 2)) != ARGS_OK)
+		return rc;
+	if (size_parse(pos[1], &target))
+		return usage_error(cmd, "bad size '%s' (expected bytes with an optional "
+				   "K/M/G/T suffix, e.g. 512M)", pos[1]);
+	if ((rc = open_container(pos[0], &c)))
+		return rc;
+	if ((err = vmc_stats(c, &st))) {
+		rc = fail(err, "stat %s", pos[0]);
+		return close_container(c, pos[0], rc);
+	}
+	before = achieved = (uint64_t)st.unfunded * VMC_GRANULE_SIZE;
+	if ((err = vmc_balloon(c, target, &achieved)))
+		rc = fail(err, "balloon %s to %s unfunded%s", pos[0], size_str(target, want),
+			  err == VMC_EFUNDS ? ": stopped short" : "");
+	/* how far it got, also when it stopped part way */
+	if (!err || err == VMC_EFUNDS || achieved != before)
+		printf("%s: unfunded %s (was %s), funded now %s\n", pos[0],
+		       size_str(achieved, now), size_str(before, was),
+		       size_str(st.pool_size - achieved, funded));
+	return close_container(c, pos[0], rc);
+}
+
+const struct vmcctl_cmd cmd_balloon = {
+	.name = "balloon",
+	.synopsis = "NAME TARGET",
+	.summary = "give memory back to the host, or take it again",
+	.help =
+	"TARGET is the number of bytes of the pool to leave unfunded, a multiple of\n"
+	"2 MiB with an optional K/M/G/T suffix.  A higher target inflates the balloon\n"
+	"(free and cached granules go back to the host); a lower one deflates it\n"
+	"(holes are funded again); 0 funds the whole pool.  Granules in use are never\n"
+	"taken: if too few are unused, vmcctl says how far it got and exits 1.\n\n"
+	"example:\n"
+	"  vmcctl balloon web 2G     # leave 2 GiB of web's pool to the host\n",
+	.run = run,
+};

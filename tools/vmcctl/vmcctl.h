@@ -1,0 +1,109 @@
+/*
+ * vmcctl.h - what the subcommands of vmcctl share.  Each subcommand is one
+ * struct vmcctl_cmd (its name, synopsis, help text and entry point) in a
+ * file of its own; main.c dispatches on the first argument.  The helpers
+ * below keep the subcommands to their own concern: option parsing with
+ * --help built in, sizes read and printed in powers of 1024, errors printed
+ * in one format (`vmcctl: WHAT: MESSAGE`) with one set of exit codes, and a
+ * progress bar for long funding runs.  vmcctl uses the public API (vmc.h)
+ * only, like any other program.
+ */
+#ifndef VMCCTL_H
+#define VMCCTL_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "vmc.h"
+
+/* Exit codes. */
+enum { EXIT_OK = 0, EXIT_ERR = 1, EXIT_USAGE = 2 };
+
+struct vmcctl_cmd {
+	const char *name;       /* "create" */
+	const char *synopsis;   /* what follows "vmcctl create" in usage lines */
+	const char *summary;    /* one line for `vmcctl --help` */
+	const char *help;       /* options, behaviour and an example */
+	int (*run)(const struct vmcctl_cmd *cmd, int argc, char **argv);
+};
+
+extern const struct vmcctl_cmd cmd_create, cmd_stat, cmd_balloon, cmd_check,
+	cmd_destroy, cmd_hugepages, cmd_caps;
+
+/* ------------------------------------------------------------ arguments */
+
+/* An option `--name VALUE` (or `--name=VALUE`); a flag if metavar is NULL,
+ * in which case *value is set to the option's name when given. */
+struct vmcctl_opt {
+	const char *name;
+	const char *metavar;
+	const char **value;
+};
+
+#define ARGS_OK (-1)
+
+/* Parse argv[1..argc-1] of subcommand cmd: options from opts (terminated by
+ * a zero entry; may be NULL), -h/--help, "--", and exactly npos positional
+ * arguments into pos[].  Returns ARGS_OK to go on, or the exit code to
+ * leave with: EXIT_OK after printing help, EXIT_USAGE after a usage error. */
+int args_parse(const struct vmcctl_cmd *cmd, int argc, char **argv,
+	       const struct vmcctl_opt *opts, const char **pos, int npos);
+
+/* Print the help of cmd to stdout. */
+void usage_print(const struct vmcctl_cmd *cmd);
+
+/* Print "vmcctl: CMD: MESSAGE" and the usage line to stderr; returns
+ * EXIT_USAGE. */
+int usage_error(const struct vmcctl_cmd *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* --------------------------------------------------------------- errors */
+
+/* Print "vmcctl: WHAT: " + vmc_errmsg() (or vmc_strerror(err) if the
+ * library left no message) to stderr; returns EXIT_ERR. */
+int fail(int err, const char *what_fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* vmc_open(name), printing the error if it fails. Returns 0 or EXIT_ERR. */
+int open_container(const char *name, vmc_t **out);
+
+/* vmc_close(c), printing the error if it fails. Returns rc, or EXIT_ERR if
+ * rc was EXIT_OK and closing failed. */
+int close_container(vmc_t *c, const char *name, int rc);
+
+/* ----------------------------------------------------------------- sizes */
+
+/* "512M", "2G", "4096", "1GiB": a byte count with an optional K/M/G/T
+ * suffix (powers of 1024). Returns 0, or -1 if s is not a size. */
+int size_parse(const char *s, uint64_t *out);
+
+/* A non-negative decimal count ("16"). Returns 0, or -1. */
+int count_parse(const char *s, long *out);
+
+/* The largest power-of-1024 unit not above bytes: returns its shift (0,
+ * 10, 20, ...) and sets *name ("B", "KiB", "MiB", ...). */
+unsigned size_unit(uint64_t bytes, const char **name);
+
+#define SIZE_BUF 32
+/* "0 B", "512 KiB", "256 MiB", "1.0 GiB": one decimal below 10 units. */
+const char *size_str(uint64_t bytes, char buf[SIZE_BUF]);
+
+/* -------------------------------------------------------------- progress */
+
+/* A progress bar on stderr for vmc_config_t.progress: silent for the
+ * first second, then `[#####.....]  37%  1.2/3.0 GiB`, redrawn in place. */
+struct progress {
+	struct timespec start;
+	int drawn;      /* a bar is on the line */
+	int finished;   /* the line was ended */
+};
+
+/* Start timing. */
+void progress_begin(struct progress *p);
+
+/* The callback: arg is a struct progress *. */
+void progress_update(void *arg, uint64_t done, uint64_t total);
+
+/* End a bar left unfinished (funding failed part way). */
+void progress_end(struct progress *p);
+
+#endif
