@@ -16,6 +16,13 @@
  * for hugetlb) and the first touch of a fresh anonymous mapping of that
  * size (what a process pays to get memory from the kernel the stock way).
  *
+ * Last, a second process keeps taking and returning granules through the
+ * shared free list (more than its cache holds) while the pool is deflated
+ * from 256 MiB funded to full and inflated back; its longest round shows
+ * how long a balloon can keep a worker from the pool lock (a worker that
+ * needs a granule during a balloon should wait one chunk at most, not the
+ * whole balloon).  Pools under 512 MiB leave this part out.
+ *
  * Hugetlb needs pool/2 MiB free hugepages: as root they are reserved with
  * vmc_hugepages_setup() and the reservation is returned at the end; THP
  * needs shmem_enabled != never: as root it is set to "advise" for the run
@@ -23,19 +30,25 @@
  * VMC_BENCH_KEEP_HOST=1 leaves the host settings as the benchmark made them.
  */
 #include "benchlib.h"
+#include "container.h"
 #include "os/os.h"
+#include "pool.h"
 #include "vmc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define THP_SHMEM "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
 #define NR_HUGE   "/proc/sys/vm/nr_hugepages"
 #define MAX_RUNS  64
 #define STEP_REPS 51   /* one-granule balloon steps timed per kind */
+#define STALL_RUNS 3   /* balloons with a worker refilling alongside, per kind */
+#define STALL_FLOOR (256 * BENCH_MiB)  /* funded while the worker runs */
+#define STALL_TAKE 40  /* granules per worker round: more than its cache holds */
 
 static uint64_t pool;
 static int runs;
@@ -221,11 +234,115 @@ static int balloon_to(vmc_t *c, uint64_t target, const char *what)
 	return 0;
 }
 
+/* --------------------------------------- a worker alongside the balloon */
+
+struct stall {
+	int ready, stop, phase;    /* phase: 0 idle, 1 deflating, 2 inflating */
+	int failed;
+	uint64_t max_ns[3];        /* longest take/put round seen in each phase */
+};
+
+/* A worker that takes STALL_TAKE granules and puts them back, over and
+ * over: more than its cache holds, so it refills from and drains to the
+ * shared free list under the pool lock every round. */
+static void stall_worker(vmc_t *c, struct stall *st)
+{
+	uint32_t g[STALL_TAKE];
+	int err = vmc_enter(c);
+
+	while (!err && !__atomic_load_n(&st->stop, __ATOMIC_ACQUIRE)) {
+		int phase = __atomic_load_n(&st->phase, __ATOMIC_ACQUIRE);
+		uint64_t t0 = bench_now_ns();
+		int k = 0;
+		if ((err = slot_lock(c, c->slot)))
+			break;
+		while (k < STALL_TAKE && !(err = pool_take(c, 0, (uint32_t)k, &g[k])))
+			k++;
+		while (k-- > 0)
+			pool_put(c, g[k]);
+		slot_unlock(c, c->slot);
+		uint64_t d = bench_now_ns() - t0;
+		if (!phase)   /* a round that began just before a phase counts in it */
+			phase = __atomic_load_n(&st->phase, __ATOMIC_ACQUIRE);
+		if (d > st->max_ns[phase])
+			st->max_ns[phase] = d;
+		__atomic_store_n(&st->ready, 1, __ATOMIC_RELEASE);
+	}
+	if (err) {
+		fprintf(stderr, "bench_balloon: stall worker: %s: %s\n", vmc_strerror(err),
+			vmc_errmsg());
+		st->failed = 1;
+	}
+	vmc_close(c);
+	_exit(err != 0);
+}
+
+/* Deflate from STALL_FLOOR funded to all funded, then inflate back, while
+ * a worker refills; the worker's longest round in each phase, in ms,
+ * goes to def[i] / inf[i], and the balloon durations to dur_def/dur_inf. */
+static int measure_stall(vmc_t *c, double *def, double *inf, double *dur_def, double *dur_inf)
+{
+	struct stall *st = mmap(NULL, sizeof *st, PROT_READ | PROT_WRITE,
+				MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	int ok = 1;
+
+	if (st == MAP_FAILED)
+		return -1;
+	for (int i = 0; i < STALL_RUNS && ok; i++) {
+		uint64_t t0, t1, t2;
+		pid_t pid;
+		int ws;
+
+		if (balloon_to(c, pool - STALL_FLOOR, "inflate to the floor"))
+			ok = 0;
+		memset(st, 0, sizeof *st);
+		fflush(NULL);
+		if (!ok || (pid = fork()) < 0) {
+			ok = 0;
+			break;
+		}
+		if (pid == 0)
+			stall_worker(c, st);
+		while (!__atomic_load_n(&st->ready, __ATOMIC_ACQUIRE)) {
+			if (waitpid(pid, &ws, WNOHANG) == pid) {
+				fprintf(stderr, "bench_balloon: stall worker died early\n");
+				munmap(st, sizeof *st);
+				return -1;
+			}
+			usleep(1000);
+		}
+		usleep(20000);
+		__atomic_store_n(&st->phase, 1, __ATOMIC_RELEASE);
+		t0 = bench_now_ns();
+		ok = !balloon_to(c, 0, "deflate");
+		t1 = bench_now_ns();
+		__atomic_store_n(&st->phase, 0, __ATOMIC_RELEASE);
+		usleep(10000);
+		__atomic_store_n(&st->phase, 2, __ATOMIC_RELEASE);
+		t2 = bench_now_ns();
+		if (ok)
+			ok = !balloon_to(c, pool - STALL_FLOOR, "inflate");
+		dur_inf[i] = (double)(bench_now_ns() - t2) / 1e6;
+		__atomic_store_n(&st->phase, 0, __ATOMIC_RELEASE);
+		usleep(10000);
+		__atomic_store_n(&st->stop, 1, __ATOMIC_RELEASE);
+		if (waitpid(pid, &ws, 0) != pid || !WIFEXITED(ws) || WEXITSTATUS(ws))
+			ok = 0;
+		def[i] = (double)st->max_ns[1] / 1e6;
+		inf[i] = (double)st->max_ns[2] / 1e6;
+		dur_def[i] = (double)(t1 - t0) / 1e6;
+	}
+	munmap(st, sizeof *st);
+	return ok && !balloon_to(c, 0, "deflate") ? 0 : -1;
+}
+
 /* Returns 0, 1 if skipped, -1 on failure. */
 static int measure_kind(struct bench_report *r, int kind)
 {
 	const char *kn = vmc_page_kind_name(kind);
 	double in[MAX_RUNS], out[MAX_RUNS], sin[STEP_REPS], sout[STEP_REPS];
+	double sdef[STALL_RUNS], sinf[STALL_RUNS], ddef[STALL_RUNS], dinf[STALL_RUNS];
+	int stall = pool >= 2 * STALL_FLOOR;
 	uint64_t calls_in = 0, calls_out = 0, calls_sout = 0;
 	char why[512] = "", name[96], sz[32];
 	vmc_config_t cfg;
@@ -284,6 +401,8 @@ static int measure_kind(struct bench_report *r, int kind)
 		sin[i] = (double)(t1 - t0) / 1e3;
 		sout[i] = (double)(t2 - t1) / 1e3;
 	}
+	if (stall && measure_stall(c, sdef, sinf, ddef, dinf))
+		goto fail;
 	if (kind == VMC_PAGE_THP) {
 		/* is the THP pool really in huge pages? (other processes may
 		 * move the figure a little) */
@@ -301,6 +420,19 @@ static int measure_kind(struct bench_report *r, int kind)
 	bench_row_runs(r, name, "us", sin, STEP_REPS, NULL, kn);
 	snprintf(name, sizeof name, "%s 1-granule deflate", kn);
 	bench_row_runs(r, name, "us", sout, STEP_REPS, NULL, kn);
+	if (stall) {
+		char deflate_name[96];
+		snprintf(deflate_name, sizeof deflate_name, "%s deflate %llu MiB (worker alongside)",
+			 kn, (unsigned long long)((pool - STALL_FLOOR) >> 20));
+		bench_row_runs(r, deflate_name, "ms", ddef, STALL_RUNS, NULL, kn);
+		snprintf(name, sizeof name, "%s worker stall during that deflate", kn);
+		bench_row_runs(r, name, "ms", sdef, STALL_RUNS, deflate_name, kn);
+		snprintf(deflate_name, sizeof deflate_name, "%s inflate %llu MiB (worker alongside)",
+			 kn, (unsigned long long)((pool - STALL_FLOOR) >> 20));
+		bench_row_runs(r, deflate_name, "ms", dinf, STALL_RUNS, NULL, kn);
+		snprintf(name, sizeof name, "%s worker stall during that inflate", kn);
+		bench_row_runs(r, name, "ms", sinf, STALL_RUNS, deflate_name, kn);
+	}
 	bench_note(r, "%s: %llu vmc system calls per full inflate, %llu per full deflate, "
 		   "%llu per 1-granule deflate", kn, (unsigned long long)calls_in,
 		   (unsigned long long)calls_out, (unsigned long long)calls_sout);
@@ -313,7 +445,7 @@ fail:
 int main(int argc, char **argv)
 {
 	static const int kinds[] = { VMC_PAGE_HUGETLB, VMC_PAGE_THP, VMC_PAGE_4K };
-	char sz[32];
+	char sz[32], measured[64] = "";
 	struct bench_report *r;
 	int failed = 0;
 
@@ -340,9 +472,14 @@ int main(int argc, char **argv)
 	measure_first_touch(r);
 	/* 4K first, so that hugetlb and THP can be compared with it */
 	for (int i = 2; i >= 0; i--) {
-		if (measure_kind(r, kinds[i]) < 0)
+		int res = measure_kind(r, kinds[i]);
+		if (res < 0)
 			failed = 1;
+		if (res == 0)
+			snprintf(measured + strlen(measured), sizeof measured - strlen(measured),
+				 "%s%s", measured[0] ? "," : "", vmc_page_kind_name(kinds[i]));
 	}
+	bench_report_set_page_kind(r, measured[0] ? measured : "none");
 	{
 		/* every pool_fund() (so every deflate) probes the host first */
 		double v[STEP_REPS];

@@ -210,6 +210,11 @@ struct bench_report *bench_report_new(const char *bench, const char *page_kind)
 	return r;
 }
 
+void bench_report_set_page_kind(struct bench_report *r, const char *page_kind)
+{
+	snprintf(r->page_kind, sizeof r->page_kind, "%s", page_kind ? page_kind : "");
+}
+
 void bench_row(struct bench_report *r, const char *name, const char *unit,
 	       double median, double min, double max, int runs,
 	       const char *ratio_vs, const char *page_kind)
@@ -420,7 +425,7 @@ int bench_report_finish(struct bench_report *r)
 	printf("\n== %s  (%s)\n", r->bench, date);
 	printf("machine: %s\n", m.line);
 	printf("page kind: %s\n\n", r->page_kind);
-	printf("  %-40s %12s %-8s %25s %4s  %s\n", "name", "median", "unit", "min .. max",
+	printf("  %-46s %12s %-8s %22s %4s  %s\n", "name", "median", "unit", "min .. max",
 	       "runs", "ratio");
 	for (int i = 0; i < r->nrows; i++) {
 		const struct bench_row *w = &r->rows[i];
@@ -435,7 +440,7 @@ int bench_report_finish(struct bench_report *r)
 			snprintf(ratio, sizeof ratio, "(no %s)", w->ratio_vs);
 		else
 			ratio[0] = 0;
-		printf("  %-40s %12s %-8s %25s %4d  %s\n", w->name, med, w->unit, range,
+		printf("  %-46s %12s %-8s %22s %4d  %s\n", w->name, med, w->unit, range,
 		       w->runs, ratio);
 	}
 	if (r->nnotes)

@@ -57,6 +57,9 @@ struct bench_report;
  * rows were measured on (a single kind or a list like "hugetlb,thp,4k"). */
 struct bench_report *bench_report_new(const char *bench, const char *page_kind);
 
+/* Change the report's page kind (e.g. to the kinds that were not skipped). */
+void bench_report_set_page_kind(struct bench_report *r, const char *page_kind);
+
 /* Add a row.  ratio_vs names an earlier or later row (NULL: no ratio).
  * min/max are shown next to the median for the spread of the runs.
  * page_kind may be NULL (the report's). */

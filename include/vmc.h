@@ -237,13 +237,30 @@ VMC_API int vmc_fault_install(vmc_t *c, int flags);
 
 /* ------------------------------------------------------------ statistics */
 
+#define VMC_HIST_BUCKETS 32
+/* Attach/detach figures of one worker or of all (SAP STAD style). */
+typedef struct vmc_attach_stats {
+	uint64_t attaches;
+	uint64_t affinity_hits;     /* re-attaches that needed no system call      */
+	uint64_t remaps;            /* attaches that changed the window's mappings */
+	uint64_t detaches;
+	uint64_t syscalls;          /* system calls made by attach and detach      */
+	uint64_t attach_hist[VMC_HIST_BUCKETS]; /* [k]: attaches of [2^k, 2^(k+1)) ns */
+	uint64_t detach_hist[VMC_HIST_BUCKETS];
+} vmc_attach_stats_t;
+
+/* The latency below which a fraction p (0..1) of a histogram's operations
+ * fall, in ns (the upper edge of the bucket; 0 if the histogram is empty). */
+VMC_API uint64_t vmc_hist_percentile(const uint64_t hist[VMC_HIST_BUCKETS], double p);
+
 typedef struct vmc_stats {
 	uint64_t pool_size;         /* bytes */
 	uint64_t funded_bytes;      /* bytes backed by memory (all states but unfunded) */
 	uint64_t reserve_size;
 	uint32_t granules;          /* pool granules in total                       */
 	uint32_t unfunded, free, cached, used, quarantined; /* granules by state    */
-	uint32_t workers;           /* live worker slots                            */
+	uint32_t workers;           /* slots held by live processes                 */
+	uint32_t dead_workers;      /* slots of dead processes not yet recovered    */
 	uint32_t max_workers, max_vms;
 	int      page_kind;         /* the kind in use (never VMC_PAGE_AUTO)        */
 	int      memory_isolation;
@@ -254,6 +271,8 @@ typedef struct vmc_stats {
 	uint64_t cache_refills, cache_drains;   /* batch moves shared list <-> cache   */
 	uint64_t lock_repairs;                  /* locks repaired after a dead owner   */
 	uint64_t workers_recovered;             /* dead workers' slots reclaimed       */
+	uint32_t vms;                           /* VMs in the table                    */
+	vmc_attach_stats_t attach;              /* all workers, past and present       */
 } vmc_stats_t;
 
 /* A snapshot of the container's counters (consistent: taken under the pool
@@ -264,18 +283,26 @@ typedef struct vmc_worker_stats {
 	int32_t  pid;               /* 0: slot unused */
 	uint32_t cached;            /* granules in this worker's local cache */
 	int      alive;             /* 1 if the process is alive (pid reuse-safe) */
+	uint32_t attached;          /* VM attached there, or VMC_NO_VM */
+	vmc_attach_stats_t attach;
 } vmc_worker_stats_t;
 
 /* Stats of worker slot `slot` (0 .. max_workers-1). Errors: EINVAL. */
 VMC_API int vmc_worker_stats(vmc_t *c, uint32_t slot, vmc_worker_stats_t *out);
 
-/* This process's worker slot number. */
+/* This process's worker slot number, or VMC_NO_SLOT if c is not usable. */
+#define VMC_NO_SLOT 0xffffffffu
 VMC_API uint32_t vmc_worker_slot(vmc_t *c);
+
+/* Report funding progress of this handle's balloon deflates (and, given in
+ * vmc_config_t, of vmc_create) to fn; NULL for none. */
+VMC_API void vmc_set_progress(vmc_t *c, void (*fn)(void *arg, uint64_t done, uint64_t total),
+			      void *arg);
 
 /* ------------------------------------------------ checking and recovery */
 
 typedef struct vmc_check_report {
-	uint32_t errors;            /* invariant violations found (0: consistent) */
+	uint32_t errors;            /* 0: consistent; 1: a violation (the check stops at the first) */
 	char     first[256];        /* description of the first violation         */
 } vmc_check_report_t;
 

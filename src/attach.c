@@ -36,7 +36,7 @@ static void add(uint64_t *p, uint64_t n)
 	__atomic_add_fetch(p, n, __ATOMIC_RELAXED);
 }
 
-static void record(uint64_t *hist, uint64_t t0, uint64_t calls0, struct vmc_wstats *st)
+static void record(uint64_t *hist, uint64_t t0, uint64_t calls0, vmc_attach_stats_t *st)
 {
 	uint64_t ns = now_ns() - t0;
 	int b = ns ? 63 - __builtin_clzll(ns) : 0;
@@ -63,7 +63,7 @@ static int window_changed(struct vmc *c, uint32_t vm)
 int vmc_attach(vmc_t *c, uint32_t id, void **base)
 {
 	struct vmc_window *w;
-	struct vmc_wstats *st;
+	vmc_attach_stats_t *st;
 	struct vmc_vm *vm;
 	uint64_t t0, calls0;
 	int err;
@@ -106,7 +106,7 @@ int vmc_attach(vmc_t *c, uint32_t id, void **base)
 
 int vmc_detach(vmc_t *c, uint32_t id)
 {
-	struct vmc_wstats *st;
+	vmc_attach_stats_t *st;
 	uint64_t t0, calls0;
 	int err = 0;
 

@@ -92,26 +92,25 @@ int backing_unfund(struct vmc *c, uint32_t g, uint32_t n)
 
 int backing_precheck(int kind, int fd, uint64_t n)
 {
-	vmc_caps_t caps;
-	uint64_t bytes = n << VMC_GRANULE_SHIFT;
+	long huge_free, huge_total;
+	uint64_t bytes = n << VMC_GRANULE_SHIFT, avail;
 	struct statfs st;
 
 	if (!n)
 		return 0;
-	vmc_caps_probe(&caps);
+	vmc_os_meminfo(&huge_free, &huge_total, &avail);
 	if (kind == VMC_PAGE_HUGETLB) {
-		if ((uint64_t)caps.hugepages_free >= n)
+		if ((uint64_t)huge_free >= n)
 			return 0;
 		return vmc_fail(ENOMEM, "need %llu hugepages, %ld free: run `vmcctl hugepages "
-				"%llu` as root", (unsigned long long)n, caps.hugepages_free,
-				(unsigned long long)(n - (uint64_t)caps.hugepages_free +
-						     (uint64_t)caps.hugepages_total));
+				"%llu` as root", (unsigned long long)n, huge_free,
+				(unsigned long long)n);
 	}
-	if (caps.mem_available && bytes > caps.mem_available)
+	if (avail && bytes > avail)
 		return vmc_fail(ENOMEM, "need %llu MiB to fund, only %llu MiB of memory "
 				"available: fund less (vmc/fund_size, vmcctl balloon) or free memory",
 				(unsigned long long)(bytes >> 20),
-				(unsigned long long)(caps.mem_available >> 20));
+				(unsigned long long)(avail >> 20));
 	if (fd >= 0 && os_fstatfs(fd, &st) == 0 && st.f_bsize &&
 	    (uint64_t)st.f_bavail * (uint64_t)st.f_bsize < bytes)
 		return vmc_fail(ENOSPC, "need %llu MiB to fund, the pool's tmpfs has %llu MiB "

@@ -1,19 +1,185 @@
 /*
- * balloon.c - vmc_balloon: move the pool's funded size toward a target,
- * Azul-style.  Inflating the balloon gives free granules back to the host
- * by punching holes in the pool file (at hole-punch speed on hugetlb: no
- * copying, no page-table walk of live mappings); deflating funds holes
- * again.  Used granules are never touched, so a running VM cannot lose
- * memory to the balloon.
+ * balloon.c - funding and ballooning, Azul-style.  Funding backs holes of
+ * the pool file with memory (free granules appear); inflating the balloon
+ * gives free granules back to the host by punching holes (at hole-punch
+ * speed on hugetlb: no copying, no page-table walk of live mappings);
+ * deflating funds holes again.  Used granules are never touched, so a
+ * running VM cannot lose memory to the balloon.
+ *
+ * One balloon operation runs at a time (the balloon lock), and it makes its
+ * slow system calls without the pool lock, so workers taking granules are
+ * not held up behind a fallocate:
+ *  - fund: pick holes (only a balloon-lock holder changes unfunded
+ *    granules), fallocate them, then free them under the pool lock;
+ *  - unfund: take free granules and mark them unfunded under the pool
+ *    lock, then punch them.  A granule is marked unfunded before its hole
+ *    is punched and funded only after fallocate succeeded, so it is never
+ *    mapped without memory behind it (invariant 7, no SIGBUS).
+ * A balloon holder that dies mid-call may leave memory behind unfunded
+ * granules; the balloon lock's repair punches them again.
  */
 #include "container.h"
+#include "backing.h"
 #include "pool.h"
 
 #include <errno.h>
+#include <stdlib.h>
+
+#define CHUNK 64u   /* granules per system call batch and pool-lock hold */
+
+/* The balloon lock's repair: give back what a dead funder half-allocated. */
+static void balloon_repair(void *arg)
+{
+	struct vmc *c = arg;
+	for (uint32_t g = 0, run; g < c->h.ngranules; g += run ? run : 1) {
+		for (run = 0; g + run < c->h.ngranules &&
+			      __atomic_load_n(&c->gran[g + run].state, __ATOMIC_RELAXED) == G_UNFUNDED;
+		     run++)
+			;
+		if (run)
+			backing_unfund(c, g, run);
+	}
+}
+
+int balloon_lock(struct vmc *c)
+{
+	return vmc_lock(&c->m->balloon_lock, balloon_repair, c, &c->m->cnt.lock_repairs);
+}
+
+void balloon_unlock(struct vmc *c)
+{
+	vmc_unlock(&c->m->balloon_lock);
+}
+
+static void count_op(uint64_t *ops, uint64_t *granules, uint32_t n)
+{
+	__atomic_add_fetch(ops, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(granules, n, __ATOMIC_RELAXED);
+}
+
+static void progress(struct vmc *c, uint32_t done, uint32_t total)
+{
+	if (c->progress)
+		c->progress(c->progress_arg, (uint64_t)done << VMC_GRANULE_SHIFT,
+			    (uint64_t)total << VMC_GRANULE_SHIFT);
+}
+
+/* Fund n holes, lowest first.  Balloon lock held. */
+int pool_fund(struct vmc *c, uint32_t n)
+{
+	uint32_t done = 0, g = 0, ng = c->h.ngranules;
+	int err;
+
+	if (n > c->m->nunfunded)
+		return vmc_fail(VMC_EFUNDS, "cannot fund %u granules: only %u of the pool's %u "
+				"are unfunded", n, c->m->nunfunded, ng);
+	if ((err = backing_precheck((int)c->h.page_kind,
+				    c->h.flags & META_POOL_MEMFD ? -1 : c->pool_fd, n)))
+		return err;
+	while (done < n) {
+		uint32_t run = 0;
+		while (g < ng && c->gran[g].state != G_UNFUNDED)
+			g++;
+		if (g == ng)
+			return vmc_fail(VMC_EFUNDS, "no unfunded granules left to fund");
+		while (g + run < ng && run < VMC_MIN(CHUNK, n - done) &&
+		       c->gran[g + run].state == G_UNFUNDED)
+			run++;
+		if ((err = backing_fund(c, g, run)) || (err = pool_lock(c)))
+			return err;
+		for (uint32_t i = 0; i < run; i++) {
+			c->gran[g + i].last_vm = VMC_NIL;   /* fresh memory reads as zero */
+			pool_free_granule(c, g + i);
+		}
+		c->m->nunfunded -= run;
+		pool_unlock(c);
+		count_op(&c->m->cnt.fund_ops, &c->m->cnt.fund_granules, run);
+		done += run;
+		g += run;
+		progress(c, done, n);
+	}
+	return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Take up to `want` free granules and mark them unfunded (pool lock), then
+ * punch them, contiguous runs in one call each.  *got = granules taken. */
+static int unfund_chunk(struct vmc *c, uint32_t want, uint32_t *got)
+{
+	uint32_t pick[CHUNK], n = 0;
+	int err;
+
+	if ((err = pool_lock(c)))
+		return err;
+	while (n < want && (pick[n] = pool_pop_free(c)) != VMC_NIL) {
+		struct vmc_granule *e = &c->gran[pick[n++]];
+		e->next = VMC_NIL;
+		e->last_vm = VMC_NIL;   /* a hole reads as zero */
+		e->state = G_UNFUNDED;
+	}
+	c->m->nunfunded += n;
+	pool_unlock(c);
+	*got = n;
+	qsort(pick, n, sizeof *pick, cmp_u32);
+	for (uint32_t i = 0, run; i < n; i += run) {
+		for (run = 1; i + run < n && pick[i + run] == pick[i] + run; run++)
+			;
+		/* a failed punch leaves memory behind an unfunded granule: a
+		 * leak until the next deflate, never a granule without memory */
+		if ((err = backing_unfund(c, pick[i], run)))
+			return err;
+		count_op(&c->m->cnt.unfund_ops, &c->m->cnt.unfund_granules, run);
+	}
+	return 0;
+}
+
+/* Take the cached granules of every worker back to the free list. */
+static int drain_all_caches(struct vmc *c)
+{
+	for (uint32_t s = 0; s < c->h.max_workers; s++) {
+		int err;
+		if (!__atomic_load_n(&c->slots[s].cache_count, __ATOMIC_RELAXED))
+			continue;
+		if ((err = slot_lock(c, s)))
+			return err;
+		err = pool_drain(c, s, 0);
+		slot_unlock(c, s);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* Unfund n free granules, taking back workers' caches if the free list
+ * runs short.  Balloon lock held. */
+static int pool_unfund(struct vmc *c, uint32_t n)
+{
+	uint32_t done = 0, got;
+	int err, drained = 0;
+
+	while (done < n) {
+		if ((err = unfund_chunk(c, VMC_MIN(CHUNK, n - done), &got)))
+			return err;
+		done += got;
+		if (got)
+			continue;
+		if (drained++)
+			return vmc_fail(VMC_EFUNDS, "only %u of %u granules could be unfunded: "
+					"the rest are in use", done, n);
+		if ((err = drain_all_caches(c)))
+			return err;
+	}
+	return 0;
+}
 
 int vmc_balloon(vmc_t *c, uint64_t target_unfunded, uint64_t *achieved)
 {
-	uint32_t target, now, done = 0;
+	uint32_t target, now;
 	int err;
 
 	vmc_clear_error();
@@ -25,11 +191,14 @@ int vmc_balloon(vmc_t *c, uint64_t target_unfunded, uint64_t *achieved)
 				(unsigned long long)target_unfunded,
 				(unsigned long long)c->h.pool_size);
 	target = (uint32_t)(target_unfunded >> VMC_GRANULE_SHIFT);
+	if ((err = balloon_lock(c)))
+		return err;
 	now = __atomic_load_n(&c->m->nunfunded, __ATOMIC_RELAXED);
 	if (target > now)
-		err = pool_unfund(c, target - now, &done);
+		err = pool_unfund(c, target - now);
 	else if (target < now)
 		err = pool_fund(c, now - target);
+	balloon_unlock(c);
 	if (achieved)
 		*achieved = (uint64_t)__atomic_load_n(&c->m->nunfunded, __ATOMIC_RELAXED)
 			    << VMC_GRANULE_SHIFT;

@@ -1,6 +1,7 @@
 /*
  * check.c - vmc_check and vmc_recover.  vmc_check stops the world briefly
- * (every slot lock, then the pool lock, in the lock order) and runs the
+ * (the balloon lock, every slot lock, then the pool lock: the lock order)
+ * and runs the
  * deep validator over the live tables: every granule in exactly one state,
  * each list holding exactly the granules marked so, the counters matching.
  * vmc_recover reclaims the slots and caches of dead workers.
@@ -21,7 +22,7 @@ int vmc_check(vmc_t *c, vmc_check_report_t *out)
 
 	vmc_clear_error();
 	memset(&r, 0, sizeof r);
-	if ((err = vmc_enter(c)))
+	if ((err = vmc_enter(c)) || (err = balloon_lock(c)))
 		return err;
 	for (; locked < c->h.max_workers; locked++)
 		if ((err = slot_lock(c, locked)))
@@ -38,6 +39,7 @@ int vmc_check(vmc_t *c, vmc_check_report_t *out)
 unlock:
 	while (locked-- > 0)
 		slot_unlock(c, locked);
+	balloon_unlock(c);
 	if (out)
 		*out = r;
 	if (err && r.errors)

@@ -145,7 +145,7 @@ static int resolve_kind(const vmc_config_t *cfg, const char *name, uint32_t nfun
 	if ((uint64_t)caps.hugepages_free < need)
 		snprintf(why, sizeof why, "hugetlb: %ld free hugepages, need %llu: run `vmcctl "
 			 "hugepages %llu` as root", caps.hugepages_free, (unsigned long long)need,
-			 (unsigned long long)(caps.hugepages_total + (long)need - caps.hugepages_free));
+			 (unsigned long long)need);
 	else if (name && !caps.hugetlbfs_mounted)
 		snprintf(why, sizeof why, "hugetlb: no hugetlbfs mount to share the pool by "
 			 "name: `vmcctl hugepages N` mounts one");
@@ -188,6 +188,7 @@ static int open_pool(const vmc_config_t *cfg, const char *name, int kind,
 	if (os_ftruncate(*fd, (off_t)cfg->pool_size) != 0) {
 		int err = errno;
 		os_close(*fd);
+		*fd = -1;
 		if (path[0])
 			os_unlink(path);
 		return vmc_fail(err, "cannot size the pool to %llu bytes: %s",
@@ -393,8 +394,8 @@ static int init_tables(struct vmc *c)
 	memcpy(c->m, &c->h, sizeof c->h);
 	c->m->magic = 0;
 	locate_tables(c);
-	if ((err = vmc_lock_init(&c->m->pool_lock)))
-		return vmc_fail(err, "cannot initialise the pool lock");
+	if ((err = vmc_lock_init(&c->m->pool_lock)) || (err = vmc_lock_init(&c->m->balloon_lock)))
+		return vmc_fail(err, "cannot initialise the pool locks");
 	for (uint32_t s = 0; s < c->h.max_workers; s++) {
 		c->slots[s].cache_head = c->slots[s].attached = c->slots[s].window_vm = VMC_NIL;
 		if ((err = vmc_lock_init(&c->slots[s].lock)))
@@ -439,8 +440,11 @@ int vmc_create(const char *name, const vmc_config_t *cfg, vmc_t **out)
 		goto fail;
 	snprintf(c->h.pool_path, sizeof c->h.pool_path, "%s", ppath);
 	c->h.flags = ppath[0] ? 0 : META_POOL_MEMFD;
-	if ((err = init_tables(c)) || (err = worker_join(c)) ||
-	    (err = pool_fund(c, (uint32_t)(cfg->fund_size >> VMC_GRANULE_SHIFT))))
+	if ((err = init_tables(c)) || (err = worker_join(c)) || (err = balloon_lock(c)))
+		goto fail;
+	err = pool_fund(c, (uint32_t)(cfg->fund_size >> VMC_GRANULE_SHIFT));
+	balloon_unlock(c);
+	if (err)
 		goto fail;
 	c->h.magic = VMC_MAGIC;
 	__atomic_store_n(&c->m->magic, VMC_MAGIC, __ATOMIC_RELEASE);
@@ -594,6 +598,19 @@ static int recorded_pool(const char *path, const char *name, char *out, size_t n
 	return 1;
 }
 
+/* Unlink path; *found is set if it existed.  Returns 0 or the errno of a
+ * file that exists but could not be removed. */
+static int remove_file(const char *path, int *found)
+{
+	if (os_unlink(path) == 0) {
+		*found = 1;
+		return 0;
+	}
+	if (errno == ENOENT)
+		return 0;
+	return vmc_fail(errno, "cannot remove %s: %s", path, vmc_strerror(errno));
+}
+
 int vmc_destroy(const char *name)
 {
 	char meta[300], pool[300], dir[256];
@@ -603,15 +620,18 @@ int vmc_destroy(const char *name)
 	if ((err = check_name(name)))
 		return err;
 	meta_path(meta, sizeof meta, name);
-	if (recorded_pool(meta, name, pool, sizeof pool))
-		found |= os_unlink(pool) == 0;
-	found |= os_unlink(meta) == 0;
+	if (recorded_pool(meta, name, pool, sizeof pool) && (err = remove_file(pool, &found)))
+		return err;
+	if ((err = remove_file(meta, &found)))
+		return err;
 	/* a half-made or corrupt container: its pool is where create puts it */
 	snprintf(pool, sizeof pool, SHM_DIR "/vmc.%s.pool", name);
-	found |= os_unlink(pool) == 0;
+	if ((err = remove_file(pool, &found)))
+		return err;
 	if (vmc_os_hugetlbfs_mount(dir, sizeof dir)) {
 		snprintf(pool, sizeof pool, "%s/vmc.%s.pool", dir, name);
-		found |= os_unlink(pool) == 0;
+		if ((err = remove_file(pool, &found)))
+			return err;
 	}
 	return found ? 0 : vmc_fail(ENOENT, "no container %s", name);
 }

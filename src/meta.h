@@ -5,7 +5,7 @@
  * to each other by index, and every index read from shared memory is
  * bounds-checked before use (see validate.c).
  *
- * Lock order: slot lock -> pool lock.  Counters marked "atomic" are
+ * Lock order: balloon lock -> slot lock -> pool lock.  Counters marked "atomic" are
  * updated with relaxed atomics and need no lock.
  */
 #ifndef VMC_META_H
@@ -46,15 +46,6 @@ struct vmc_granule {
 	uint64_t epoch;    /* QUARANTINED: the epoch it waits for                */
 };
 
-/* Per-worker attach statistics (SAP STAD style); atomic, written by the
- * owner only.  hist[k] counts operations that took [2^k, 2^(k+1)) ns. */
-#define VMC_HIST_BUCKETS 32
-struct vmc_wstats {
-	uint64_t attaches, affinity_hits, remaps, detaches, syscalls;
-	uint64_t attach_hist[VMC_HIST_BUCKETS];
-	uint64_t detach_hist[VMC_HIST_BUCKETS];
-};
-
 /* A worker slot: one per joined process. */
 struct vmc_slot {
 	vmc_lock_t lock;        /* guards cache_head, cache_count, the cached granules
@@ -70,7 +61,7 @@ struct vmc_slot {
 	uint64_t window_epoch;  /* pool lock: epoch at which that mapping was made */
 	uint64_t refills;       /* atomic */
 	uint64_t drains;        /* atomic */
-	struct vmc_wstats st;   /* atomic, owner writes */
+	vmc_attach_stats_t st;   /* atomic, owner writes */
 };
 
 /* VM states, kept in the top half of vmc_vm.own; the bottom half holds
@@ -103,7 +94,7 @@ struct vmc_counters {
 	uint64_t unfund_ops, unfund_granules;
 	uint64_t cache_refills, cache_drains;
 	uint64_t lock_repairs, workers_recovered;
-	struct vmc_wstats gone;  /* attach statistics of slots since freed */
+	vmc_attach_stats_t gone;  /* attach statistics of slots since freed */
 };
 
 enum { META_POOL_MEMFD = 1 };   /* flags: pool is a memfd, not openable by name */
@@ -124,6 +115,7 @@ struct vmc_meta {
 	char     pool_path[256];
 	/* --- mutable ---------------------------------------------------- */
 	vmc_lock_t pool_lock;
+	vmc_lock_t balloon_lock; /* serialises balloon operations (target arithmetic) */
 	uint32_t free_head;      /* pool lock: first free granule or VMC_NIL */
 	uint32_t nfree;          /* pool lock */
 	uint32_t nunfunded;      /* pool lock */

@@ -15,14 +15,10 @@
  * or overflows (drain).
  */
 #include "pool.h"
-#include "backing.h"
 #include "quarantine.h"
 #include "worker.h"
 
 #include <errno.h>
-#include <stdlib.h>
-
-#define FUND_CHUNK 64u   /* granules funded or unfunded per pool-lock hold */
 
 static void pool_repair(void *arg)
 {
@@ -52,15 +48,6 @@ static void pool_repair(void *arg)
 	m->quar_head = qhead;
 	m->quar_tail = qtail;
 	m->nquarantined = nq;
-	/* the dead owner may have died inside a fallocate: punch the holes
-	 * again so that no memory stays allocated behind an unfunded granule */
-	for (uint32_t g = 0, run; g < c->h.ngranules; g += run ? run : 1) {
-		for (run = 0; g + run < c->h.ngranules &&
-			      c->gran[g + run].state == G_UNFUNDED; run++)
-			;
-		if (run)
-			backing_unfund(c, g, run);
-	}
 }
 
 int pool_lock(struct vmc *c)
@@ -125,7 +112,7 @@ void pool_free_granule(struct vmc *c, uint32_t g)
 }
 
 /* Pop the head of the free list; VMC_NIL if empty or corrupt. Pool lock. */
-static uint32_t pop_free(struct vmc *c)
+uint32_t pool_pop_free(struct vmc *c)
 {
 	struct vmc_meta *m = c->m;
 	uint32_t g = m->free_head;
@@ -135,156 +122,6 @@ static uint32_t pop_free(struct vmc *c)
 	m->free_head = c->gran[g].next;
 	m->nfree--;
 	return g;
-}
-
-static void count_op(uint64_t *ops, uint64_t *granules, uint32_t n)
-{
-	__atomic_add_fetch(ops, 1, __ATOMIC_RELAXED);
-	__atomic_add_fetch(granules, n, __ATOMIC_RELAXED);
-}
-
-/* Under the pool lock: fund up to `want` holes, as runs of contiguous
- * granules. *done += granules funded. */
-static int fund_chunk(struct vmc *c, uint32_t want, uint32_t *done)
-{
-	uint32_t g = 0, ng = c->h.ngranules;
-	int err = 0;
-
-	while (want && !err) {
-		uint32_t run = 0;
-		while (g < ng && c->gran[g].state != G_UNFUNDED)
-			g++;
-		if (g == ng)
-			break;
-		while (g + run < ng && run < want && c->gran[g + run].state == G_UNFUNDED)
-			run++;
-		err = backing_fund(c, g, run);
-		if (err)
-			break;
-		for (uint32_t i = 0; i < run; i++)
-			pool_free_granule(c, g + i);
-		c->m->nunfunded -= run;
-		count_op(&c->m->cnt.fund_ops, &c->m->cnt.fund_granules, run);
-		*done += run;
-		want -= run;
-		g += run;
-	}
-	return err;
-}
-
-static void progress(struct vmc *c, uint32_t done, uint32_t total)
-{
-	if (c->progress)
-		c->progress(c->progress_arg, (uint64_t)done << VMC_GRANULE_SHIFT,
-			    (uint64_t)total << VMC_GRANULE_SHIFT);
-}
-
-int pool_fund(struct vmc *c, uint32_t n)
-{
-	uint32_t done = 0;
-	int err;
-
-	if (n > c->m->nunfunded)
-		return vmc_fail(VMC_EFUNDS, "cannot fund %u granules: only %u of the pool's %u "
-				"are unfunded", n, c->m->nunfunded, c->h.ngranules);
-	if ((err = backing_precheck((int)c->h.page_kind,
-				    c->h.flags & META_POOL_MEMFD ? -1 : c->pool_fd, n)))
-		return err;
-	while (done < n) {
-		uint32_t before = done;
-		if ((err = pool_lock(c)))
-			return err;
-		err = fund_chunk(c, VMC_MIN(FUND_CHUNK, n - done), &done);
-		pool_unlock(c);
-		progress(c, done, n);
-		if (err)
-			return err;
-		if (done == before)
-			return vmc_fail(VMC_EFUNDS, "no unfunded granules left to fund");
-	}
-	return 0;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return (x > y) - (x < y);
-}
-
-/* Under the pool lock: unfund up to `want` free granules, sorted so that
- * contiguous ones go back in one hole punch. */
-static int unfund_chunk(struct vmc *c, uint32_t want, uint32_t *done)
-{
-	uint32_t pick[FUND_CHUNK], n = 0, i = 0;
-	int err = 0;
-
-	while (n < want && (pick[n] = pop_free(c)) != VMC_NIL)
-		n++;
-	qsort(pick, n, sizeof *pick, cmp_u32);
-	while (i < n) {
-		uint32_t run = 1;
-		while (i + run < n && pick[i + run] == pick[i] + run)
-			run++;
-		if (!err)
-			err = backing_unfund(c, pick[i], run);
-		for (uint32_t k = i; k < i + run; k++) {
-			if (err) {
-				pool_free_granule(c, pick[k]);
-				continue;
-			}
-			c->gran[pick[k]].state = G_UNFUNDED;
-			c->gran[pick[k]].next = VMC_NIL;
-			c->gran[pick[k]].last_vm = VMC_NIL;   /* a hole reads as zero */
-		}
-		if (!err) {
-			c->m->nunfunded += run;
-			*done += run;
-			count_op(&c->m->cnt.unfund_ops, &c->m->cnt.unfund_granules, run);
-		}
-		i += run;
-	}
-	return err;
-}
-
-/* Take the cached granules of every worker back to the free list. */
-static int drain_all_caches(struct vmc *c)
-{
-	for (uint32_t s = 0; s < c->h.max_workers; s++) {
-		int err;
-		if (!__atomic_load_n(&c->slots[s].cache_count, __ATOMIC_RELAXED))
-			continue;
-		if ((err = slot_lock(c, s)))
-			return err;
-		err = pool_drain(c, s, 0);
-		slot_unlock(c, s);
-		if (err)
-			return err;
-	}
-	return 0;
-}
-
-int pool_unfund(struct vmc *c, uint32_t n, uint32_t *done)
-{
-	int err = 0, drained = 0;
-
-	*done = 0;
-	while (*done < n) {
-		uint32_t before = *done;
-		if ((err = pool_lock(c)))
-			return err;
-		err = unfund_chunk(c, VMC_MIN(FUND_CHUNK, n - *done), done);
-		pool_unlock(c);
-		if (err)
-			return err;
-		if (*done == before) {
-			if (drained++)
-				return vmc_fail(VMC_EFUNDS, "only %u of %u granules could be "
-						"unfunded: the rest are in use", *done, n);
-			if ((err = drain_all_caches(c)))
-				return err;
-		}
-	}
-	return 0;
 }
 
 /* Move up to k free granules into this worker's cache. Slot lock held. */
@@ -297,7 +134,7 @@ static int refill(struct vmc *c, struct vmc_slot *s, uint32_t k)
 		return err;
 	if (c->m->nfree < k && c->m->nquarantined)
 		quarantine_reap(c);
-	for (uint32_t g; got < k && (g = pop_free(c)) != VMC_NIL; got++) {
+	for (uint32_t g; got < k && (g = pool_pop_free(c)) != VMC_NIL; got++) {
 		struct vmc_granule *e = &c->gran[g];
 		e->owner = c->slot;
 		e->state = G_CACHED;

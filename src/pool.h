@@ -18,15 +18,15 @@ VMC_HIDDEN void slot_unlock(struct vmc *c, uint32_t slot);
 /* Set up the granule table of a new container: everything unfunded. */
 VMC_HIDDEN void pool_init(struct vmc *c);
 
-/* Fund n more granules (lowest holes first), in chunks so other workers
- * are not held up; calls c->progress between chunks.  On error the
- * granules funded so far stay funded.  Returns 0 or an errno. */
+/* Fund n more granules, lowest holes first (balloon.c), with the balloon
+ * lock held.  Returns 0 or an errno; the granules funded so far stay
+ * funded. */
 VMC_HIDDEN int pool_fund(struct vmc *c, uint32_t n);
+VMC_HIDDEN int balloon_lock(struct vmc *c);
+VMC_HIDDEN void balloon_unlock(struct vmc *c);
 
-/* Give n free granules back to the host.  Takes granules back from
- * workers' caches if the free list runs short.  *done = granules unfunded.
- * Returns 0, VMC_EFUNDS (fewer than n unused granules) or an errno. */
-VMC_HIDDEN int pool_unfund(struct vmc *c, uint32_t n, uint32_t *done);
+/* Pop the head of the free list (VMC_NIL if empty). Pool lock. */
+VMC_HIDDEN uint32_t pool_pop_free(struct vmc *c);
 
 /* Take a granule from this worker's cache (refilling it from the free
  * list in a batch when empty) and mark it used by (vm, index).  Needs the

@@ -61,7 +61,7 @@ static int take_all(struct vmc *c, uint32_t vm, const uint32_t *map, uint32_t fi
 
 int vmc_commit(vmc_t *c, void *addr, size_t len, int flags)
 {
-	uint32_t first, n, vm_id, need = 0, *map, *got, k = 0;
+	uint32_t first = 0, n = 0, vm_id, need = 0, *map, *got, k = 0;
 	struct vmc_vm *vm;
 	int err;
 
@@ -119,7 +119,7 @@ out:
 
 int vmc_release(vmc_t *c, void *addr, size_t len, int flags)
 {
-	uint32_t first, n;
+	uint32_t first = 0, n = 0;
 	int err;
 
 	vmc_clear_error();

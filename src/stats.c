@@ -28,6 +28,30 @@ static uint64_t load(const uint64_t *p)
 	return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
+/* to += from, field by field (all fields are uint64_t counters). */
+static void sum_stats(vmc_attach_stats_t *to, const vmc_attach_stats_t *from)
+{
+	const uint64_t *f = (const uint64_t *)from;
+	uint64_t *t = (uint64_t *)to;
+	for (size_t i = 0; i < sizeof *from / sizeof *f; i++)
+		t[i] += load(&f[i]);
+}
+
+uint64_t vmc_hist_percentile(const uint64_t hist[VMC_HIST_BUCKETS], double p)
+{
+	uint64_t total = 0, seen = 0;
+	for (int k = 0; k < VMC_HIST_BUCKETS; k++)
+		total += hist[k];
+	if (!total)
+		return 0;
+	for (int k = 0; k < VMC_HIST_BUCKETS; k++) {
+		seen += hist[k];
+		if ((double)seen >= p * (double)total)
+			return 2ull << k;
+	}
+	return 2ull << (VMC_HIST_BUCKETS - 1);
+}
+
 int vmc_stats(vmc_t *c, vmc_stats_t *out)
 {
 	uint32_t n[G_NSTATES];
@@ -43,9 +67,19 @@ int vmc_stats(vmc_t *c, vmc_stats_t *out)
 	if ((err = pool_lock(c)))
 		return err;
 	pool_count(c, n);
-	for (uint32_t s = 0; s < c->h.max_workers; s++)
-		out->workers += c->slots[s].pid != 0;
+	for (uint32_t v = 0; v < c->h.max_vms; v++)
+		out->vms += VM_STATE(c->vms[v].own) != VM_FREE;
 	pool_unlock(c);
+	sum_stats(&out->attach, &c->m->cnt.gone);
+	for (uint32_t s = 0; s < c->h.max_workers; s++) {
+		if (!__atomic_load_n(&c->slots[s].pid, __ATOMIC_ACQUIRE))
+			continue;
+		sum_stats(&out->attach, &c->slots[s].st);
+		if (worker_alive(c, s))
+			out->workers++;
+		else
+			out->dead_workers++;
+	}
 	out->pool_size = c->h.pool_size;
 	out->reserve_size = c->h.reserve_size;
 	out->granules = c->h.ngranules;
@@ -84,13 +118,36 @@ int vmc_worker_stats(vmc_t *c, uint32_t slot, vmc_worker_stats_t *out)
 	if (!out || slot >= c->h.max_workers)
 		return vmc_fail(EINVAL, "worker slot %u out of range 0..%u", slot,
 				c->h.max_workers - 1);
+	memset(out, 0, sizeof *out);
 	out->pid = __atomic_load_n(&c->slots[slot].pid, __ATOMIC_ACQUIRE);
 	out->cached = __atomic_load_n(&c->slots[slot].cache_count, __ATOMIC_RELAXED);
 	out->alive = out->pid ? worker_alive(c, slot) : 0;
+	out->attached = __atomic_load_n(&c->slots[slot].attached, __ATOMIC_RELAXED);
+	if (out->pid)
+		sum_stats(&out->attach, &c->slots[slot].st);
 	return 0;
 }
 
 uint32_t vmc_worker_slot(vmc_t *c)
 {
-	return vmc_enter(c) ? VMC_NIL : c->slot;
+	return vmc_enter(c) ? VMC_NO_SLOT : c->slot;
+}
+
+void vmc_set_progress(vmc_t *c, void (*fn)(void *, uint64_t, uint64_t), void *arg)
+{
+	if (!c)
+		return;
+	c->progress = fn;
+	c->progress_arg = arg;
+}
+
+void stats_retire(struct vmc *c, uint32_t slot)
+{
+	vmc_attach_stats_t snap;
+	memset(&snap, 0, sizeof snap);
+	sum_stats(&snap, &c->slots[slot].st);
+	const uint64_t *f = (const uint64_t *)&snap;
+	uint64_t *t = (uint64_t *)&c->m->cnt.gone;
+	for (size_t i = 0; i < sizeof snap / sizeof *f; i++)
+		__atomic_add_fetch(&t[i], f[i], __ATOMIC_RELAXED);
 }

@@ -20,16 +20,29 @@ int worker_alive(struct vmc *c, uint32_t s)
 	struct vmc_slot *sl = &c->slots[s];
 	int32_t pid = __atomic_load_n(&sl->pid, __ATOMIC_ACQUIRE);
 
+	uint64_t start;
+
 	if (pid <= 0)
 		return 0;
-	return vmc_os_proc_start(pid) == sl->start_time;
+	/* only a definite answer makes a worker dead: a failed read of /proc
+	 * must not get a live worker's slot reclaimed under it */
+	switch (vmc_os_proc_start(pid, &start)) {
+	case 0: return start == sl->start_time;
+	case ESRCH: return 0;
+	default: return 1;
+	}
 }
 
 int worker_join(struct vmc *c)
 {
 	pid_t pid = os_getpid();
-	uint64_t start = vmc_os_proc_start(pid);
+	uint64_t start;
 	int err, retried = 0;
+
+	if ((err = vmc_os_proc_start(pid, &start)))
+		return vmc_fail(err, "cannot read this process's start time from /proc/%d/stat "
+				"(%s): vmc needs /proc to tell live workers from dead ones",
+				(int)pid, vmc_strerror(err));
 
 again:
 	if ((err = pool_lock(c)))
@@ -72,14 +85,6 @@ static void orphan_vms(struct vmc *c, uint32_t s)
 	}
 }
 
-static void merge_stats(struct vmc_wstats *to, const struct vmc_wstats *from)
-{
-	const uint64_t *f = (const uint64_t *)from;
-	uint64_t *t = (uint64_t *)to;
-	for (size_t i = 0; i < sizeof *from / sizeof *f; i++)
-		__atomic_add_fetch(&t[i], f[i], __ATOMIC_RELAXED);
-}
-
 /* Free slot s if it still belongs to (pid, start): its cache goes to the
  * free list, then the slot itself.  Two recoverers of one dead slot, or a
  * recoverer racing a process that took the slot afresh, are told apart by
@@ -106,7 +111,7 @@ static int release_slot(struct vmc *c, uint32_t s, int32_t pid, uint64_t start,
 		return err;
 	if (sl->pid == pid && sl->start_time == start) {
 		orphan_vms(c, s);
-		merge_stats(&c->m->cnt.gone, &sl->st);
+		stats_retire(c, s);
 		__atomic_store_n(&sl->window_vm, VMC_NIL, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&sl->pid, 0, __ATOMIC_RELEASE);
 		quarantine_reap(c);   /* its window no longer holds anything back */

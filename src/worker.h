@@ -19,4 +19,8 @@ VMC_HIDDEN int worker_alive(struct vmc *c, uint32_t s);
 /* Reclaim every dead worker's slot and cache. out may be NULL. */
 VMC_HIDDEN int workers_recover(struct vmc *c, vmc_recover_report_t *out);
 
+/* Add slot's attach statistics to the container's totals of departed
+ * workers (stats.c), before the slot is freed. */
+VMC_HIDDEN void stats_retire(struct vmc *c, uint32_t slot);
+
 #endif

@@ -662,7 +662,8 @@ TEST(worker_slots_run_out)
 	REQUIRE(vmc_create(name, &cfg, &c) == 0);
 	pid_t p1 = test_fork(sleeper, c);
 	REQUIRE(p1 > 0);
-	vmc_worker_stats_t w = { 0, 0, 0 };
+	vmc_worker_stats_t w;
+	memset(&w, 0, sizeof w);
 	for (int i = 0; i < 2000 && w.pid != p1; i++) {   /* wait for it to join */
 		vmc_worker_stats(c, 1, &w);
 		usleep(1000);

@@ -31,17 +31,18 @@ static long meminfo_value(const char *text, const char *key)
 	return p ? strtol(p + strlen(key), NULL, 10) : 0;
 }
 
-static void probe_meminfo(vmc_caps_t *c)
+void vmc_os_meminfo(long *huge_free, long *huge_total, uint64_t *mem_available)
 {
 	char buf[8192];
+	*huge_free = *huge_total = 0;
+	*mem_available = 0;
 	if (vmc_os_read_file("/proc/meminfo", buf, sizeof buf) <= 0)
 		return;
-	c->hugepages_free = meminfo_value(buf, "HugePages_Free:") -
-			    meminfo_value(buf, "HugePages_Rsvd:");
-	if (c->hugepages_free < 0)
-		c->hugepages_free = 0;
-	c->hugepages_total = meminfo_value(buf, "HugePages_Total:");
-	c->mem_available = (uint64_t)meminfo_value(buf, "MemAvailable:") << 10;
+	*huge_free = meminfo_value(buf, "HugePages_Free:") - meminfo_value(buf, "HugePages_Rsvd:");
+	if (*huge_free < 0)
+		*huge_free = 0;
+	*huge_total = meminfo_value(buf, "HugePages_Total:");
+	*mem_available = (uint64_t)meminfo_value(buf, "MemAvailable:") << 10;
 }
 
 /* First hugetlbfs mount with 2 MiB pages (pagesize= absent means default,
@@ -119,7 +120,7 @@ static void probe_seals(vmc_caps_t *c)
 void vmc_caps_probe(vmc_caps_t *out)
 {
 	memset(out, 0, sizeof *out);
-	probe_meminfo(out);
+	vmc_os_meminfo(&out->hugepages_free, &out->hugepages_total, &out->mem_available);
 	out->hugetlbfs_mounted = vmc_os_hugetlbfs_mount(out->hugetlbfs_path,
 							sizeof out->hugetlbfs_path);
 	out->hugepages_reservable = os_access("/proc/sys/vm/nr_hugepages", W_OK) == 0;

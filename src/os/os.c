@@ -172,25 +172,30 @@ int vmc_os_write_file(const char *path, const char *s)
 	return err;
 }
 
-uint64_t vmc_os_proc_start(pid_t pid)
+int vmc_os_proc_start(pid_t pid, uint64_t *start)
 {
 	char path[64], buf[1024], *p;
-	unsigned long long start = 0;
+	unsigned long long v = 0;
+	ssize_t n;
 
 	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	if (vmc_os_read_file(path, buf, sizeof buf) <= 0)
-		return 0;
+	n = vmc_os_read_file(path, buf, sizeof buf);
+	if (n == -ENOENT || n == -ESRCH)
+		return ESRCH;
+	if (n <= 0)
+		return n ? (int)-n : EIO;
 	/* field 2 (comm) may hold spaces and parentheses: skip to the last ')' */
 	p = strrchr(buf, ')');
 	if (!p)
-		return 0;
+		return EIO;
+	/* a zombie is as good as dead: it will never touch the container again */
+	if (p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'))
+		return ESRCH;
 	/* after ") " come fields 3..; starttime is field 22 */
 	for (int field = 2; field < 22 && p; field++)
 		p = strchr(p + 1, ' ');
-	if (!p || sscanf(p + 1, "%llu", &start) != 1)
-		return 0;
-	/* a zombie is as good as dead for us */
-	if (strstr(buf, ") Z ") || strstr(buf, ") X "))
-		return 0;
-	return start;
+	if (!p || sscanf(p + 1, "%llu", &v) != 1)
+		return EIO;
+	*start = v;
+	return 0;
 }

@@ -103,12 +103,17 @@ VMC_HIDDEN ssize_t vmc_os_read_file(const char *path, char *buf, size_t cap);
  * Returns 0 or an errno. */
 VMC_HIDDEN int vmc_os_write_file(const char *path, const char *s);
 
+/* Free (less reserved) and total hugetlb pages, and MemAvailable in bytes,
+ * from /proc/meminfo; zeros if it cannot be read. */
+VMC_HIDDEN void vmc_os_meminfo(long *huge_free, long *huge_total, uint64_t *mem_available);
+
 /* The first 2 MiB hugetlbfs mount point into path; 0 if there is none. */
 VMC_HIDDEN int vmc_os_hugetlbfs_mount(char *path, size_t cap);
 
 /* Start time of process pid in clock ticks since boot (/proc/PID/stat field
- * 22), which with the pid identifies a process across pid reuse.  0 if the
- * process does not exist. */
-VMC_HIDDEN uint64_t vmc_os_proc_start(pid_t pid);
+ * 22), which with the pid identifies a process across pid reuse.  Returns
+ * 0, ESRCH if the process is gone (or a zombie), or another errno if it
+ * could not be read (then nothing is known). */
+VMC_HIDDEN int vmc_os_proc_start(pid_t pid, uint64_t *start);
 
 #endif
