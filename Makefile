@@ -30,7 +30,7 @@ test: debug
 	$(MAKE) --no-print-directory asan
 
 run: release
-	./build/release/examples/tour/vmc-tour
+	./build/release/examples/switch/vmc-switch
 
 bench: release
 	./bench/run.sh build/release

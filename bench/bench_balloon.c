@@ -256,7 +256,7 @@ static void stall_worker(vmc_t *c, struct stall *st)
 		int k = 0;
 		if ((err = slot_lock(c, c->slot)))
 			break;
-		while (k < STALL_TAKE && !(err = pool_take(c, 0, (uint32_t)k, &g[k])))
+		while (k < STALL_TAKE && !(err = pool_take(c, 0, &g[k])))
 			k++;
 		while (k-- > 0)
 			pool_put(c, g[k]);

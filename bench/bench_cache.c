@@ -65,7 +65,7 @@ static int loop(struct vmc *c, enum variant v, uint64_t n)
 		for (uint64_t i = 0; i < n; i++) {
 			if ((err = slot_lock(c, slot)))
 				return err;
-			err = pool_take(c, 0, 0, &g);
+			err = pool_take(c, 0, &g);
 			if (!err)
 				err = pool_put(c, g);
 			slot_unlock(c, slot);
@@ -79,7 +79,7 @@ static int loop(struct vmc *c, enum variant v, uint64_t n)
 			if ((err = slot_lock(c, slot)))
 				return err;
 			for (; i < end; i++) {
-				if ((err = pool_take(c, 0, 0, &g)) || (err = pool_put(c, g)))
+				if ((err = pool_take(c, 0, &g)) || (err = pool_put(c, g)))
 					break;
 			}
 			slot_unlock(c, slot);
@@ -91,7 +91,7 @@ static int loop(struct vmc *c, enum variant v, uint64_t n)
 		for (uint64_t i = 0; i < n; i++) {
 			if ((err = slot_lock(c, slot)))
 				return err;
-			err = pool_take(c, 0, 0, &g);        /* cache empty: refill 1 */
+			err = pool_take(c, 0, &g);        /* cache empty: refill 1 */
 			if (!err)
 				err = pool_put(c, g);
 			if (!err)

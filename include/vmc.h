@@ -49,6 +49,7 @@ enum {
 	VMC_EFUNDS     = -8,  /* not enough funded granules (balloon deflate or fund)   */
 	VMC_ENOTATTACHED = -9, /* the operation needs a VM attached in this worker      */
 	VMC_ELIMIT     = -10, /* the VM's byte limit would be exceeded                  */
+	VMC_EUNCOMMITTED = -11, /* the range holds granules that are not committed      */
 };
 
 /* Name of any return code of this library (errno or VMC_E*). Never NULL. */
@@ -185,6 +186,7 @@ typedef struct vmc_vm_stats {
 	uint64_t limit;             /* bytes */
 	uint64_t committed;         /* bytes in the page map */
 	uint64_t hwm;               /* high-water mark of committed */
+	uint64_t reserve_used;      /* bytes committed from the reserve fund */
 	uint64_t attaches;
 } vmc_vm_stats_t;
 
@@ -208,17 +210,91 @@ VMC_API int vmc_attach(vmc_t *c, uint32_t id, void **base);
  * cheap re-attach.  Errors: VMC_ENOTATTACHED (id is not attached here). */
 VMC_API int vmc_detach(vmc_t *c, uint32_t id);
 
-/* Commit the granules of [addr, addr+len) of the attached VM (addr and len
- * multiples of 2 MiB inside the window; already committed granules are
- * left as they are).  New memory reads as zero.  All or nothing.
- * Errors: VMC_ENOTATTACHED, EINVAL (unaligned or outside the window),
- * VMC_ELIMIT (the VM's limit), VMC_EFUNDS (the pool has no free funded
- * granule). flags: 0. */
+/* ------------------------------------------------------- the mapping engine
+ *
+ * Operations on the VM attached in this worker, at granule granularity:
+ * addresses and lengths are non-zero multiples of 2 MiB inside the window.
+ * Each call is all or nothing: on an error nothing changed (but see
+ * "system errors" below).  Errors common to all: VMC_ENOTATTACHED, EINVAL
+ * (unaligned, outside the window, unknown flags), VMC_EUNCOMMITTED (a range
+ * that must be committed is not).  System errors: if mapping the result
+ * fails (ENOMEM from mmap, say), the page map keeps the operation's result
+ * (new commits are undone) and the window is remapped from it as far as
+ * possible; vmc_flush() retries.  Not thread-safe against other calls on
+ * the same attached VM (one worker thread runs a VM at a time). */
+
+enum {
+	VMC_COMMIT_RESERVE  = 1,  /* may draw on the container's reserve fund     */
+	VMC_COMMIT_NOZERO   = 2,  /* skip zeroing a granule this VM used last     */
+	VMC_COMMIT_POPULATE = 4,  /* prefault the range (MADV_POPULATE_WRITE)     */
+};
+enum {
+	VMC_RELEASE_DEFER   = 1,  /* keep the old mapping until vmc_flush or the next
+				   * batch commit; this VM may recycle the granule first */
+};
+
+/* Commit the uncommitted granules of [addr, addr+len) (committed ones are
+ * left as they are).  New memory reads as zero, except with
+ * VMC_COMMIT_NOZERO for a granule this same VM used last.  Granules
+ * released with VMC_RELEASE_DEFER are recycled first: one recycled at the
+ * address it was released from costs no system call.  Errors: VMC_ELIMIT
+ * (the VM's limit), VMC_EFUNDS (no free funded granule, or only the reserve
+ * fund is left and VMC_COMMIT_RESERVE is not given). */
 VMC_API int vmc_commit(vmc_t *c, void *addr, size_t len, int flags);
 
-/* Release the committed granules of [addr, addr+len) of the attached VM;
- * the range becomes inaccessible.  Errors as vmc_commit. flags: 0. */
+/* Release the granules of [addr, addr+len), which must all be committed:
+ * the range becomes inaccessible (with VMC_RELEASE_DEFER: at the next
+ * vmc_flush or batch commit) and the granules go back to this worker's
+ * cache, or to quarantine while another worker may still map them. A
+ * granule with an alias stays with its other view. */
 VMC_API int vmc_release(vmc_t *c, void *addr, size_t len, int flags);
+
+/* Move the backing of [from, from+len) to [to, to+len) without copying a
+ * byte: the granules and their protections appear at `to`, and `from`
+ * becomes inaccessible.  `from` must be committed; `to` must be
+ * uncommitted except where it overlaps `from`.  flags: 0. */
+VMC_API int vmc_move(vmc_t *c, void *from, void *to, size_t len, int flags);
+
+/* A second view: [to, to+len) shows the same granules as [from, from+len)
+ * (ZGC-style multi-mapping), with the same protection.  `from` committed,
+ * `to` uncommitted, no overlap.  Releasing one view keeps the other. */
+VMC_API int vmc_alias(vmc_t *c, void *from, void *to, size_t len);
+
+/* Set the protection of the committed range: PROT_READ | PROT_WRITE,
+ * PROT_READ or PROT_NONE (from <sys/mman.h>).  The VM keeps it across
+ * detach and attach, in any worker. */
+VMC_API int vmc_protect(vmc_t *c, void *addr, size_t len, int prot);
+
+typedef struct vmc_probe {
+	int      committed;   /* 1 if a granule backs the address              */
+	uint32_t granule;     /* its pool granule (if committed)               */
+	int      prot;        /* its protection in the VM's page map (PROT_*)  */
+	int      alias;       /* 1 if this view is an alias                    */
+	int      huge;        /* 1 if the pool is backed by 2 MiB pages (hugetlb or THP) */
+	uint32_t vm;          /* the VM attached here                          */
+} vmc_probe_t;
+
+/* Describe the window address addr (any alignment). */
+VMC_API int vmc_probe(vmc_t *c, const void *addr, vmc_probe_t *out);
+
+/* Apply deferred releases: unmap what VMC_RELEASE_DEFER kept mapped and
+ * hand those granules back.  Also remaps the window after a system error. */
+VMC_API int vmc_flush(vmc_t *c);
+
+/* Batches: record operations, then apply them together with the fewest
+ * system calls (the result is mapped in one pass that coalesces adjacent
+ * ranges: N moves of contiguous ranges cost O(1) calls).  Recording only
+ * checks the arguments' form; vmc_batch_commit validates and applies all
+ * or nothing, then flushes deferred releases, and frees the batch.
+ * vmc_batch_abort frees it with no effect. */
+typedef struct vmc_batch vmc_batch_t;
+VMC_API int vmc_batch_begin(vmc_t *c, vmc_batch_t **b);
+VMC_API int vmc_batch_move(vmc_batch_t *b, void *from, void *to, size_t len, int flags);
+VMC_API int vmc_batch_release(vmc_batch_t *b, void *addr, size_t len, int flags);
+VMC_API int vmc_batch_commit_range(vmc_batch_t *b, void *addr, size_t len, int flags);
+VMC_API int vmc_batch_protect(vmc_batch_t *b, void *addr, size_t len, int prot);
+VMC_API int vmc_batch_commit(vmc_batch_t *b);
+VMC_API int vmc_batch_abort(vmc_t *c, vmc_batch_t *b);
 
 /* The VM attached in this worker (VMC_NO_VM if none). */
 #define VMC_NO_VM 0xffffffffu

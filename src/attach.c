@@ -17,6 +17,7 @@
 #include "container.h"
 #include "pool.h"
 #include "quarantine.h"
+#include "remap.h"
 #include "vm.h"
 #include "window.h"
 #include "os/os.h"
@@ -81,6 +82,7 @@ int vmc_attach(vmc_t *c, uint32_t id, void **base)
 		return err;
 	vm = &c->vms[id];
 	w->attached = id;
+	__atomic_store_n(&c->slots[c->slot].attached, id, __ATOMIC_RELAXED);
 	add(&vm->attaches, 1);
 	add(&st->attaches, 1);
 	if (w->vm == id && w->open && w->vm_inc == vm->incarnation &&
@@ -88,11 +90,12 @@ int vmc_attach(vmc_t *c, uint32_t id, void **base)
 		add(&st->affinity_hits, 1);   /* lazy re-attach: nothing to do */
 	} else {
 		/* the page map is ours while we hold the VM: no lock needed */
-		if (!(err = window_sync(c, id)))
+		if (!(err = window_sync(c, id, WINDOW_ALL, 0)))
 			err = window_changed(c, id);
 		if (err) {
 			window_changed(c, VMC_NIL);   /* a failed sync left the window empty */
 			w->attached = VMC_NIL;
+			__atomic_store_n(&c->slots[c->slot].attached, VMC_NIL, __ATOMIC_RELAXED);
 			vm_unclaim(c, id, VM_IDLE);
 			return err;
 		}
@@ -117,11 +120,15 @@ int vmc_detach(vmc_t *c, uint32_t id)
 	st = &c->slots[c->slot].st;
 	t0 = now_ns();
 	calls0 = vmc_os_calls_total();
+	/* deferred releases end with the attachment (nothing if none) */
+	err = remap_flush(c);
 	if (c->h.memory_isolation) {
-		err = window_revoke(c);   /* on failure the window was cleared instead */
+		int e2 = window_revoke(c);   /* on failure the window was cleared instead */
+		err = err ? err : e2;
 		quarantine_publish(c, VMC_NIL);
 	}
 	c->win->attached = VMC_NIL;
+	__atomic_store_n(&c->slots[c->slot].attached, VMC_NIL, __ATOMIC_RELAXED);
 	vm_unclaim(c, id, VM_IDLE);
 	add(&st->detaches, 1);
 	record(st->detach_hist, t0, calls0, st);

@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <sys/mman.h>
+#include <string.h>
 #include <sys/vfs.h>
 
 #ifndef MADV_POPULATE_WRITE
@@ -117,5 +118,16 @@ int backing_precheck(int kind, int fd, uint64_t n)
 				"free: fund less or remount /dev/shm bigger",
 				(unsigned long long)(bytes >> 20),
 				(unsigned long long)(((uint64_t)st.f_bavail * st.f_bsize) >> 20));
+	return 0;
+}
+
+int backing_zero(struct vmc *c, uint32_t g)
+{
+	void *p = os_mmap(NULL, VMC_GRANULE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+			  c->pool_fd, gran_off(g));
+	if (p == MAP_FAILED)
+		return vmc_fail(errno, "zeroing granule %u: %s", g, vmc_strerror(errno));
+	memset(p, 0, VMC_GRANULE_SIZE);
+	os_munmap(p, VMC_GRANULE_SIZE);
 	return 0;
 }

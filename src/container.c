@@ -397,7 +397,8 @@ static int init_tables(struct vmc *c)
 	if ((err = vmc_lock_init(&c->m->pool_lock)) || (err = vmc_lock_init(&c->m->balloon_lock)))
 		return vmc_fail(err, "cannot initialise the pool locks");
 	for (uint32_t s = 0; s < c->h.max_workers; s++) {
-		c->slots[s].cache_head = c->slots[s].attached = c->slots[s].window_vm = VMC_NIL;
+		c->slots[s].cache_head = c->slots[s].defer_head = VMC_NIL;
+		c->slots[s].attached = c->slots[s].window_vm = VMC_NIL;
 		if ((err = vmc_lock_init(&c->slots[s].lock)))
 			return vmc_fail(err, "cannot initialise a slot lock");
 	}

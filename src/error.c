@@ -28,6 +28,7 @@ const char *vmc_strerror(int err)
 	case VMC_EFUNDS: return "not enough funded granules";
 	case VMC_ENOTATTACHED: return "no VM is attached in this worker";
 	case VMC_ELIMIT: return "the VM's memory limit would be exceeded";
+	case VMC_EUNCOMMITTED: return "the range is not committed";
 	}
 	if (err > 0)
 		return strerror(err);

@@ -32,15 +32,20 @@ enum {
 	G_QUARANTINED,   /* funded, released, waiting for epoch `epoch` to pass  */
 	G_NSTATES
 };
+enum { G_DEFERRED = 1, G_DIRTY = 2 };
 
 /* One per 2 MiB of pool.  Guarded by the pool lock, except while CACHED
  * (the owning slot's lock) or USED (the lock that guards the VM's page map). */
 struct vmc_granule {
 	uint8_t  state;    /* G_*                                                */
-	uint8_t  pad0[3];
+	uint8_t  flags;    /* G_DEFERRED: CACHED on the slot's deferred list, still
+			    * mapped at window index `index` of VM `last_vm`;
+			    * G_DIRTY: USED but not zeroed yet (commit in flight) */
+	uint16_t views;    /* USED: page-map entries that show it (1 + aliases)  */
 	uint32_t next;     /* link in the free list, a cache list or quarantine  */
 	uint32_t owner;    /* CACHED: slot; USED: VM id; else VMC_NIL            */
-	uint32_t index;    /* USED: window granule index; else VMC_NIL           */
+	uint32_t index;    /* USED: window index of its primary view; deferred:
+			    * where it is still mapped; else VMC_NIL            */
 	uint32_t last_vm;  /* the VM that used it last (zeroing, fault reports)  */
 	uint32_t pad1;
 	uint64_t epoch;    /* QUARANTINED: the epoch it waits for                */
@@ -55,6 +60,9 @@ struct vmc_slot {
 	uint64_t start_time;    /* pool lock: /proc start time, pid-reuse-safe   */
 	uint32_t cache_head;    /* slot lock: first cached granule or VMC_NIL    */
 	uint32_t cache_count;   /* slot lock                                     */
+	uint32_t defer_head;    /* slot lock: released with VMC_RELEASE_DEFER, still
+				 * mapped in this worker's window until a flush   */
+	uint32_t defer_count;   /* slot lock                                     */
 	uint32_t window_vm;     /* pool lock: VM whose granules this worker's window
 				 * may still map accessibly (lazy), or VMC_NIL   */
 	uint32_t pad0;
@@ -82,11 +90,21 @@ struct vmc_vm {
 	uint64_t limit;         /* pool lock: byte limit (set at create)            */
 	uint32_t committed;     /* page map owner: granules in the page map         */
 	uint32_t hwm;           /* page map owner: committed high-water mark        */
+	uint32_t reserve_used;  /* page map owner: granules drawn from the reserve  */
+	uint32_t pad1;
 	uint64_t attaches;      /* atomic */
 	int32_t  pid;           /* page map owner: pid of the attacher (kept when orphaned) */
 	uint32_t pad0;
 	char     name[VMC_NAME_MAX]; /* pool lock */
 };
+
+/* A page-map entry: VMC_NIL, or a granule with its view's protection and
+ * whether it is an alias (a second view of a granule shown elsewhere). */
+#define PM_ALIAS       0x80000000u
+#define PM_PROT_SHIFT  29
+#define PM_PROT_MASK   (3u << PM_PROT_SHIFT)  /* 0 read-write, 1 read, 2 none */
+#define PM_GRANULE     0x1fffffffu
+#define PM_MAX_GRANULES PM_GRANULE            /* granule numbers stay below */
 
 /* Counters shared by all processes; all atomic. */
 struct vmc_counters {
@@ -120,6 +138,8 @@ struct vmc_meta {
 	uint32_t nfree;          /* pool lock */
 	uint32_t nunfunded;      /* pool lock */
 	uint32_t nquarantined;   /* pool lock */
+	uint32_t committed;      /* atomic: granules committed by all VMs (reserve fund) */
+	uint32_t pad2;
 	uint32_t quar_head;      /* pool lock: quarantine list, oldest first */
 	uint32_t quar_tail;      /* pool lock */
 	uint64_t epoch;          /* pool lock (read atomically): see quarantine.c */

@@ -67,11 +67,17 @@ static void slot_repair(void *arg)
 	struct slot_repair *r = arg;
 	struct vmc_slot *s = &r->c->slots[r->slot];
 
-	s->cache_head = VMC_NIL;
-	s->cache_count = 0;
+	s->cache_head = s->defer_head = VMC_NIL;
+	s->cache_count = s->defer_count = 0;
 	for (uint32_t g = r->c->h.ngranules; g-- > 0;) {
 		struct vmc_granule *e = &r->c->gran[g];
-		if (e->state == G_CACHED && e->owner == r->slot) {
+		if (e->state != G_CACHED || e->owner != r->slot)
+			continue;
+		if (e->flags & G_DEFERRED) {
+			e->next = s->defer_head;
+			s->defer_head = g;
+			s->defer_count++;
+		} else {
 			e->next = s->cache_head;
 			s->cache_head = g;
 			s->cache_count++;
@@ -150,36 +156,54 @@ static int refill(struct vmc *c, struct vmc_slot *s, uint32_t k)
 	return 0;
 }
 
-int pool_take(struct vmc *c, uint32_t vm, uint32_t index, uint32_t *out)
+/* Make sure this worker's cache holds a granule. Slot lock held. */
+static int ensure_cached(struct vmc *c, struct vmc_slot *s)
+{
+	uint32_t batch = VMC_MAX(c->h.worker_cache / 2, 1);
+	int err;
+
+	if (s->cache_head != VMC_NIL)
+		return 0;
+	if ((err = refill(c, s, batch)))
+		return err;
+	if (s->cache_head == VMC_NIL) {
+		/* the free list is dry: a dead worker's cache may hold some */
+		if ((err = workers_recover(c, NULL)) || (err = refill(c, s, batch)))
+			return err;
+	}
+	if (s->cache_head == VMC_NIL)
+		return vmc_fail(VMC_EFUNDS, "the pool has no free funded granule (%u unfunded "
+				"of %u): deflate the balloon (`vmcctl balloon %s 0`)",
+				c->m->nunfunded, c->h.ngranules, c->h.name);
+	return 0;
+}
+
+int pool_take(struct vmc *c, uint32_t vm, uint32_t *out)
 {
 	struct vmc_slot *s = &c->slots[c->slot];
 	struct vmc_granule *e;
-	uint32_t g;
+	uint32_t *head = &s->defer_head, *count = &s->defer_count, g;
 	int err;
 
-	if (s->cache_head == VMC_NIL) {
-		uint32_t batch = VMC_MAX(c->h.worker_cache / 2, 1);
-		if ((err = refill(c, s, batch)))
+	/* recycle before invalidate: a granule this VM released with
+	 * VMC_RELEASE_DEFER goes back to it first, maybe still mapped */
+	g = *head;
+	if (g >= c->h.ngranules || c->gran[g].last_vm != vm) {
+		if ((err = ensure_cached(c, s)))
 			return err;
-		if (s->cache_head == VMC_NIL) {
-			/* the free list is dry: a dead worker's cache may hold some */
-			if ((err = workers_recover(c, NULL)) || (err = refill(c, s, batch)))
-				return err;
-		}
-		if (s->cache_head == VMC_NIL)
-			return vmc_fail(VMC_EFUNDS, "the pool has no free funded granule "
-					"(%u unfunded of %u): deflate the balloon "
-					"(`vmcctl balloon %s 0`)", c->m->nunfunded,
-					c->h.ngranules, c->h.name);
+		head = &s->cache_head;
+		count = &s->cache_count;
+		g = *head;
 	}
-	g = s->cache_head;
 	if (g >= c->h.ngranules || (e = &c->gran[g])->state != G_CACHED || e->owner != c->slot)
 		return vmc_fail(VMC_ECORRUPT, "worker cache list is corrupt at granule %u", g);
-	s->cache_head = e->next;
-	s->cache_count--;
+	*head = e->next;
+	(*count)--;
 	e->next = VMC_NIL;
 	e->owner = vm;
-	e->index = index;
+	e->index = VMC_NIL;
+	e->views = 0;
+	e->flags = e->last_vm == VMC_NIL ? 0 : G_DIRTY;
 	e->state = G_USED;
 	*out = g;
 	return 0;
@@ -192,10 +216,13 @@ int pool_put(struct vmc *c, uint32_t g)
 
 	if (g >= c->h.ngranules || (e = &c->gran[g])->state != G_USED)
 		return vmc_fail(EINVAL, "granule %u is not in use", g);
-	e->last_vm = e->owner;
+	/* a granule never zeroed still holds what its last user left in it */
+	if (!(e->flags & G_DIRTY))
+		e->last_vm = e->owner;
 	e->owner = c->slot;
 	e->index = VMC_NIL;
 	e->next = s->cache_head;
+	e->flags = 0;
 	e->state = G_CACHED;
 	s->cache_head = g;
 	s->cache_count++;
@@ -231,6 +258,46 @@ int pool_drain(struct vmc *c, uint32_t slot, uint32_t keep)
 		__atomic_add_fetch(&s->drains, 1, __ATOMIC_RELAXED);
 	}
 	return 0;
+}
+
+int pool_defer(struct vmc *c, uint32_t g, uint32_t vm, uint32_t index)
+{
+	struct vmc_slot *s = &c->slots[c->slot];
+	struct vmc_granule *e = &c->gran[g];
+
+	e->last_vm = vm;
+	e->owner = c->slot;
+	e->index = index;
+	e->next = s->defer_head;
+	e->flags = G_DEFERRED;
+	e->state = G_CACHED;
+	s->defer_head = g;
+	s->defer_count++;
+	return 0;
+}
+
+uint32_t pool_undefer(struct vmc *c, uint32_t slot, uint32_t *out, uint32_t max)
+{
+	struct vmc_slot *s = &c->slots[slot];
+	uint32_t n = 0;
+
+	while (n < max && s->defer_head < c->h.ngranules) {
+		uint32_t g = s->defer_head;
+		s->defer_head = c->gran[g].next;
+		s->defer_count--;
+		c->gran[g].flags = 0;
+		c->gran[g].next = VMC_NIL;
+		out[n++] = g;
+	}
+	return n;
+}
+
+void pool_cache(struct vmc *c, uint32_t g)
+{
+	struct vmc_slot *s = &c->slots[c->slot];
+	c->gran[g].next = s->cache_head;
+	s->cache_head = g;
+	s->cache_count++;
 }
 
 void pool_count(struct vmc *c, uint32_t counts[G_NSTATES])

@@ -28,14 +28,28 @@ VMC_HIDDEN void balloon_unlock(struct vmc *c);
 /* Pop the head of the free list (VMC_NIL if empty). Pool lock. */
 VMC_HIDDEN uint32_t pool_pop_free(struct vmc *c);
 
-/* Take a granule from this worker's cache (refilling it from the free
- * list in a batch when empty) and mark it used by (vm, index).  Needs the
- * caller's slot lock.  Returns 0 or VMC_EFUNDS. */
-VMC_HIDDEN int pool_take(struct vmc *c, uint32_t vm, uint32_t index, uint32_t *g);
+/* Take a granule for VM vm: one vm released with VMC_RELEASE_DEFER first
+ * (recycled before its old mapping is gone), else from this worker's cache
+ * (refilled from the free list in a batch when empty).  It is marked used
+ * by vm, with no view yet (index VMC_NIL) and G_DIRTY if it must be
+ * zeroed.  Needs the caller's slot lock.  Returns 0 or VMC_EFUNDS. */
+VMC_HIDDEN int pool_take(struct vmc *c, uint32_t vm, uint32_t *g);
 
 /* Put a used granule into this worker's cache (draining half of the cache
  * to the free list in a batch when it overflows).  Needs the slot lock. */
 VMC_HIDDEN int pool_put(struct vmc *c, uint32_t g);
+
+/* A used granule released with VMC_RELEASE_DEFER: onto this worker's
+ * deferred list, still mapped at window index `index`.  Slot lock. */
+VMC_HIDDEN int pool_defer(struct vmc *c, uint32_t g, uint32_t vm, uint32_t index);
+
+/* Take up to max granules off slot's deferred list into out[] (they stay
+ * CACHED by the slot, on no list, until the caller files them with
+ * pool_cache or quarantine_add).  Slot lock. */
+VMC_HIDDEN uint32_t pool_undefer(struct vmc *c, uint32_t slot, uint32_t *out, uint32_t max);
+
+/* File an unlisted cached granule of this worker in its cache. Slot lock. */
+VMC_HIDDEN void pool_cache(struct vmc *c, uint32_t g);
 
 /* Move all but `keep` of slot's cached granules to the free list.  Needs
  * that slot's lock. */

@@ -29,12 +29,14 @@ int quarantine_needed(struct vmc *c, uint32_t vm)
 	return 0;
 }
 
-void quarantine_add(struct vmc *c, uint32_t g)
+void quarantine_add(struct vmc *c, uint32_t g, uint32_t vm)
 {
 	struct vmc_meta *m = c->m;
 	struct vmc_granule *e = &c->gran[g];
 
-	e->last_vm = e->owner;
+	if (!(e->flags & G_DIRTY))
+		e->last_vm = vm;
+	e->flags = 0;
 	e->owner = e->index = VMC_NIL;
 	e->epoch = __atomic_add_fetch(&m->epoch, 1, __ATOMIC_SEQ_CST);
 	e->next = VMC_NIL;

@@ -11,8 +11,9 @@
  * in quarantine instead of going straight to a cache. */
 VMC_HIDDEN int quarantine_needed(struct vmc *c, uint32_t vm);
 
-/* Put used granule g into quarantine, tagged with a new epoch. Pool lock. */
-VMC_HIDDEN void quarantine_add(struct vmc *c, uint32_t g);
+/* Put granule g, last used by VM vm and on no list, into quarantine,
+ * tagged with a new epoch. Pool lock. */
+VMC_HIDDEN void quarantine_add(struct vmc *c, uint32_t g, uint32_t vm);
 
 /* Free every quarantined granule that no live window can reach any more.
  * Pool lock.  Returns the number freed. */

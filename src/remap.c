@@ -1,133 +1,471 @@
 /*
- * remap.c - growing and shrinking the attached VM: vmc_commit and
- * vmc_release at granule granularity.
+ * remap.c - the mapping engine: commit, release, move, alias and protect
+ * on a VM's page map, applied to the window with the fewest system calls.
  *
- * Commit takes granules from this worker's local cache (no shared lock in
- * the common case), enters them in the VM's page map and maps the new runs
- * into the window.  A granule that last belonged to another VM is zeroed
- * before the VM can see it (invariant 4); a freshly funded one is zero
- * already.  Release takes granules out of the page map and the window and
- * gives them to the local cache, or to quarantine while another worker's
- * lazy window may still map them (invariant 3).
+ * Every operation, alone or in a batch, runs in three steps:
+ *  1. a dry run on a scratch copy of the touched part of the page map,
+ *     which validates every operation in order and counts the granules the
+ *     commits need, so a batch is all or nothing;
+ *  2. the granules are taken (this worker's deferred list first, then its
+ *     local cache: no shared lock in the common case) and the operations
+ *     run for real on the page map, where they cannot fail;
+ *  3. one window_sync over the touched span maps the result: adjacent runs
+ *     coalesce, so N moves of contiguous ranges cost O(1) system calls, and
+ *     a granule recycled where it is still mapped costs none.  New granules
+ *     are zeroed unless fresh (invariant 4); released ones go to this
+ *     worker's cache, or to quarantine while another worker may still map
+ *     them (invariant 3), or stay mapped on the deferred list
+ *     (VMC_RELEASE_DEFER) until a flush.
+ * A crash at any point leaves the page map as the truth; recovery
+ * (vm_repair) puts granules in flight back.
  */
+#include "remap.h"
+#include "backing.h"
 #include "container.h"
 #include "pool.h"
 #include "quarantine.h"
 #include "vm.h"
 #include "window.h"
+#include "os/os.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
-/* Check that a VM is attached and [addr, addr+len) is a granule-aligned
- * range of the window; give its first index and count. */
-static int range(struct vmc *c, const void *addr, size_t len, int flags,
-		 const char *what, uint32_t *first, uint32_t *n)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/* Growable array of uint32_t with a small inline buffer: no malloc for the
+ * single-granule operations of the hot path. */
+struct u32v {
+	uint32_t *v, n, cap;
+	uint32_t small[16];
+};
+
+static void u32v_init(struct u32v *a)
 {
-	uintptr_t a = (uintptr_t)addr, base = (uintptr_t)c->arena;
+	a->v = a->small;
+	a->n = 0;
+	a->cap = 16;
+}
 
-	if (c->win->attached == VMC_NIL)
-		return vmc_fail(VMC_ENOTATTACHED, "%s: no VM is attached in this worker", what);
-	if (flags)
-		return vmc_fail(EINVAL, "%s: unknown flags %#x", what, flags);
-	if (!len || (a | len) & (VMC_GRANULE_SIZE - 1))
-		return vmc_fail(EINVAL, "%s: address %p and length %zu must be non-zero "
-				"multiples of 2 MiB", what, addr, len);
-	if (a < base || a - base > c->h.window_size || len > c->h.window_size - (a - base))
-		return vmc_fail(EINVAL, "%s: [%p, +%zu) is outside the window [%p, +%llu)", what,
-				addr, len, c->arena, (unsigned long long)c->h.window_size);
-	*first = (uint32_t)((a - base) >> VMC_GRANULE_SHIFT);
-	*n = (uint32_t)(len >> VMC_GRANULE_SHIFT);
+static int u32v_push(struct u32v *a, uint32_t x)
+{
+	if (a->n == a->cap) {
+		uint32_t *v = a->v == a->small ? malloc(a->cap * 2 * sizeof *v)
+					       : realloc(a->v, a->cap * 2 * sizeof *v);
+		if (!v)
+			return vmc_fail(ENOMEM, "out of memory");
+		if (a->v == a->small)
+			memcpy(v, a->small, sizeof a->small);
+		a->v = v;
+		a->cap *= 2;
+	}
+	a->v[a->n++] = x;
 	return 0;
 }
 
-/* Take one granule for each uncommitted index of [first, first+n) into
- * got[]; all or nothing. Slot lock held. */
-static int take_all(struct vmc *c, uint32_t vm, const uint32_t *map, uint32_t first,
-		    uint32_t n, uint32_t *got)
+static void u32v_free(struct u32v *a)
 {
-	uint32_t k = 0;
+	if (a->v != a->small)
+		free(a->v);
+}
+
+/* One run of the engine over VM vm. */
+struct run {
+	struct vmc *c;
+	uint32_t vm;
+	uint32_t *e;         /* entries: e[i - lo] is index i                     */
+	uint32_t lo, hi;     /* the span the operations touch                     */
+	int real;            /* 0: dry run on a scratch copy; 1: the page map      */
+	uint32_t need;       /* dry: granules the commits take                    */
+	struct u32v got;     /* granules taken, handed out by the commits          */
+	uint32_t used;
+	struct u32v fresh;   /* real: newly committed granules                     */
+	struct u32v freed;   /* real: granules whose last view went (index<<1|defer) pairs */
+	int populate, nozero;
+};
+
+#define E(r, i) ((r)->e[(i) - (r)->lo])
+
+static int uncommitted(const struct vmc_op *op, uint32_t i)
+{
+	return vmc_fail(VMC_EUNCOMMITTED, "%s: window offset %#llx is not committed",
+			vmc_op_name(op->kind), (unsigned long long)i << VMC_GRANULE_SHIFT);
+}
+
+static int op_commit(struct run *r, const struct vmc_op *op)
+{
+	struct vmc_granule *g;
+	for (uint32_t i = op->from; i < op->from + op->n; i++) {
+		if (E(r, i) != VMC_NIL)
+			continue;
+		if (!r->real) {
+			E(r, i) = 0;   /* committed, as far as later operations can tell */
+			r->need++;
+			continue;
+		}
+		uint32_t gn = r->got.v[r->used++];
+		g = &r->c->gran[gn];
+		g->index = i;
+		g->views = 1;
+		E(r, i) = gn;
+		if (u32v_push(&r->fresh, gn))
+			return ENOMEM;
+	}
+	r->populate |= op->flags & VMC_COMMIT_POPULATE;
+	r->nozero |= op->flags & VMC_COMMIT_NOZERO;
+	return 0;
+}
+
+/* A primary view went while aliases remain: the first alias becomes it. */
+static void promote_alias(struct run *r, uint32_t gn)
+{
+	uint32_t *map = vm_pagemap(r->c, r->vm);
+	for (uint32_t j = 0; j < r->c->h.window_granules; j++)
+		if (map[j] != VMC_NIL && (map[j] & PM_ALIAS) && (map[j] & PM_GRANULE) == gn) {
+			map[j] &= ~PM_ALIAS;
+			r->c->gran[gn].index = j;
+			return;
+		}
+}
+
+static int op_release(struct run *r, const struct vmc_op *op)
+{
+	for (uint32_t i = op->from; i < op->from + op->n; i++) {
+		uint32_t e = E(r, i);
+		if (e == VMC_NIL) {
+			if (op->flags & OPF_SKIP_HOLES)
+				continue;
+			return uncommitted(op, i);
+		}
+		E(r, i) = VMC_NIL;
+		if (!r->real)
+			continue;
+		uint32_t gn = e & PM_GRANULE;
+		struct vmc_granule *g = &r->c->gran[gn];
+		if (--g->views) {
+			if (!(e & PM_ALIAS))
+				promote_alias(r, gn);
+			continue;
+		}
+		if (u32v_push(&r->freed, gn) ||
+		    u32v_push(&r->freed, i << 1 | !!(op->flags & VMC_RELEASE_DEFER)))
+			return ENOMEM;
+	}
+	return 0;
+}
+
+/* Move and alias: `from` committed; `to` free (for a move, apart from
+ * where it overlaps `from`). */
+static int check_pair(struct run *r, const struct vmc_op *op)
+{
+	for (uint32_t k = 0; k < op->n; k++) {
+		if (E(r, op->from + k) == VMC_NIL)
+			return uncommitted(op, op->from + k);
+		uint32_t t = op->to + k;
+		int in_from = t >= op->from && t < op->from + op->n;
+		if (op->kind == VMC_OP_ALIAS && in_from)
+			return vmc_fail(EINVAL, "vmc_alias: the ranges overlap");
+		if (!in_from && E(r, t) != VMC_NIL)
+			return vmc_fail(EEXIST, "%s: window offset %#llx is committed already",
+					vmc_op_name(op->kind), (unsigned long long)t << VMC_GRANULE_SHIFT);
+		if (op->kind == VMC_OP_ALIAS && r->c->gran[E(r, op->from + k) & PM_GRANULE].views
+					       == UINT16_MAX && r->real)
+			return vmc_fail(EMLINK, "vmc_alias: too many views of one granule");
+	}
+	return 0;
+}
+
+static int op_move(struct run *r, const struct vmc_op *op)
+{
+	struct u32v tmp;
+	int err = check_pair(r, op);
+
+	if (err)
+		return err;
+	u32v_init(&tmp);
+	for (uint32_t k = 0; k < op->n && !err; k++)
+		err = u32v_push(&tmp, E(r, op->from + k));
+	for (uint32_t k = 0; k < op->n && !err; k++)
+		E(r, op->from + k) = VMC_NIL;
+	for (uint32_t k = 0; k < op->n && !err; k++) {
+		uint32_t e = tmp.v[k];
+		E(r, op->to + k) = e;
+		if (r->real && !(e & PM_ALIAS))
+			r->c->gran[e & PM_GRANULE].index = op->to + k;
+	}
+	u32v_free(&tmp);
+	return err;
+}
+
+static int op_alias(struct run *r, const struct vmc_op *op)
+{
+	int err = check_pair(r, op);
+	if (err)
+		return err;
+	for (uint32_t k = 0; k < op->n; k++) {
+		uint32_t e = E(r, op->from + k);
+		E(r, op->to + k) = (e & (PM_GRANULE | PM_PROT_MASK)) | PM_ALIAS;
+		if (r->real)
+			r->c->gran[e & PM_GRANULE].views++;
+	}
+	return 0;
+}
+
+static int op_protect(struct run *r, const struct vmc_op *op)
+{
+	for (uint32_t i = op->from; i < op->from + op->n; i++) {
+		if (E(r, i) == VMC_NIL)
+			return uncommitted(op, i);
+		E(r, i) = (E(r, i) & ~PM_PROT_MASK) | (uint32_t)op->flags << PM_PROT_SHIFT;
+	}
+	return 0;
+}
+
+static int run_ops(struct run *r, const struct vmc_op *ops, uint32_t n)
+{
+	static int (*const fn[])(struct run *, const struct vmc_op *) = {
+		[VMC_OP_COMMIT] = op_commit, [VMC_OP_RELEASE] = op_release,
+		[VMC_OP_MOVE] = op_move, [VMC_OP_ALIAS] = op_alias,
+		[VMC_OP_PROTECT] = op_protect,
+	};
+	for (uint32_t k = 0; k < n; k++) {
+		int err = fn[ops[k].kind](r, &ops[k]);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* The container-wide budget (reserve fund): non-reserve commits leave
+ * reserve_size funded bytes for VMC_COMMIT_RESERVE.  *from_reserve gets
+ * how many of the n come out of the reserve. */
+static int charge(struct vmc *c, uint32_t n, int reserve, uint32_t *from_reserve)
+{
+	uint32_t funded = c->h.ngranules - __atomic_load_n(&c->m->nunfunded, __ATOMIC_RELAXED);
+	uint32_t rsv = (uint32_t)(c->h.reserve_size >> VMC_GRANULE_SHIFT);
+	uint32_t budget = funded > rsv ? funded - rsv : 0;
+	uint32_t cur = __atomic_load_n(&c->m->committed, __ATOMIC_RELAXED);
+
+	do {
+		if (cur + n > (reserve ? funded : budget))
+			return vmc_fail(VMC_EFUNDS, "%u granules needed, %u of the %u funded are "
+					"committed%s: release memory or deflate the balloon "
+					"(`vmcctl balloon %s 0`)", n, cur, funded, reserve ? "" :
+					" and the rest is the reserve fund (VMC_COMMIT_RESERVE)",
+					c->h.name);
+	} while (!__atomic_compare_exchange_n(&c->m->committed, &cur, cur + n, 0,
+					      __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+	*from_reserve = cur + n > budget ? VMC_MIN(n, cur + n - budget) : 0;
+	return 0;
+}
+
+/* Step 3 for what the run released: deferred ones stay mapped on our
+ * deferred list; the rest go to quarantine or our cache. */
+static int hand_back(struct run *r)
+{
+	int q = quarantine_needed(r->c, r->vm), err = 0, locked = 0;
+
+	for (uint32_t k = 0; k < r->freed.n; k += 2) {
+		uint32_t g = r->freed.v[k], idx = r->freed.v[k + 1] >> 1;
+		if (r->freed.v[k + 1] & 1 && r->c->win->vm == r->vm) {
+			pool_defer(r->c, g, r->vm, idx);
+		} else if (q) {
+			if (!locked && (err = pool_lock(r->c)))
+				return err;
+			locked = 1;
+			quarantine_add(r->c, g, r->vm);
+		} else if ((err = pool_put(r->c, g))) {
+			break;
+		}
+	}
+	if (locked)
+		pool_unlock(r->c);
+	return err;
+}
+
+static void zero_and_populate(struct run *r)
+{
+	struct vmc *c = r->c;
+	for (uint32_t k = 0; k < r->fresh.n; k++) {
+		struct vmc_granule *g = &c->gran[r->fresh.v[k]];
+		void *at = window_addr(c, g->index);
+		if ((g->flags & G_DIRTY) && !(r->nozero && g->last_vm == r->vm))
+			memset(at, 0, VMC_GRANULE_SIZE);
+		else if (r->populate)
+			os_madvise(at, VMC_GRANULE_SIZE, MADV_POPULATE_WRITE);
+		g->flags = 0;
+		g->last_vm = r->vm;
+	}
+}
+
+/* The new commits could not be mapped: undo them, so that no granule stays
+ * committed without having been zeroed. */
+static void undo_fresh(struct run *r, struct vmc_vm *vm)
+{
+	uint32_t *map = vm_pagemap(r->c, r->vm);
+	for (uint32_t k = 0; k < r->fresh.n; k++) {
+		struct vmc_granule *g = &r->c->gran[r->fresh.v[k]];
+		map[g->index] = VMC_NIL;
+		pool_put(r->c, r->fresh.v[k]);
+	}
+	vm->committed -= r->fresh.n;
+	__atomic_sub_fetch(&r->c->m->committed, r->fresh.n, __ATOMIC_RELAXED);
+}
+
+static void span_of(const struct vmc_op *ops, uint32_t n, uint32_t *lo, uint32_t *hi)
+{
+	*lo = UINT32_MAX;
+	*hi = 0;
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t a = ops[k].from, b = ops[k].from + ops[k].n;
+		if (ops[k].kind == VMC_OP_MOVE || ops[k].kind == VMC_OP_ALIAS) {
+			a = VMC_MIN(a, ops[k].to);
+			b = VMC_MAX(b, ops[k].to + ops[k].n);
+		}
+		*lo = VMC_MIN(*lo, a);
+		*hi = VMC_MAX(*hi, b);
+	}
+}
+
+int remap_run(struct vmc *c, uint32_t vm_id, const struct vmc_op *ops, uint32_t n)
+{
+	struct vmc_vm *vm = &c->vms[vm_id];
+	uint32_t *map = vm_pagemap(c, vm_id), from_reserve = 0, freed;
+	struct run r = { .c = c, .vm = vm_id };
+	struct u32v scratch;
 	int err = 0;
 
-	for (uint32_t i = first; i < first + n && !err; i++)
-		if (map[i] == VMC_NIL && !(err = pool_take(c, vm, i, &got[k])))
-			k++;
-	if (err)
-		while (k-- > 0)
-			pool_put(c, got[k]);
-	return err;
-}
-
-int vmc_commit(vmc_t *c, void *addr, size_t len, int flags)
-{
-	uint32_t first = 0, n = 0, vm_id, need = 0, *map, *got, k = 0;
-	struct vmc_vm *vm;
-	int err;
-
-	vmc_clear_error();
-	if ((err = vmc_enter(c)) || (err = range(c, addr, len, flags, "vmc_commit", &first, &n)))
-		return err;
-	vm_id = c->win->attached;
-	vm = &c->vms[vm_id];
-	map = vm_pagemap(c, vm_id);
-	for (uint32_t i = first; i < first + n; i++)
-		need += map[i] == VMC_NIL;
-	if (!need)
+	if (!n)
 		return 0;
-	if ((uint64_t)(vm->committed + need) << VMC_GRANULE_SHIFT > vm->limit)
-		return vmc_fail(VMC_ELIMIT, "VM %s: committing %u more granules would exceed its "
-				"limit of %llu MiB (%u MiB committed)", vm->name, need,
-				(unsigned long long)(vm->limit >> 20), vm->committed * 2);
-	if (!(got = malloc(need * sizeof *got)))
-		return vmc_fail(ENOMEM, "out of memory");
-	if ((err = slot_lock(c, c->slot)))
+	span_of(ops, n, &r.lo, &r.hi);
+	u32v_init(&scratch);
+	u32v_init(&r.got);
+	u32v_init(&r.fresh);
+	u32v_init(&r.freed);
+	for (uint32_t i = r.lo; i < r.hi && !err; i++)
+		err = u32v_push(&scratch, map[i]);
+	r.e = scratch.v;
+	if (err || (err = run_ops(&r, ops, n)))
 		goto out;
-	if ((err = take_all(c, vm_id, map, first, n, got)))
-		goto unlock;
-	for (uint32_t i = first; i < first + n; i++)
-		if (map[i] == VMC_NIL)
-			map[i] = got[k++];
-	vm->committed += need;
+	if (r.need && (uint64_t)(vm->committed + r.need) << VMC_GRANULE_SHIFT > vm->limit) {
+		err = vmc_fail(VMC_ELIMIT, "VM %s: committing %u more granules would exceed "
+			       "its limit of %llu MiB (%u MiB committed)", vm->name, r.need,
+			       (unsigned long long)(vm->limit >> 20), vm->committed * 2);
+		goto out;
+	}
+	int reserve = 0;
+	for (uint32_t k = 0; k < n; k++)
+		reserve |= ops[k].kind == VMC_OP_COMMIT && (ops[k].flags & VMC_COMMIT_RESERVE);
+	if (r.need && (err = charge(c, r.need, reserve, &from_reserve)))
+		goto out;
+	if ((err = slot_lock(c, c->slot)))
+		goto uncharge;
+	for (uint32_t k = 0; k < r.need && !err; k++) {
+		uint32_t g;
+		if (!(err = pool_take(c, vm_id, &g)))
+			err = u32v_push(&r.got, g);
+	}
+	if (err) {
+		for (uint32_t k = 0; k < r.got.n; k++)
+			pool_put(c, r.got.v[k]);
+		slot_unlock(c, c->slot);
+		goto uncharge;
+	}
+	/* step 2: for real; nothing below fails but the system calls */
+	r.real = 1;
+	r.e = map;
+	r.lo = 0;
+	run_ops(&r, ops, n);
+	freed = r.freed.n / 2;
+	vm->committed = vm->committed + r.need - freed;
+	vm->reserve_used += from_reserve;
+	vm->reserve_used -= VMC_MIN(vm->reserve_used, freed);
 	if (vm->committed > vm->hwm)
 		vm->hwm = vm->committed;
+	__atomic_sub_fetch(&c->m->committed, freed, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&vm->gen, 1, __ATOMIC_RELEASE);
-	if ((err = window_sync(c, vm_id))) {
-		/* the window is empty now; undo, so that no granule stays
-		 * committed without having been zeroed */
-		for (k = 0; k < need; k++)
-			map[c->gran[got[k]].index] = VMC_NIL;
-		vm->committed -= need;
-		__atomic_add_fetch(&vm->gen, 1, __ATOMIC_RELEASE);
-		for (k = 0; k < need; k++)
-			pool_put(c, got[k]);
-		goto unlock;
+	/* step 3 */
+	if (c->win->vm == vm_id) {
+		span_of(ops, n, &r.lo, &r.hi);
+		if ((err = window_sync(c, vm_id, r.lo, r.hi, 1))) {
+			undo_fresh(&r, vm);
+			r.fresh.n = 0;
+			window_sync(c, vm_id, WINDOW_ALL, 1);   /* best effort */
+		}
+		zero_and_populate(&r);
+	} else {
+		vmc_assert(r.fresh.n == 0);   /* commits run on the attached VM only */
 	}
-	/* invariant 4: memory that held data before reads as zero */
-	for (k = 0; k < need; k++) {
-		struct vmc_granule *e = &c->gran[got[k]];
-		if (e->last_vm != VMC_NIL)
-			memset(window_addr(c, e->index), 0, VMC_GRANULE_SIZE);
-		e->last_vm = vm_id;
-	}
-unlock:
+	int e2 = hand_back(&r);
+	err = err ? err : e2;
 	slot_unlock(c, c->slot);
+	goto out;
+uncharge:
+	if (r.need)
+		__atomic_sub_fetch(&c->m->committed, r.need, __ATOMIC_RELAXED);
 out:
-	free(got);
+	u32v_free(&scratch);
+	u32v_free(&r.got);
+	u32v_free(&r.fresh);
+	u32v_free(&r.freed);
 	return err;
 }
 
-int vmc_release(vmc_t *c, void *addr, size_t len, int flags)
+/* File unlisted cached granules g[0..n) that VM vm's window no longer
+ * shows: quarantine while another worker may map vm, else our cache. */
+static int file_back(struct vmc *c, const uint32_t *g, uint32_t n)
 {
-	uint32_t first = 0, n = 0;
-	int err;
+	int err = 0, locked = 0;
+	for (uint32_t k = 0; k < n; k++) {
+		struct vmc_granule *e = &c->gran[g[k]];
+		e->index = VMC_NIL;
+		if (!quarantine_needed(c, e->last_vm)) {
+			pool_cache(c, g[k]);
+			continue;
+		}
+		if (!locked && (err = pool_lock(c)))
+			return err;
+		locked = 1;
+		quarantine_add(c, g[k], e->last_vm);
+	}
+	if (locked)
+		pool_unlock(c);
+	return 0;
+}
 
-	vmc_clear_error();
-	if ((err = vmc_enter(c)) || (err = range(c, addr, len, flags, "vmc_release", &first, &n)))
-		return err;
+int remap_flush(struct vmc *c)
+{
+	struct vmc_slot *s = &c->slots[c->slot];
+	struct vmc_window *w = c->win;
+	uint32_t g[64], n;
+	int err = 0;
+
+	if (!s->defer_count && w->vm == w->attached)
+		return 0;
 	if ((err = slot_lock(c, c->slot)))
 		return err;
-	err = vm_release_range(c, c->win->attached, first, n);
+	while (!err && (n = pool_undefer(c, c->slot, g, 64)) > 0) {
+		/* off the deferred list now, so the sync unmaps them; if it
+		 * fails, the window is cleared, which unmaps them as well */
+		uint32_t lo = UINT32_MAX, hi = 0;
+		for (uint32_t k = 0; k < n; k++) {
+			lo = VMC_MIN(lo, c->gran[g[k]].index);
+			hi = VMC_MAX(hi, c->gran[g[k]].index + 1);
+		}
+		if (w->vm != VMC_NIL)
+			err = window_sync(c, w->vm, lo, hi, 0);
+		int e2 = file_back(c, g, n);
+		err = err ? err : e2;
+	}
+	/* after a system error left the window empty: map the VM again */
+	if (!err && w->attached != VMC_NIL && w->vm != w->attached)
+		err = window_sync(c, w->attached, WINDOW_ALL, 0);
+	if (s->cache_count > c->h.worker_cache)
+		pool_drain(c, c->slot, c->h.worker_cache / 2);
 	slot_unlock(c, c->slot);
 	return err;
 }

@@ -11,8 +11,10 @@
  */
 #include "meta.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
@@ -56,7 +58,7 @@ static int check_header(const struct vmc_meta *h, size_t len, int flags, char *w
 	if (h->hdr_size != sizeof *h || h->granule_size != sizeof(struct vmc_granule) ||
 	    h->slot_size != sizeof(struct vmc_slot) || h->vm_size != sizeof(struct vmc_vm))
 		return bad(VMC_EVERSION, why, n, "entry sizes differ from this library's");
-	if (!h->ngranules || h->ngranules >= VMC_NIL / 2 || !h->max_workers ||
+	if (!h->ngranules || h->ngranules >= PM_MAX_GRANULES || !h->max_workers ||
 	    h->max_workers > 4096 || !h->max_vms || h->max_vms > 65536 ||
 	    !h->worker_cache || h->worker_cache > 4096 ||
 	    h->window_granules != h->window_size >> VMC_GRANULE_SHIFT ||
@@ -104,6 +106,7 @@ static int check_entries(const struct vmc_meta *h, char *why, size_t n)
 	}
 	for (uint32_t s = 0; s < h->max_workers; s++)
 		if ((st[s].cache_head != VMC_NIL && st[s].cache_head >= h->ngranules) ||
+		    (st[s].defer_head != VMC_NIL && st[s].defer_head >= h->ngranules) ||
 		    (st[s].attached != VMC_NIL && st[s].attached >= h->max_vms) ||
 		    (st[s].window_vm != VMC_NIL && st[s].window_vm >= h->max_vms))
 			return bad(VMC_ECORRUPT, why, n, "slot %u: index out of range", s);
@@ -119,7 +122,8 @@ static int check_entries(const struct vmc_meta *h, char *why, size_t n)
 	}
 	const uint32_t *pm = (const void *)((const char *)h + h->off_pagemaps);
 	for (uint64_t i = 0; i < (uint64_t)h->max_vms * h->window_granules; i++)
-		if (pm[i] != VMC_NIL && pm[i] >= h->ngranules)
+		if (pm[i] != VMC_NIL && ((pm[i] & PM_GRANULE) >= h->ngranules ||
+					 (pm[i] & PM_PROT_MASK) == PM_PROT_MASK))
 			return bad(VMC_ECORRUPT, why, n, "page map of VM %llu: granule out of range",
 				   (unsigned long long)(i / h->window_granules));
 	if ((h->free_head != VMC_NIL && h->free_head >= h->ngranules) ||
@@ -133,7 +137,7 @@ static int check_entries(const struct vmc_meta *h, char *why, size_t n)
 /* Walk a list from head: every member must be in `state` (and owned by
  * `owner` unless VMC_NIL), and the length must be `count`. */
 static int check_list(const struct vmc_meta *h, uint32_t head, uint32_t count,
-		      int state, uint32_t owner, const char *what, char *why, size_t n)
+		      int state, uint32_t owner, int flags, const char *what, char *why, size_t n)
 {
 	const struct vmc_granule *gt = (const void *)((const char *)h + h->off_granules);
 	uint32_t len = 0;
@@ -141,7 +145,8 @@ static int check_list(const struct vmc_meta *h, uint32_t head, uint32_t count,
 	for (uint32_t g = head; g != VMC_NIL; g = gt[g].next) {
 		if (g >= h->ngranules || ++len > h->ngranules)
 			return bad(VMC_ECORRUPT, why, n, "%s: link out of range or cycle", what);
-		if (gt[g].state != state || (owner != VMC_NIL && gt[g].owner != owner))
+		if (gt[g].state != state || (owner != VMC_NIL && gt[g].owner != owner) ||
+		    gt[g].flags != flags)
 			return bad(VMC_ECORRUPT, why, n, "%s: granule %u is in state %u, owner %u",
 				   what, g, gt[g].state, gt[g].owner);
 	}
@@ -153,11 +158,10 @@ static int check_list(const struct vmc_meta *h, uint32_t head, uint32_t count,
 
 /* Page maps and used granules must mirror each other exactly: map[v][i]
  * == g if and only if granule g is used by VM v at index i. */
-static int check_pagemaps(const struct vmc_meta *h, uint32_t used, char *why, size_t n)
+static int walk_pagemaps(const struct vmc_meta *h, const struct vmc_granule *gt,
+			 const struct vmc_vm *vt, const uint32_t *pm, uint32_t used,
+			 uint32_t *views, uint32_t *mapped_out, char *why, size_t n)
 {
-	const struct vmc_granule *gt = (const void *)((const char *)h + h->off_granules);
-	const struct vmc_vm *vt = (const void *)((const char *)h + h->off_vms);
-	const uint32_t *pm = (const void *)((const char *)h + h->off_pagemaps);
 	uint32_t mapped = 0;
 
 	for (uint32_t v = 0; v < h->max_vms; v++) {
@@ -166,23 +170,48 @@ static int check_pagemaps(const struct vmc_meta *h, uint32_t used, char *why, si
 			uint32_t g = pm[(uint64_t)v * h->window_granules + i];
 			if (g == VMC_NIL)
 				continue;
+			uint32_t e = g;
+			g &= PM_GRANULE;
 			if (VM_STATE(vt[v].own) == VM_FREE)
 				return bad(VMC_ECORRUPT, why, n, "free VM %u maps granule %u", v, g);
-			if (gt[g].state != G_USED || gt[g].owner != v || gt[g].index != i)
+			if (gt[g].state != G_USED || gt[g].owner != v ||
+			    ((e & PM_ALIAS) ? gt[g].index == i : gt[g].index != i))
 				return bad(VMC_ECORRUPT, why, n, "VM %u index %u maps granule %u, "
 					   "which is in state %u owned by %u at %u", v, i, g,
 					   gt[g].state, gt[g].owner, gt[g].index);
-			committed++;
+			if (!(e & PM_ALIAS))
+				committed++;
+			views[g]++;
 		}
 		if (committed != vt[v].committed)
 			return bad(VMC_ECORRUPT, why, n, "VM %u maps %u granules, committed says %u",
 				   v, committed, vt[v].committed);
 		mapped += committed;
 	}
+	*mapped_out = mapped;
 	if (mapped != used)
 		return bad(VMC_ECORRUPT, why, n, "%u granules are used but %u are in page maps",
 			   used, mapped);
+	for (uint32_t g = 0; g < h->ngranules; g++)
+		if (gt[g].state == G_USED && gt[g].views != views[g])
+			return bad(VMC_ECORRUPT, why, n, "granule %u has %u views, page maps show %u",
+				   g, gt[g].views, views[g]);
 	return 0;
+}
+
+static int check_pagemaps(const struct vmc_meta *h, uint32_t used, char *why, size_t n)
+{
+	const struct vmc_granule *gt = (const void *)((const char *)h + h->off_granules);
+	const struct vmc_vm *vt = (const void *)((const char *)h + h->off_vms);
+	const uint32_t *pm = (const void *)((const char *)h + h->off_pagemaps);
+	uint32_t mapped = 0, *views = calloc(h->ngranules, sizeof *views);
+	int err;
+
+	if (!views)
+		return bad(ENOMEM, why, n, "out of memory");
+	err = walk_pagemaps(h, gt, vt, pm, used, views, &mapped, why, n);
+	free(views);
+	return err;
 }
 
 static int check_lists(const struct vmc_meta *h, char *why, size_t n)
@@ -197,8 +226,9 @@ static int check_lists(const struct vmc_meta *h, char *why, size_t n)
 	if (count[G_UNFUNDED] != h->nunfunded)
 		return bad(VMC_ECORRUPT, why, n, "%u unfunded granules, counter says %u",
 			   count[G_UNFUNDED], h->nunfunded);
-	if ((err = check_list(h, h->free_head, h->nfree, G_FREE, VMC_NIL, "free list", why, n)) ||
-	    (err = check_list(h, h->quar_head, h->nquarantined, G_QUARANTINED, VMC_NIL,
+	if ((err = check_list(h, h->free_head, h->nfree, G_FREE, VMC_NIL, 0, "free list",
+			      why, n)) ||
+	    (err = check_list(h, h->quar_head, h->nquarantined, G_QUARANTINED, VMC_NIL, 0,
 			      "quarantine", why, n)))
 		return err;
 	if (count[G_FREE] != h->nfree || count[G_QUARANTINED] != h->nquarantined)
@@ -206,10 +236,14 @@ static int check_lists(const struct vmc_meta *h, char *why, size_t n)
 	for (uint32_t s = 0; s < h->max_workers; s++) {
 		char what[32];
 		snprintf(what, sizeof what, "slot %u cache", s);
-		if ((err = check_list(h, st[s].cache_head, st[s].cache_count, G_CACHED, s,
+		if ((err = check_list(h, st[s].cache_head, st[s].cache_count, G_CACHED, s, 0,
 				      what, why, n)))
 			return err;
-		count[G_CACHED] -= st[s].cache_count;
+		snprintf(what, sizeof what, "slot %u deferred list", s);
+		if ((err = check_list(h, st[s].defer_head, st[s].defer_count, G_CACHED, s,
+				      G_DEFERRED, what, why, n)))
+			return err;
+		count[G_CACHED] -= st[s].cache_count + st[s].defer_count;
 	}
 	if (count[G_CACHED])
 		return bad(VMC_ECORRUPT, why, n, "%u cached granules are on no worker's list",

@@ -15,6 +15,8 @@
 #include "quarantine.h"
 #include "window.h"
 #include "worker.h"
+#include "remap.h"
+#include "backing.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -66,56 +68,57 @@ int vm_claim(struct vmc *c, uint32_t id, uint32_t from)
 		}
 	} while (!__atomic_compare_exchange_n(&vm->own, &own, VM_OWN(VM_ATTACHED, c->slot), 0,
 					      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
-	__atomic_store_n(&c->slots[c->slot].attached, id, __ATOMIC_RELEASE);
 	__atomic_store_n(&vm->pid, c->slots[c->slot].pid, __ATOMIC_RELAXED);
 	return 0;
 }
 
 void vm_unclaim(struct vmc *c, uint32_t id, uint32_t to)
 {
-	__atomic_store_n(&c->slots[c->slot].attached, VMC_NIL, __ATOMIC_RELEASE);
 	__atomic_store_n(&c->vms[id].own, VM_OWN(to, VMC_NIL), __ATOMIC_RELEASE);
 }
 
-int vm_release_range(struct vmc *c, uint32_t id, uint32_t i, uint32_t n)
+int vm_repair(struct vmc *c, uint32_t id)
 {
+	uint32_t *map = vm_pagemap(c, id), committed = 0;
 	struct vmc_vm *vm = &c->vms[id];
-	uint32_t *map = vm_pagemap(c, id), end = i + n;
-	int err = 0, quarantine = quarantine_needed(c, id);
 
-	while (i < end) {
-		uint32_t freed[64], nf = 0;
-		for (; i < end && nf < 64; i++)
-			if (map[i] != VMC_NIL) {
-				freed[nf++] = map[i];
-				map[i] = VMC_NIL;
-				vm->committed--;
-			}
-		if (!nf)
-			break;
-		/* the page map changed: our own window stops showing those
-		 * granules before anyone else can get them (a failed sync
-		 * clears the whole window, which is just as safe) */
-		__atomic_add_fetch(&vm->gen, 1, __ATOMIC_RELEASE);
-		if (c->win->vm == id) {
-			int e = window_sync(c, id);
-			err = err ? err : e;
+	for (uint32_t g = 0; g < c->h.ngranules; g++)
+		if (c->gran[g].state == G_USED && c->gran[g].owner == id) {
+			c->gran[g].views = 0;
+			c->gran[g].index = VMC_NIL;
 		}
-		if (quarantine) {
-			int e = pool_lock(c);
-			if (e)
-				return e;
-			for (uint32_t k = 0; k < nf; k++)
-				quarantine_add(c, freed[k]);
-			pool_unlock(c);
+	for (uint32_t i = 0; i < c->h.window_granules; i++) {
+		uint32_t e = map[i], g = e & PM_GRANULE;
+		if (e == VMC_NIL)
+			continue;
+		if (g >= c->h.ngranules || c->gran[g].state != G_USED || c->gran[g].owner != id) {
+			map[i] = VMC_NIL;   /* cannot happen: entries follow takes */
 			continue;
 		}
-		for (uint32_t k = 0; k < nf; k++) {
-			int e = pool_put(c, freed[k]);
-			err = err ? err : e;
-		}
+		c->gran[g].views++;
+		if (!(e & PM_ALIAS))
+			c->gran[g].index = i;
 	}
-	return err;
+	for (uint32_t i = 0; i < c->h.window_granules; i++) {
+		uint32_t e = map[i], g = e & PM_GRANULE;
+		if (e == VMC_NIL || c->gran[g].index != VMC_NIL)
+			continue;
+		map[i] &= ~PM_ALIAS;   /* an alias whose primary went: promote it */
+		c->gran[g].index = i;
+	}
+	for (uint32_t g = 0; g < c->h.ngranules; g++) {
+		if (c->gran[g].state != G_USED || c->gran[g].owner != id)
+			continue;
+		if (c->gran[g].views)
+			committed++;
+		else
+			quarantine_add(c, g, id);   /* taken or released, not in the map */
+	}
+	__atomic_add_fetch(&c->m->committed, committed - vm->committed, __ATOMIC_RELAXED);
+	vm->committed = committed;
+	vm->reserve_used = VMC_MIN(vm->reserve_used, committed);
+	__atomic_add_fetch(&vm->gen, 1, __ATOMIC_RELEASE);
+	return 0;
 }
 
 static int check_vm_name(const char *name)
@@ -201,19 +204,20 @@ int vmc_vm_find(vmc_t *c, const char *name, uint32_t *id)
  * `from`. */
 static int claim_and_empty(struct vmc *c, uint32_t id, uint32_t from)
 {
-	int err, e2;
+	struct vmc_op op = { VMC_OP_RELEASE, OPF_SKIP_HOLES, 0, 0, c->h.window_granules };
+	int err = 0;
 
 	if ((err = vm_claim(c, id, from)))
 		return err;
-	if ((err = slot_lock(c, c->slot))) {
-		vm_unclaim(c, id, from);
-		return err;
+	if (c->win->vm == id) {   /* our window shows it (lazy, or revoked) */
+		if ((err = slot_lock(c, c->slot)) == 0) {
+			err = window_sync(c, VMC_NIL, WINDOW_ALL, 0);
+			slot_unlock(c, c->slot);
+		}
 	}
-	if (c->win->vm == id && !c->win->open)   /* a revoked (strict) view */
-		err = window_sync(c, VMC_NIL);
-	e2 = vm_release_range(c, id, 0, c->h.window_granules);
-	slot_unlock(c, c->slot);
-	if ((err = err ? err : e2))
+	if (!err)
+		err = remap_run(c, id, &op, 1);
+	if (err)
 		vm_unclaim(c, id, from);
 	return err;
 }
@@ -238,7 +242,7 @@ int vmc_vm_destroy(vmc_t *c, uint32_t id)
 		return err;
 	vm->incarnation++;
 	vm->name[0] = 0;
-	__atomic_store_n(&c->slots[c->slot].attached, VMC_NIL, __ATOMIC_RELEASE);
+	vm->reserve_used = 0;
 	__atomic_store_n(&vm->own, VM_OWN(VM_FREE, VMC_NIL), __ATOMIC_RELEASE);
 	pool_unlock(c);
 	return 0;
@@ -255,7 +259,17 @@ int vmc_vm_reclaim(vmc_t *c, uint32_t id, int how)
 		return vmc_fail(EINVAL, "reclaim mode %d: use VMC_RECLAIM_KEEP or _RESET", how);
 	if (how == VMC_RECLAIM_KEEP) {
 		if ((err = vm_claim(c, id, VM_ORPHANED)))
-			return err == VMC_EORPHANED ? 0 : err;
+			return err;
+		/* a commit cut short by the crash: its granules were never
+		 * zeroed, and must not show the VM that used them before */
+		for (uint32_t g = 0; g < c->h.ngranules && !err; g++)
+			if (c->gran[g].state == G_USED && c->gran[g].owner == id &&
+			    (c->gran[g].flags & G_DIRTY) && !(err = backing_zero(c, g)))
+				c->gran[g].flags = 0;
+		if (err) {
+			vm_unclaim(c, id, VM_ORPHANED);
+			return err;
+		}
 	} else if ((err = claim_and_empty(c, id, VM_ORPHANED))) {
 		return err;
 	}
@@ -291,6 +305,7 @@ int vmc_vm_stats(vmc_t *c, uint32_t id, vmc_vm_stats_t *out)
 	out->committed = (uint64_t)__atomic_load_n(&vm->committed, __ATOMIC_RELAXED)
 			 << VMC_GRANULE_SHIFT;
 	out->hwm = (uint64_t)__atomic_load_n(&vm->hwm, __ATOMIC_RELAXED) << VMC_GRANULE_SHIFT;
+	out->reserve_used = (uint64_t)vm->reserve_used << VMC_GRANULE_SHIFT;
 	out->attaches = __atomic_load_n(&vm->attaches, __ATOMIC_RELAXED);
 	pool_unlock(c);
 	return 0;

@@ -22,10 +22,11 @@ VMC_HIDDEN int vm_claim(struct vmc *c, uint32_t id, uint32_t from);
 /* Give back a VM this slot has claimed, into state `to`. */
 VMC_HIDDEN void vm_unclaim(struct vmc *c, uint32_t id, uint32_t to);
 
-/* Release the granules of window indices [i, i+n) of VM vm, which this
- * slot has claimed: out of the page map, out of this window, into this
- * worker's cache or, if another worker may still map them, quarantine.
- * Needs the slot lock. */
-VMC_HIDDEN int vm_release_range(struct vmc *c, uint32_t vm, uint32_t i, uint32_t n);
+/* Make VM id's books match its page map after its worker died mid-way:
+ * views, primary indices and committed are recounted, and granules marked
+ * used by it that no entry shows (taken or released in flight) go to
+ * quarantine.  Granules still G_DIRTY stay: reclaim zeroes them.  Pool
+ * lock held. */
+VMC_HIDDEN int vm_repair(struct vmc *c, uint32_t id);
 
 #endif

@@ -21,8 +21,6 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define RW (PROT_READ | PROT_WRITE)
-
 int window_init(struct vmc *c)
 {
 	struct vmc_window *w = calloc(1, sizeof *w);
@@ -82,73 +80,98 @@ static int clear_all(struct vmc *c, int err)
 
 enum op { OP_NONE, OP_CLEAR, OP_MAP, OP_PROT };
 
-static enum op op_at(struct vmc_window *w, const uint32_t *want, uint32_t i)
+static const int prot_of[4] = { PROT_READ | PROT_WRITE, PROT_READ, PROT_NONE, PROT_NONE };
+
+/* What index i needs.  A granule released with VMC_RELEASE_DEFER stays
+ * mapped where it was until a flush (keep_deferred). */
+static enum op op_at(struct vmc *c, const uint32_t *want, uint32_t i, int keep_deferred)
 {
-	uint32_t g = want ? want[i] : VMC_NIL, cur = w->map[i];
-	if (g == VMC_NIL)
-		return cur == VMC_NIL ? OP_NONE : OP_CLEAR;
-	if (g != cur)
+	struct vmc_window *w = c->win;
+	uint32_t e = want ? want[i] : VMC_NIL, cur = w->map[i];
+	if (e == VMC_NIL) {
+		if (cur == VMC_NIL)
+			return OP_NONE;
+		if (keep_deferred) {
+			const struct vmc_granule *g = &c->gran[cur];
+			if ((g->flags & G_DEFERRED) && g->state == G_CACHED && g->owner == c->slot && g->index == i)
+				return OP_NONE;
+		}
+		return OP_CLEAR;
+	}
+	if ((e & PM_GRANULE) != cur)
 		return OP_MAP;
-	return w->prot[i] == RW ? OP_NONE : OP_PROT;
+	return w->prot[i] == prot_of[(e & PM_PROT_MASK) >> PM_PROT_SHIFT] ? OP_NONE : OP_PROT;
 }
 
-int window_sync(struct vmc *c, uint32_t vm)
+/* Same operation, and for a map the next granule of the file. */
+static int same_run(const uint32_t *want, enum op op, uint32_t j)
+{
+	if (op == OP_CLEAR)
+		return 1;
+	if ((want[j] ^ want[j - 1]) & PM_PROT_MASK)
+		return 0;
+	return op != OP_MAP || (want[j] & PM_GRANULE) == (want[j - 1] & PM_GRANULE) + 1;
+}
+
+int window_sync(struct vmc *c, uint32_t vm, uint32_t lo, uint32_t hi, int keep_deferred)
 {
 	struct vmc_window *w = c->win;
 	const uint32_t *want = vm == VMC_NIL ? NULL
 				: c->pagemaps + (uint64_t)vm * c->h.window_granules;
-	uint32_t n = w->n, end = 0, i = 0;
 	int populate = c->h.page_kind == VMC_PAGE_HUGETLB ? MAP_POPULATE : 0;
+	uint32_t i;
 
-	/* how far the new page map reaches; indices beyond ext and end map nothing */
-	if (want)
-		for (uint32_t k = n; k-- > 0;)
-			if (want[k] != VMC_NIL) {
-				if (want[k] >= c->h.ngranules)
-					return clear_all(c, VMC_ECORRUPT);
-				end = k + 1;
-				break;
-			}
-	end = VMC_MAX(end, w->ext);
-	while (i < end) {
-		enum op op = op_at(w, want, i);
+	if (w->vm != vm) {   /* another VM's view: every index may differ */
+		lo = 0;
+		hi = w->n;
+	}
+	hi = VMC_MIN(hi, w->n);
+	/* nothing beyond ext is mapped, and nothing beyond the page map's end
+	 * needs mapping: only look as far as either reaches */
+	uint32_t end = want ? hi : VMC_MIN(hi, w->ext);
+	while (want && end > lo && want[end - 1] == VMC_NIL && end > w->ext)
+		end--;
+	/* a page map is shared memory: never map beyond the pool (SIGBUS) */
+	for (i = lo; want && i < end; i++)
+		if (want[i] != VMC_NIL && (want[i] & PM_GRANULE) >= c->h.ngranules)
+			return clear_all(c, VMC_ECORRUPT);
+	for (i = lo; i < end;) {
+		enum op op = op_at(c, want, i, keep_deferred);
 		uint32_t j = i + 1;
 		int err = 0;
 
-		while (j < end && op_at(w, want, j) == op &&
-		       (op != OP_MAP || want[j] == want[j - 1] + 1))
+		while (j < end && op_at(c, want, j, keep_deferred) == op &&
+		       (op == OP_NONE || same_run(want, op, j)))
 			j++;
 		size_t len = (size_t)(j - i) << VMC_GRANULE_SHIFT;
+		int prot = want && want[i] != VMC_NIL ?
+			   prot_of[(want[i] & PM_PROT_MASK) >> PM_PROT_SHIFT] : PROT_NONE;
 		if (op == OP_CLEAR)
 			err = clear_range(c, i, j - i);
 		else if (op == OP_MAP)
-			err = os_mmap(window_addr(c, i), len, RW, MAP_SHARED | MAP_FIXED | populate,
-				      c->pool_fd, (off_t)want[i] << VMC_GRANULE_SHIFT) == MAP_FAILED
-				      ? errno : 0;
+			err = os_mmap(window_addr(c, i), len, prot, MAP_SHARED | MAP_FIXED | populate,
+				      c->pool_fd, (off_t)(want[i] & PM_GRANULE) << VMC_GRANULE_SHIFT)
+				      == MAP_FAILED ? errno : 0;
 		else if (op == OP_PROT)
-			err = os_mprotect(window_addr(c, i), len, RW) ? errno : 0;
+			err = os_mprotect(window_addr(c, i), len, prot) ? errno : 0;
 		if (err)
 			return clear_all(c, err);
-		for (uint32_t k = i; k < j; k++) {
-			if (op == OP_NONE)
-				continue;
-			w->map[k] = want ? want[k] : VMC_NIL;
-			w->prot[k] = RW;
-			if (want && want[k] != VMC_NIL)
+		for (uint32_t k = i; k < j && op != OP_NONE; k++) {
+			w->map[k] = op == OP_CLEAR ? VMC_NIL : want[k] & PM_GRANULE;
+			w->prot[k] = (uint8_t)(op == OP_CLEAR ? PROT_NONE : prot);
+			if (op != OP_CLEAR)
 				w->last[k] = vm;
 		}
 		i = j;
 	}
-	w->ext = 0;
-	for (uint32_t k = end; k-- > 0;)
-		if (w->map[k] != VMC_NIL) {
-			w->ext = k + 1;
-			break;
-		}
+	if (end > w->ext)
+		w->ext = end;
+	while (w->ext && w->map[w->ext - 1] == VMC_NIL)
+		w->ext--;
 	w->vm = vm;
 	w->open = 1;
 	if (vm != VMC_NIL) {
-		w->vm_gen = c->vms[vm].gen;
+		w->vm_gen = __atomic_load_n(&c->vms[vm].gen, __ATOMIC_ACQUIRE);
 		w->vm_inc = c->vms[vm].incarnation;
 	}
 	return 0;

@@ -25,11 +25,16 @@ struct vmc_window {
 VMC_HIDDEN int window_init(struct vmc *c);
 VMC_HIDDEN void window_free(struct vmc *c);
 
-/* Make the window show VM vm's page map read-write (vm == VMC_NIL: show
- * nothing), with the fewest system calls: runs of contiguous granules are
- * one mmap, runs to clear one mmap of PROT_NONE, runs that only need their
- * protection back one mprotect.  On failure the window is cleared. */
-VMC_HIDDEN int window_sync(struct vmc *c, uint32_t vm);
+/* Make the window show VM vm's page map (vm == VMC_NIL: show nothing),
+ * looking only at indices [lo, hi) when the window already shows vm, with
+ * the fewest system calls: runs of contiguous granules with one
+ * protection are one mmap, runs to clear one mmap of PROT_NONE, runs that
+ * only need their protection changed one mprotect.  keep_deferred leaves
+ * granules released with VMC_RELEASE_DEFER mapped.  On failure the window
+ * is cleared. */
+VMC_HIDDEN int window_sync(struct vmc *c, uint32_t vm, uint32_t lo, uint32_t hi,
+			   int keep_deferred);
+#define WINDOW_ALL 0, 0xffffffffu
 
 /* Revoke all access (strict detach): one mprotect(PROT_NONE). */
 VMC_HIDDEN int window_revoke(struct vmc *c);

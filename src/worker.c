@@ -10,6 +10,7 @@
 #include "worker.h"
 #include "pool.h"
 #include "quarantine.h"
+#include "vm.h"
 #include "os/os.h"
 
 #include <errno.h>
@@ -52,8 +53,8 @@ again:
 		if (sl->pid)
 			continue;
 		sl->start_time = start;
-		sl->cache_head = sl->attached = sl->window_vm = VMC_NIL;
-		sl->cache_count = 0;
+		sl->cache_head = sl->defer_head = sl->attached = sl->window_vm = VMC_NIL;
+		sl->cache_count = sl->defer_count = 0;
 		sl->window_epoch = 0;
 		memset(&sl->st, 0, sizeof sl->st);
 		__atomic_store_n(&sl->pid, pid, __ATOMIC_RELEASE);
@@ -80,9 +81,27 @@ static void orphan_vms(struct vmc *c, uint32_t s)
 {
 	for (uint32_t v = 0; v < c->h.max_vms; v++) {
 		uint64_t own = __atomic_load_n(&c->vms[v].own, __ATOMIC_ACQUIRE);
-		if (VM_STATE(own) == VM_ATTACHED && VM_SLOT(own) == s)
+		if (VM_STATE(own) == VM_ATTACHED && VM_SLOT(own) == s) {
+			vm_repair(c, v);
 			__atomic_store_n(&c->vms[v].own, VM_OWN(VM_ORPHANED, s), __ATOMIC_RELEASE);
+		}
 	}
+}
+
+/* A slot's deferred granules: its window is gone, but other workers may
+ * still map their VM lazily, so they go through quarantine. Slot lock. */
+static int drain_deferred(struct vmc *c, uint32_t s)
+{
+	uint32_t g[64], n;
+	int err = pool_lock(c);
+
+	if (err)
+		return err;
+	while ((n = pool_undefer(c, s, g, 64)) > 0)
+		for (uint32_t k = 0; k < n; k++)
+			quarantine_add(c, g[k], c->gran[g[k]].last_vm);
+	pool_unlock(c);
+	return 0;
 }
 
 /* Free slot s if it still belongs to (pid, start): its cache goes to the
@@ -102,8 +121,10 @@ static int release_slot(struct vmc *c, uint32_t s, int32_t pid, uint64_t start,
 		slot_unlock(c, s);
 		return ESRCH;
 	}
-	*returned = sl->cache_count;
+	*returned = sl->cache_count + sl->defer_count;
 	err = pool_drain(c, s, 0);
+	if (!err && sl->defer_count)
+		err = drain_deferred(c, s);
 	slot_unlock(c, s);
 	if (err)
 		return err;

@@ -118,8 +118,10 @@ static int take_n(vmc_t *c, uint32_t vm, uint32_t n, uint32_t *g)
 			err = ENOSPC;
 			break;
 		}
-		if (!(err = pool_take(c, vm, i, &g[k]))) {
+		if (!(err = pool_take(c, vm, &g[k]))) {
 			map[i] = g[k];
+			c->gran[g[k]].index = i;
+			c->gran[g[k]].views = 1;
 			c->vms[vm].committed++;
 		}
 	}
@@ -918,9 +920,9 @@ TEST(exhaustion)
 	CHECK_EQ(take_n(c, vm, 8, g), 0);
 	REQUIRE(slot_lock(c, c->slot) == 0);
 	vmc_clear_error();
-	CHECK_EQ(pool_take(c, vm, 8, &extra), VMC_EFUNDS);
+	CHECK_EQ(pool_take(c, vm, &extra), VMC_EFUNDS);
 	CHECK(has("balloon"));
-	CHECK_EQ(pool_take(c, vm, 8, &extra), VMC_EFUNDS);   /* and again: no crash */
+	CHECK_EQ(pool_take(c, vm, &extra), VMC_EFUNDS);   /* and again: no crash */
 	slot_unlock(c, c->slot);
 	CHECK(vmc_stats(c, &s) == 0 && s.used == 8 && s.free == 0 && s.cached == 0);
 	CHECK(check_clean(c));

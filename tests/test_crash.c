@@ -99,8 +99,10 @@ static int take_n(vmc_t *c, uint32_t vm, uint32_t n, uint32_t *g)
 			i++;
 		if (i == c->h.window_granules)
 			err = ENOSPC;
-		else if (!(err = pool_take(c, vm, i, &g[k]))) {
+		else if (!(err = pool_take(c, vm, &g[k]))) {
 			map[i] = g[k];
+			c->gran[g[k]].index = i;
+			c->gran[g[k]].views = 1;
 			c->vms[vm].committed++;
 		}
 	}
@@ -616,6 +618,47 @@ static int find_text(void)
 	return text_hi ? 0 : -1;
 }
 
+/* Print, for failing instruction addresses of this binary, how many
+ * failed in each function (one addr2line run, if addr2line is there). */
+static void summarize(const uintptr_t *ips, long n)
+{
+	char cmd[256], fn[200], line[300], seen[64][200];
+	int count[64], nseen = 0;
+	char tmp[] = "/tmp/vmc_crash_ips_XXXXXX";
+	int fd = mkstemp(tmp);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+
+	if (!f)
+		return;
+	for (long k = 0; k < n; k++)
+		fprintf(f, "%#lx\n", (unsigned long)(ips[k] - load_base));
+	fclose(f);
+	snprintf(cmd, sizeof cmd, "addr2line -f -e /proc/%d/exe < %s 2>/dev/null", (int)getpid(),
+		 tmp);
+	if ((f = popen(cmd, "r"))) {
+		while (fgets(fn, sizeof fn, f) && fgets(line, sizeof line, f)) {
+			fn[strcspn(fn, "\n")] = 0;
+			line[strcspn(line, ":")] = 0;
+			const char *src = strstr(line, "src/");
+			char key[200];
+			snprintf(key, sizeof key, "%.100s (%.90s)", fn, src ? src : line);
+			int i = 0;
+			while (i < nseen && strcmp(seen[i], key))
+				i++;
+			if (i == nseen && nseen < 64) {
+				snprintf(seen[nseen], sizeof seen[0], "%s", key);
+				count[nseen++] = 0;
+			}
+			if (i < nseen)
+				count[i]++;
+		}
+		pclose(f);
+		for (int i = 0; i < nseen; i++)
+			fprintf(stderr, "    %4d kill points in %s\n", count[i], seen[i]);
+	}
+	unlink(tmp);
+}
+
 static int in_text(uintptr_t ip)
 {
 	return ip >= text_lo && ip < text_hi;
@@ -737,7 +780,7 @@ TEST(killed_at_every_instruction_of_commit_release)
 	vmc_t *c = NULL;
 	int status, failures = 0;
 	const long cap = 200000;
-	uintptr_t *ips = malloc(cap * sizeof *ips);
+	uintptr_t *ips = malloc(cap * sizeof *ips), failed_at[400];
 
 	NEED(ips && find_text() == 0);
 	test_config(&cfg, 64 * MiB, 64 * MiB);
@@ -769,16 +812,16 @@ TEST(killed_at_every_instruction_of_commit_release)
 	NEED(a.vm != VMC_NIL);
 
 #ifdef UNDER_ASAN
-	const long budget = 800;
+	const long budget = 400;
 #else
-	const long budget = 2500;
+	const long budget = 1200;
 #endif
 	long stride = total / budget + 1, kills = 0, missed = 0;
 	unsigned seed = (unsigned)time(NULL);
 	srand(seed);
 	fprintf(stderr, "  %ld instructions of ours, killing at every %ld (seed %u)\n",
 		total, stride, seed);
-	for (long n = rand() % stride; n < total && n < cap && failures < 10; n += stride) {
+	for (long n = rand() % stride; n < total && n < cap && failures < 400; n += stride) {
 		long m = 0;
 		for (long k = 0; k <= n; k++)
 			m += ips[k] == ips[n];
@@ -794,9 +837,13 @@ TEST(killed_at_every_instruction_of_commit_release)
 			continue;
 		}
 		kills++;
-		int bad = 0;
-		if (vmc_recover(c, &rr) || rr.workers_reclaimed != 1)
+		int bad = 0, rerr;
+		memset(&rr, 0, sizeof rr);
+		if ((rerr = vmc_recover(c, &rr)) || rr.workers_reclaimed != 1) {
+			fprintf(stderr, "  vmc_recover: %d, %u workers reclaimed (%s)\n", rerr,
+				rr.workers_reclaimed, vmc_errmsg());
 			bad = 1;
+		}
 		else if (!check_clean(c))
 			bad = 2;
 		else if (!conserved(c, &s))
@@ -813,11 +860,11 @@ TEST(killed_at_every_instruction_of_commit_release)
 		else if (!check_clean(c) || !conserved(c, &s) || s.used != vs.committed / G)
 			bad = 8;
 		if (bad) {
-			fprintf(stderr, "  killed at instruction %ld of %ld (executable+%#lx, "
-				"executed the %ld-th time; addr2line -f -e <test binary> that): "
-				"check %d failed [%s]\n", n, total,
-				(unsigned long)(ips[n] - load_base), m, bad, vmc_errmsg());
-			failures++;
+			if (failures < 400)
+				fprintf(stderr, "  killed at instruction %ld of %ld (executable+%#lx, "
+					"pass %ld): check %d failed [%s]\n", n, total,
+					(unsigned long)(ips[n] - load_base), m, bad, vmc_errmsg());
+			failed_at[failures++] = ips[n];
 			CHECK(!bad);
 			/* the damage stays in the tables: start the next rounds
 			 * from a new container */
@@ -839,7 +886,10 @@ TEST(killed_at_every_instruction_of_commit_release)
 				break;
 		}
 	}
-	fprintf(stderr, "  %ld kills, %ld points not reached\n", kills, missed);
+	fprintf(stderr, "  %ld kills, %ld points not reached, %d left the container "
+		"inconsistent%s\n", kills, missed, failures, failures ? ", by function:" : "");
+	if (failures)
+		summarize(failed_at, failures);
 	CHECK(kills > 0);
 	CHECK(missed <= kills / 10);
 	CHECK(check_clean(c));

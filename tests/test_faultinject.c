@@ -479,8 +479,10 @@ static int fragment(vmc_t *c)
 	if ((err = slot_lock(c, c->slot)))
 		return err;
 	for (uint32_t i = 0; !err && i < 32; i++)
-		if (!(err = pool_take(c, vm, i, &g[i]))) {
+		if (!(err = pool_take(c, vm, &g[i]))) {
 			map[i] = g[i];
+			c->gran[g[i]].index = i;
+			c->gran[g[i]].views = 1;
 			c->vms[vm].committed++;
 		}
 	for (uint32_t i = 0; !err && i < 32; i++) {
@@ -730,9 +732,11 @@ static int live_worker(void *p)
 	if (vmc_worker_slot(a->c) == VMC_NIL || slot_lock(a->c, a->c->slot))
 		return 2;
 	for (uint32_t i = 0; i < 4; i++) {
-		if ((err = pool_take(a->c, a->vm, i, &g[i])))
+		if ((err = pool_take(a->c, a->vm, &g[i])))
 			return 3;
 		map[i] = g[i];
+		a->c->gran[g[i]].index = i;
+		a->c->gran[g[i]].views = 1;
 		a->c->vms[a->vm].committed++;
 	}
 	for (uint32_t i = 0; i < 4; i++) {

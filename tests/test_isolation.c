@@ -243,7 +243,7 @@ static int died_attributed(const struct run *r, const char *const *want)
 			fprintf(stderr, "  attribution lacks \"%s\"\n", *want);
 			ok = 0;
 		}
-	if (!ok)
+	if (!ok || getenv("VMC_TEST_VERBOSE"))
 		fprintf(stderr, "  child's stderr: <<%s>>\n", r->err);
 	return ok;
 }
@@ -739,6 +739,10 @@ static int child_fork_probe(void *p)
 			FAILC(2, "window index %u readable in the child", i);
 	if (vmc_attached(x->c) != VMC_NO_VM)
 		FAILC(3, "the child thinks it has a VM attached");
+	/* nor can it act on the parent's attachment */
+	int e1 = vmc_detach(x->c, x->a), e2 = vmc_commit(x->c, at(x->c->arena, 9), G, 0);
+	if (e1 != VMC_ENOTATTACHED || e2 != VMC_ENOTATTACHED)
+		FAILC(8, "detach/commit in the child: %d %d, expected VMC_ENOTATTACHED", e1, e2);
 	int err = vmc_attach(x->c, x->a, &base);
 	if (x->strict == 2) {      /* parent still attached */
 		if (err != EBUSY)
@@ -969,7 +973,7 @@ TEST(commit_release_errors)
 	CHECK_EQ(vmc_commit(c, w, G + 4096, 0), EINVAL);
 	CHECK_EQ(vmc_commit(c, w, 4096, 0), EINVAL);
 	CHECK_EQ(vmc_commit(c, w, 0, 0), EINVAL);
-	CHECK_EQ(vmc_commit(c, w, G, 1), EINVAL);
+	CHECK_EQ(vmc_commit(c, w, G, 0x40), EINVAL);   /* an unknown flag */
 	CHECK_EQ(vmc_commit(c, w - G, G, 0), EINVAL);
 	CHECK_EQ(vmc_commit(c, w + 64 * MiB, G, 0), EINVAL);
 	CHECK_EQ(vmc_commit(c, w + 62 * MiB, 2 * G, 0), EINVAL);
@@ -991,7 +995,8 @@ TEST(commit_release_errors)
 	CHECK_EQ(vmc_vm_stats(c, a, &vs), 0);
 	CHECK_EQ(vs.committed, 3 * G);
 	CHECK(!readable(w + 2 * G) && !readable(w + 3 * G) && !readable(w + 4 * G));
-	CHECK_EQ(vmc_release(c, w + 10 * G, 4 * G, 0), 0);  /* nothing there: no-op */
+	/* nothing there: the range must be committed */
+	CHECK_EQ(vmc_release(c, w + 10 * G, 4 * G, 0), VMC_EUNCOMMITTED);
 	CHECK_EQ(vmc_release(c, w + 62 * MiB, G, 0), 0);
 	CHECK(!readable(w + 62 * MiB));
 	CHECK_EQ(vmc_commit(c, w + 2 * G, G, 0), 0);

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 #
 # test_vmcctl.sh - the admin CLI end to end.  Runs vmcctl ($VMCCTL, default
-# ./build/debug/vmcctl) through a container's life - create, stat (table
-# and JSON), balloon out and back, check, recover, destroy - and through the
+# ./build/debug/vmcctl) through a container's life - create, stat (table,
+# histograms and JSON; the container has no VMs, so the VM table is empty
+# and the attach figures are zero), balloon out and back, check, recover,
+# destroy - and through the
 # error cases (unknown container, bad sizes, unknown options, missing
 # arguments), checking exit codes (0 ok, 1 error, 2 usage) and the key
 # words of the output.  The container has a name unique to this run and is
@@ -77,8 +79,21 @@ t "create again" 1 "^vmcctl: create $NAME: .*exists" \
 
 t "stat" 0 'funded +64 MiB' stat "$NAME"
 t "stat granules" 0 'unfunded +96 +192 MiB' stat "$NAME"
-t "stat marks vmcctl's slot" 0 'yes +0 +\(vmcctl\)' stat "$NAME"
+t "stat marks vmcctl's slot" 0 'yes +- +0 +0 +0 +0  \(vmcctl\)$' stat "$NAME"
+t "stat workers" 0 '^  workers +1 live / 0 dead \(not yet recovered\) / 64 max$' stat "$NAME"
+t "stat VM count" 0 '^  VMs +0 / 256 max$' stat "$NAME"
+t "stat VM section" 0 '^VMs \(sizes in MiB\)$' stat "$NAME"
+ok "stat VM table is empty" \
+	test "$(grep -A1 '^VMs (sizes in MiB)$' <<<"$out" | tail -n1)" = "  none"
+t "stat attach totals" 0 '^  affinity hits +0$' stat "$NAME"
+t "stat attach latency" 0 '^  attach latency p99 +-$' stat "$NAME"
+t "stat without --hist" 0 '' stat "$NAME"
+ok "stat without --hist has no histograms" test -z "$(grep '^attach latency$' <<<"$out")"
+t "stat --hist" 0 '^detach latency$' stat "$NAME" --hist
+t "stat --help names --hist" 0 '^  --hist ' stat --help
 t "stat --json" 0 '"funded_bytes": 67108864' stat "$NAME" --json
+ok "stat --json has vms" grep -q '^  "vms": 0,$' <<<"$out"
+ok "stat --json has attach" grep -q '^  "attach": {$' <<<"$out"
 if command -v python3 >/dev/null 2>&1; then
 	ok "stat --json is valid JSON" \
 		python3 -c 'import json,sys; json.load(sys.stdin)' <<<"$out"
@@ -88,10 +103,15 @@ s = json.load(sys.stdin)
 g = s["granule_states"]
 assert s["pool_size"] == 256 << 20 and s["page_kind"] == "4k", s
 assert g["unfunded"] == 96 and g["free"] == 32 and sum(g.values()) == s["granules"], g
-assert s["workers"] == 1 and s["workers_live"] == 1, s
+assert s["workers"] == 1 and s["dead_workers"] == 0, s
 w = s["worker_slots"]
 assert len(w) == 1 and w[0]["vmcctl"] is True and w[0]["alive"] is True, w
-assert isinstance(s["counters"]["fund_ops"], int), s' <<<"$out"
+assert w[0]["vm"] is None and w[0]["attaches"] == 0, w
+assert isinstance(s["counters"]["fund_ops"], int), s
+assert s["vms"] == 0 and s["max_vms"] == 256 and s["vm_table"] == [], s
+a = s["attach"]
+assert a["attaches"] == 0 and a["attach_p50_ns"] == 0, a
+assert len(a["attach_hist"]) == 32 and len(a["detach_hist"]) == 32, a' <<<"$out"
 fi
 
 t "balloon inflate" 0 "^$NAME: unfunded 128 MiB \(was 192 MiB\), funded now 128 MiB" \
@@ -109,7 +129,7 @@ t "balloon bad size" 2 "^vmcctl: balloon: bad size '12x'" balloon "$NAME" 12x
 t "check" 0 "^$NAME: consistent$" check "$NAME"
 t "check --recover" 0 "^$NAME: recovered 0 dead workers" check "$NAME" --recover
 t "check --recover checks" 0 "^$NAME: consistent$" check "$NAME" --recover
-t "no slot leaked" 0 '1 live / 64 max \(slots held: 1\)' stat "$NAME"
+t "no slot leaked" 0 '1 live / 0 dead \(not yet recovered\) / 64 max' stat "$NAME"
 
 # ---------------------------------------------------------- error cases
 t "stat unknown" 1 '^vmcctl: open vmcctl-nosuch-[0-9]+: no container' stat "vmcctl-nosuch-$$"

@@ -73,7 +73,7 @@ TEST(mutations_never_crash)
 	cfg.max_workers = 4;
 	cfg.max_vms = 4;
 	REQUIRE(vmc_create(NULL, &cfg, &c) == 0);
-	REQUIRE(pool_take(c, 0, 0, &g) == 0);   /* some of every state */
+	REQUIRE(pool_take(c, 0, &g) == 0);   /* some of every state */
 	size_t len = c->meta_len;
 	uint8_t *orig = malloc(len), *img = malloc(len);
 	memcpy(orig, c->m, len);

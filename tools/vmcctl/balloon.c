@@ -6,16 +6,20 @@
  * to the host.  Lowering it deflates: holes are funded again.  Granules in
  * use by VMs are never taken, so inflating can stop short (VMC_EFUNDS);
  * vmcctl then says how far it got, and the container stays at that point.
+ * Deflating funds memory, which can take seconds; as at create, a progress
+ * bar shows on a terminal once it has taken more than one.
  */
 #include "vmcctl.h"
 
 #include <stdio.h>
+#include <unistd.h>
 
 static int run(const struct vmcctl_cmd *cmd, int argc, char **argv)
 {
 	const char *pos[2];
 	char was[SIZE_BUF], now[SIZE_BUF], funded[SIZE_BUF], want[SIZE_BUF];
 	uint64_t target, before, achieved;
+	struct progress bar = { 0 };
 	vmc_stats_t st;
 	vmc_t *c;
 	int err, rc;
@@ -32,7 +36,13 @@ static int run(const struct vmcctl_cmd *cmd, int argc, char **argv)
 		return close_container(c, pos[0], rc);
 	}
 	before = achieved = (uint64_t)st.unfunded * VMC_GRANULE_SIZE;
-	if ((err = vmc_balloon(c, target, &achieved)))
+	if (isatty(STDERR_FILENO)) {
+		progress_begin(&bar);
+		vmc_set_progress(c, progress_update, &bar);
+	}
+	err = vmc_balloon(c, target, &achieved);
+	progress_end(&bar);
+	if (err)
 		rc = fail(err, "balloon %s to %s unfunded%s", pos[0], size_str(target, want),
 			  err == VMC_EFUNDS ? ": stopped short" : "");
 	/* how far it got, also when it stopped part way */
@@ -52,7 +62,8 @@ const struct vmcctl_cmd cmd_balloon = {
 	"2 MiB with an optional K/M/G/T suffix.  A higher target inflates the balloon\n"
 	"(free and cached granules go back to the host); a lower one deflates it\n"
 	"(holes are funded again); 0 funds the whole pool.  Granules in use are never\n"
-	"taken: if too few are unused, vmcctl says how far it got and exits 1.\n\n"
+	"taken: if too few are unused, vmcctl says how far it got and exits 1.\n"
+	"A deflate that takes more than a second shows a progress bar on a terminal.\n\n"
 	"example:\n"
 	"  vmcctl balloon web 2G     # leave 2 GiB of web's pool to the host\n",
 	.run = run,

@@ -1,9 +1,10 @@
 /*
  * progress.c - a progress bar for funding.  Funding a large pool can take
  * seconds (4 KiB tmpfs pages are zeroed one by one), and a silent command
- * looks hung.  The library reports progress through the callback in
- * vmc_config_t; this one stays quiet for the first second, so that quick
- * runs print nothing, then redraws one line on stderr in place:
+ * looks hung.  The library reports progress through a callback - the one
+ * in vmc_config_t at create, the one vmc_set_progress installs on a handle
+ * for balloon deflates; this one stays quiet for the first second, so that
+ * quick runs print nothing, then redraws one line on stderr in place:
  *
  *     [############..................]  37%  1.2/3.0 GiB
  *

@@ -1,31 +1,37 @@
 /*
- * stat.c - `vmcctl stat NAME [--json]`: a look inside a live container.
- * It joins the container like any worker (so vmcctl holds a worker slot
- * for as long as it looks, marked "(vmcctl)"), takes one consistent
- * snapshot of the pool (vmc_stats: granules by state, counters summed
- * over every process that ever used it) and reads each used worker slot
- * (pid, whether that process still lives, granules in its local cache).
- * The same snapshot prints as a table for people or, with --json, as one
- * JSON object for monitoring; the state and counter tables below drive
- * both, so the two outputs always carry the same fields.
+ * stat.c - `vmcctl stat NAME [--json] [--hist]`: a look inside a live
+ * container.  It joins the container like any worker (so vmcctl holds a
+ * worker slot for as long as it looks, marked "(vmcctl)"), takes one
+ * consistent snapshot of the pool (vmc_stats: granules by state, counters
+ * and attach/detach figures summed over every process that ever used it),
+ * then reads each VM (ids 0..max_vms-1) and each used worker slot (pid,
+ * whether that process still lives, the VM attached there, its cache and
+ * attach figures).  Those reads follow the snapshot, so a VM created or
+ * destroyed meanwhile may show in one and not the other.  The same data
+ * prints as a table for people or, with --json, as one JSON object for
+ * monitoring: the counter lists and row descriptions below drive both
+ * (report.c renders them), so the two outputs always carry the same fields.
  */
 #include "vmcctl.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct snapshot {
 	const char *name;
 	vmc_stats_t st;
 	uint32_t self;               /* vmcctl's own slot */
-	uint32_t nworkers, live;     /* used slots, and those whose process lives */
+	uint32_t nvms, nworkers;     /* VMs found, used worker slots */
+	uint32_t *vm_id;             /* [nvms] */
+	vmc_vm_stats_t *vm;          /* [nvms] */
 	uint32_t *slot;              /* [nworkers] slot numbers */
 	vmc_worker_stats_t *ws;      /* [nworkers] */
+	int namew;                   /* the longest VM name, for the VM columns */
 };
 
 struct count { const char *key; uint64_t n; };
-struct counter { const char *key, *label; uint64_t n; };
 
 static void states(const vmc_stats_t *st, struct count out[5])
 {
@@ -39,61 +45,185 @@ static void states(const vmc_stats_t *st, struct count out[5])
 #define NCOUNTERS 8
 static void counters(const vmc_stats_t *st, struct counter out[NCOUNTERS])
 {
-	out[0] = (struct counter){ "fund_ops", "fund ops", st->fund_ops };
-	out[1] = (struct counter){ "fund_granules", "funded granules", st->fund_granules };
-	out[2] = (struct counter){ "unfund_ops", "unfund ops", st->unfund_ops };
-	out[3] = (struct counter){ "unfund_granules", "unfunded granules", st->unfund_granules };
-	out[4] = (struct counter){ "cache_refills", "cache refills", st->cache_refills };
-	out[5] = (struct counter){ "cache_drains", "cache drains", st->cache_drains };
-	out[6] = (struct counter){ "lock_repairs", "lock repairs", st->lock_repairs };
+	out[0] = (struct counter){ "fund_ops", "fund ops", .n = st->fund_ops };
+	out[1] = (struct counter){ "fund_granules", "funded granules", .n = st->fund_granules };
+	out[2] = (struct counter){ "unfund_ops", "unfund ops", .n = st->unfund_ops };
+	out[3] = (struct counter){ "unfund_granules", "unfunded granules",
+				   .n = st->unfund_granules };
+	out[4] = (struct counter){ "cache_refills", "cache refills", .n = st->cache_refills };
+	out[5] = (struct counter){ "cache_drains", "cache drains", .n = st->cache_drains };
+	out[6] = (struct counter){ "lock_repairs", "lock repairs", .n = st->lock_repairs };
 	out[7] = (struct counter){ "workers_recovered", "workers recovered",
-				   st->workers_recovered };
+				   .n = st->workers_recovered };
 }
+
+/* Latencies are upper bucket edges in ns (0: none yet). */
+#define NATTACH 9
+static void attach_counters(const vmc_attach_stats_t *a, struct counter out[NATTACH])
+{
+	out[0] = (struct counter){ "attaches", "attaches", .n = a->attaches };
+	out[1] = (struct counter){ "affinity_hits", "affinity hits", .n = a->affinity_hits,
+				   .of = a->attaches, .pct_of = "attaches" };
+	out[2] = (struct counter){ "remaps", "remaps", .n = a->remaps };
+	out[3] = (struct counter){ "detaches", "detaches", .n = a->detaches };
+	out[4] = (struct counter){ "syscalls", "system calls", .n = a->syscalls,
+				   .of = a->attaches, .per = "attach" };
+	out[5] = (struct counter){ "attach_p50_ns", "attach latency p50",
+				   .n = vmc_hist_percentile(a->attach_hist, 0.50), .usec = 1 };
+	out[6] = (struct counter){ "attach_p99_ns", "attach latency p99",
+				   .n = vmc_hist_percentile(a->attach_hist, 0.99), .usec = 1 };
+	out[7] = (struct counter){ "detach_p50_ns", "detach latency p50",
+				   .n = vmc_hist_percentile(a->detach_hist, 0.50), .usec = 1 };
+	out[8] = (struct counter){ "detach_p99_ns", "detach latency p99",
+				   .n = vmc_hist_percentile(a->detach_hist, 0.99), .usec = 1 };
+}
+
+static const char *vm_state(int state)
+{
+	switch (state) {
+	case VMC_VM_IDLE: return "idle";
+	case VMC_VM_ATTACHED: return "attached";
+	case VMC_VM_ORPHANED: return "orphaned";
+	}
+	return "?";
+}
+
+/* The name of VM id; NULL for VMC_NO_VM, "?" for one not in the snapshot. */
+static const char *vm_name(const struct snapshot *s, uint32_t id)
+{
+	if (id == VMC_NO_VM)
+		return NULL;
+	for (uint32_t i = 0; i < s->nvms; i++)
+		if (s->vm_id[i] == id)
+			return s->vm[i].name;
+	return "?";
+}
+
+/* ------------------------------------------------------------------ rows */
+
+#define MAX_CELLS 9
+typedef int row_fn(const struct snapshot *s, uint32_t i, struct cell *c);
+
+static int vm_row(const struct snapshot *s, uint32_t i, struct cell *c)
+{
+	const vmc_vm_stats_t *v = &s->vm[i];
+
+	c[0] = (struct cell){ "id", "id", 4, CELL_NUM, .n = s->vm_id[i] };
+	c[1] = (struct cell){ "name", "name", -s->namew, CELL_STR, .s = v->name };
+	c[2] = (struct cell){ "state", "state", -8, CELL_STR, .s = vm_state(v->state) };
+	c[3] = (struct cell){ "committed", "committed", 0, CELL_MIB, .n = v->committed };
+	c[4] = (struct cell){ "hwm", "hwm", 6, CELL_MIB, .n = v->hwm };
+	c[5] = (struct cell){ "limit", "limit", 6, CELL_MIB, .n = v->limit };
+	c[6] = (struct cell){ "pid", "pid", 8, CELL_NUM, .n = (uint64_t)v->pid,
+			      .none = !v->pid };
+	c[7] = (struct cell){ "attaches", "attaches", 0, CELL_NUM, .n = v->attaches };
+	return 8;
+}
+
+static int worker_row(const struct snapshot *s, uint32_t i, struct cell *c)
+{
+	const vmc_worker_stats_t *w = &s->ws[i];
+	const char *vm = vm_name(s, w->attached);
+
+	c[0] = (struct cell){ "slot", "slot", 4, CELL_NUM, .n = s->slot[i] };
+	c[1] = (struct cell){ "pid", "pid", 8, CELL_NUM, .n = (uint64_t)w->pid };
+	c[2] = (struct cell){ "alive", "alive", 5, CELL_BOOL, .n = w->alive != 0 };
+	c[3] = (struct cell){ "vm", "VM", -s->namew, CELL_STR, .s = vm, .none = !vm };
+	c[4] = (struct cell){ "cached", "cached", 0, CELL_NUM, .n = w->cached };
+	c[5] = (struct cell){ "attaches", "attaches", 0, CELL_NUM, .n = w->attach.attaches };
+	c[6] = (struct cell){ "affinity_hits", "affinity hits", 0, CELL_NUM,
+			      .n = w->attach.affinity_hits };
+	c[7] = (struct cell){ "syscalls", "syscalls", 0, CELL_NUM, .n = w->attach.syscalls };
+	c[8] = (struct cell){ "vmcctl", "vmcctl", 0, CELL_MARK, .n = s->slot[i] == s->self };
+	return 9;
+}
+
+static void rows_table(const char *title, const struct snapshot *s, uint32_t n, row_fn *row)
+{
+	struct cell c[MAX_CELLS];
+
+	printf("\n%s\n", title);
+	for (uint32_t i = 0; i < n; i++) {
+		int k = row(s, i, c);
+		if (!i)
+			cells_head(c, k);
+		cells_row(c, k);
+	}
+	if (!n)
+		printf("  none\n");
+}
+
+static void rows_json(const char *key, const struct snapshot *s, uint32_t n, row_fn *row)
+{
+	struct cell c[MAX_CELLS];
+
+	printf("  \"%s\": [", key);
+	for (uint32_t i = 0; i < n; i++) {
+		int k = row(s, i, c);
+		printf("%s\n    ", i ? "," : "");
+		cells_json(c, k);
+	}
+	printf(n ? "\n  ]" : "]");
+}
+
+/* ------------------------------------------------------------- snapshot */
 
 static int take(vmc_t *c, struct snapshot *s)
 {
+	const vmc_stats_t *st = &s->st;
 	int err;
 
 	if ((err = vmc_stats(c, &s->st)))
 		return fail(err, "stat %s", s->name);
 	s->self = vmc_worker_slot(c);
-	s->slot = calloc(s->st.max_workers, sizeof *s->slot);
-	s->ws = calloc(s->st.max_workers, sizeof *s->ws);
-	if (!s->slot || !s->ws)
+	s->vm_id = calloc(st->max_vms, sizeof *s->vm_id);
+	s->vm = calloc(st->max_vms, sizeof *s->vm);
+	s->slot = calloc(st->max_workers, sizeof *s->slot);
+	s->ws = calloc(st->max_workers, sizeof *s->ws);
+	if (!s->vm_id || !s->vm || !s->slot || !s->ws)
 		return fail(ENOMEM, "stat %s: out of memory", s->name);
-	for (uint32_t i = 0; i < s->st.max_workers; i++) {
+	s->namew = 4;
+	for (uint32_t id = 0; id < st->max_vms; id++) {
+		vmc_vm_stats_t *v = &s->vm[s->nvms];
+		if ((err = vmc_vm_stats(c, id, v)) == ENOENT)
+			continue;
+		if (err)
+			return fail(err, "stat %s: VM %u", s->name, id);
+		s->vm_id[s->nvms++] = id;
+		if ((int)strlen(v->name) > s->namew)
+			s->namew = (int)strlen(v->name);
+	}
+	for (uint32_t i = 0; i < st->max_workers; i++) {
 		vmc_worker_stats_t *w = &s->ws[s->nworkers];
 		if ((err = vmc_worker_stats(c, i, w)))
 			return fail(err, "stat %s: worker slot %u", s->name, i);
-		if (!w->pid)
-			continue;
-		s->slot[s->nworkers++] = i;
-		s->live += w->alive != 0;
+		if (w->pid)
+			s->slot[s->nworkers++] = i;
 	}
 	return EXIT_OK;
 }
 
-static void print_table(const struct snapshot *s)
+static void print_table(const struct snapshot *s, int hist)
 {
 	const vmc_stats_t *st = &s->st;
 	struct count sc[5];
-	struct counter k[NCOUNTERS];
-	char a[SIZE_BUF], b[SIZE_BUF];
+	struct counter k[NCOUNTERS], a[NATTACH];
+	char b[SIZE_BUF];
 
 	printf("container %s\n", s->name);
 	printf("  %-18s %s in %u granules of 2 MiB, page kind %s\n", "pool",
-	       size_str(st->pool_size, a), st->granules, vmc_page_kind_name(st->page_kind));
-	printf("  %-18s %s\n", "funded", size_str(st->funded_bytes, a));
-	printf("  %-18s %s\n", "reserve", size_str(st->reserve_size, a));
-	printf("  %-18s %s\n", "window", size_str(st->window_size, a));
+	       size_str(st->pool_size, b), st->granules, vmc_page_kind_name(st->page_kind));
+	printf("  %-18s %s\n", "funded", size_str(st->funded_bytes, b));
+	printf("  %-18s %s\n", "reserve", size_str(st->reserve_size, b));
+	printf("  %-18s %s\n", "window", size_str(st->window_size, b));
 	printf("  %-18s %#llx-%#llx (%s)\n", "arena", (unsigned long long)st->arena_base,
 	       (unsigned long long)(st->arena_base + st->arena_size),
-	       size_str(st->arena_size, a));
+	       size_str(st->arena_size, b));
 	printf("  %-18s %s (memory_isolation = %d)\n", "isolation",
 	       st->memory_isolation ? "strict" : "lazy", st->memory_isolation);
-	printf("  %-18s %u live / %u max (slots held: %u)\n", "workers", s->live,
-	       st->max_workers, st->workers);
-	printf("  %-18s %u\n", "max VMs", st->max_vms);
+	printf("  %-18s %u live / %u dead (not yet recovered) / %u max\n", "workers",
+	       st->workers, st->dead_workers, st->max_workers);
+	printf("  %-18s %u / %u max\n", "VMs", st->vms, st->max_vms);
 
 	printf("\ngranules          %8s %12s\n", "count", "size");
 	states(st, sc);
@@ -101,27 +231,27 @@ static void print_table(const struct snapshot *s)
 		printf("  %-15s %8llu %12s\n", sc[i].key, (unsigned long long)sc[i].n,
 		       size_str(sc[i].n * VMC_GRANULE_SIZE, b));
 
-	printf("\ncounters\n");
 	counters(st, k);
-	for (int i = 0; i < NCOUNTERS; i++)
-		printf("  %-18s %llu\n", k[i].label, (unsigned long long)k[i].n);
-
-	printf("\nworkers\n  %4s %8s %5s %7s\n", "slot", "pid", "alive", "cached");
-	for (uint32_t i = 0; i < s->nworkers; i++)
-		printf("  %4u %8d %5s %7u%s\n", s->slot[i], (int)s->ws[i].pid,
-		       s->ws[i].alive ? "yes" : "NO", s->ws[i].cached,
-		       s->slot[i] == s->self ? "  (vmcctl)" : "");
+	counters_table("counters", k, NCOUNTERS);
+	attach_counters(&st->attach, a);
+	counters_table("attach/detach (all workers, past and present)", a, NATTACH);
+	if (hist) {
+		hist_table("attach latency", st->attach.attach_hist);
+		hist_table("detach latency", st->attach.detach_hist);
+	}
+	rows_table("VMs (sizes in MiB)", s, s->nvms, vm_row);
+	rows_table("workers", s, s->nworkers, worker_row);
 }
 
-/* The name needs no escaping: vmc_open accepted it, so it is [A-Za-z0-9._-]. */
 static void print_json(const struct snapshot *s)
 {
 	const vmc_stats_t *st = &s->st;
 	struct count sc[5];
-	struct counter k[NCOUNTERS];
+	struct counter k[NCOUNTERS], a[NATTACH];
 
-	printf("{\n  \"name\": \"%s\",\n", s->name);
-	printf("  \"pool_size\": %llu,\n  \"granule_size\": %llu,\n  \"granules\": %u,\n",
+	printf("{\n  \"name\": ");
+	json_str(s->name);
+	printf(",\n  \"pool_size\": %llu,\n  \"granule_size\": %llu,\n  \"granules\": %u,\n",
 	       (unsigned long long)st->pool_size, (unsigned long long)VMC_GRANULE_SIZE,
 	       st->granules);
 	printf("  \"page_kind\": \"%s\",\n", vmc_page_kind_name(st->page_kind));
@@ -130,9 +260,10 @@ static void print_json(const struct snapshot *s)
 	       (unsigned long long)st->funded_bytes, (unsigned long long)st->reserve_size,
 	       (unsigned long long)st->window_size, (unsigned long long)st->arena_base,
 	       (unsigned long long)st->arena_size);
-	printf("  \"memory_isolation\": %d,\n  \"workers\": %u,\n  \"workers_live\": %u,\n"
-	       "  \"max_workers\": %u,\n  \"max_vms\": %u,\n", st->memory_isolation,
-	       st->workers, s->live, st->max_workers, st->max_vms);
+	printf("  \"memory_isolation\": %d,\n  \"workers\": %u,\n  \"dead_workers\": %u,\n"
+	       "  \"max_workers\": %u,\n  \"vms\": %u,\n  \"max_vms\": %u,\n",
+	       st->memory_isolation, st->workers, st->dead_workers, st->max_workers,
+	       st->vms, st->max_vms);
 
 	states(st, sc);
 	printf("  \"granule_states\": {");
@@ -140,21 +271,27 @@ static void print_json(const struct snapshot *s)
 		printf("%s\"%s\": %llu", i ? ", " : "", sc[i].key, (unsigned long long)sc[i].n);
 	printf("},\n  \"counters\": {");
 	counters(st, k);
-	for (int i = 0; i < NCOUNTERS; i++)
-		printf("%s\n    \"%s\": %llu", i ? "," : "", k[i].key, (unsigned long long)k[i].n);
-	printf("\n  },\n  \"worker_slots\": [");
-	for (uint32_t i = 0; i < s->nworkers; i++)
-		printf("%s\n    {\"slot\": %u, \"pid\": %d, \"alive\": %s, \"cached\": %u, "
-		       "\"vmcctl\": %s}", i ? "," : "", s->slot[i], (int)s->ws[i].pid,
-		       s->ws[i].alive ? "true" : "false", s->ws[i].cached,
-		       s->slot[i] == s->self ? "true" : "false");
-	printf("\n  ]\n}\n");
+	counters_json(k, NCOUNTERS);
+	printf("\n  },\n  \"attach\": {");
+	attach_counters(&st->attach, a);
+	counters_json(a, NATTACH);
+	printf(",\n    \"attach_hist\": ");
+	hist_json(st->attach.attach_hist);
+	printf(",\n    \"detach_hist\": ");
+	hist_json(st->attach.detach_hist);
+	printf("\n  },\n");
+	rows_json("vm_table", s, s->nvms, vm_row);
+	printf(",\n");
+	rows_json("worker_slots", s, s->nworkers, worker_row);
+	printf("\n}\n");
 }
 
 static int run(const struct vmcctl_cmd *cmd, int argc, char **argv)
 {
-	const char *json = NULL;
-	const struct vmcctl_opt opts[] = { { "json", NULL, &json }, { 0 } };
+	const char *json = NULL, *hist = NULL;
+	const struct vmcctl_opt opts[] = {
+		{ "json", NULL, &json }, { "hist", NULL, &hist }, { 0 },
+	};
 	struct snapshot s = { 0 };
 	vmc_t *c;
 	int rc;
@@ -163,8 +300,14 @@ static int run(const struct vmcctl_cmd *cmd, int argc, char **argv)
 		return rc;
 	if ((rc = open_container(s.name, &c)))
 		return rc;
-	if (!(rc = take(c, &s)))
-		(json ? print_json : print_table)(&s);
+	if (!(rc = take(c, &s))) {
+		if (json)
+			print_json(&s);
+		else
+			print_table(&s, hist != NULL);
+	}
+	free(s.vm_id);
+	free(s.vm);
 	free(s.slot);
 	free(s.ws);
 	return close_container(c, s.name, rc);
@@ -172,14 +315,24 @@ static int run(const struct vmcctl_cmd *cmd, int argc, char **argv)
 
 const struct vmcctl_cmd cmd_stat = {
 	.name = "stat",
-	.synopsis = "NAME [--json]",
-	.summary = "show a container's pool, granules, counters and workers",
+	.synopsis = "NAME [--json] [--hist]",
+	.summary = "show a container's pool, counters, attach figures, VMs and workers",
 	.help =
 	"vmcctl joins the container while it looks, so one worker slot is its own\n"
 	"(marked \"(vmcctl)\").  A worker that is not alive died without leaving;\n"
 	"`vmcctl check NAME --recover` reclaims its slot and cached granules.\n\n"
+	"attach/detach sums all workers, past and present: affinity hits are\n"
+	"re-attaches that needed no system call, remaps attaches that changed the\n"
+	"window's mappings; latencies (p50, p99) are upper edges of power-of-two\n"
+	"buckets.  Each VM is idle, attached (to the pid shown) or orphaned (its\n"
+	"worker, pid shown, died attached); its memory is shown in MiB.  Each worker\n"
+	"shows the VM attached there and its own attach figures.\n\n"
 	"options:\n"
-	"  --json   print one JSON object with the same fields (numbers as numbers)\n\n"
+	"  --json   print one JSON object with the same fields (numbers as numbers,\n"
+	"           sizes in bytes, latencies in ns, histograms as arrays of the\n"
+	"           32 buckets, null for none)\n"
+	"  --hist   also print the non-zero buckets of the attach and detach latency\n"
+	"           histograms: [2^k ns, 2^(k+1) ns), count and a bar\n\n"
 	"example:\n"
 	"  vmcctl stat web --json | python3 -m json.tool\n",
 	.run = run,

@@ -4,9 +4,10 @@
  * file of its own; main.c dispatches on the first argument.  The helpers
  * below keep the subcommands to their own concern: option parsing with
  * --help built in, sizes read and printed in powers of 1024, errors printed
- * in one format (`vmcctl: WHAT: MESSAGE`) with one set of exit codes, and a
- * progress bar for long funding runs.  vmcctl uses the public API (vmc.h)
- * only, like any other program.
+ * in one format (`vmcctl: WHAT: MESSAGE`) with one set of exit codes, a
+ * progress bar for long funding runs, and reports that print one
+ * description of what is shown either as a table or as JSON.  vmcctl uses
+ * the public API (vmc.h) only, like any other program.
  */
 #ifndef VMCCTL_H
 #define VMCCTL_H
@@ -89,8 +90,9 @@ const char *size_str(uint64_t bytes, char buf[SIZE_BUF]);
 
 /* -------------------------------------------------------------- progress */
 
-/* A progress bar on stderr for vmc_config_t.progress: silent for the
- * first second, then `[#####.....]  37%  1.2/3.0 GiB`, redrawn in place. */
+/* A progress bar on stderr for funding (vmc_config_t.progress at create,
+ * vmc_set_progress for balloon deflates): silent for the first second,
+ * then `[#####.....]  37%  1.2/3.0 GiB`, redrawn in place. */
 struct progress {
 	struct timespec start;
 	int drawn;      /* a bar is on the line */
@@ -105,5 +107,52 @@ void progress_update(void *arg, uint64_t done, uint64_t total);
 
 /* End a bar left unfinished (funding failed part way). */
 void progress_end(struct progress *p);
+
+/* --------------------------------------------------------------- reports */
+
+/* A name/value line: "  label  n (note)" in a table, "key": n in JSON. */
+struct counter {
+	const char *key, *label;
+	uint64_t n;
+	int usec;           /* n is in ns: the table shows µs ("-" for 0) */
+	uint64_t of;        /* if not 0, the table adds n / of as ... */
+	const char *pct_of; /* ... "(12.5% of PCT_OF)" */
+	const char *per;    /* ... "(1.25 per PER)" */
+};
+
+/* "\nTITLE" and a line per counter. */
+void counters_table(const char *title, const struct counter *k, int n);
+
+/* The members `"key": n` of a JSON object, one a line, comma-separated. */
+void counters_json(const struct counter *k, int n);
+
+/* A cell of a table row, which is a JSON object in JSON. */
+enum cell_kind {
+	CELL_NUM,
+	CELL_MIB,    /* bytes: MiB in the table */
+	CELL_STR,
+	CELL_BOOL,   /* "yes" / "NO" in the table */
+	CELL_MARK,   /* "  (HEAD)" after the row if set, no column */
+};
+struct cell {
+	const char *key, *head;  /* JSON key, table heading */
+	int width;               /* at least the heading's; negative: left-aligned */
+	enum cell_kind kind;
+	uint64_t n;              /* all kinds but CELL_STR */
+	const char *s;           /* CELL_STR */
+	int none;                /* no value: "-" in the table, null in JSON */
+};
+
+void cells_head(const struct cell *c, int n);
+void cells_row(const struct cell *c, int n);
+void cells_json(const struct cell *c, int n);   /* {"key": value, ...} */
+
+/* A log2 histogram (bucket k: [2^k, 2^(k+1)) ns): "\nTITLE" and a row
+ * with a bar per non-zero bucket; or a JSON array of all the buckets. */
+void hist_table(const char *title, const uint64_t hist[VMC_HIST_BUCKETS]);
+void hist_json(const uint64_t hist[VMC_HIST_BUCKETS]);
+
+/* s as a JSON string, quoted and escaped. */
+void json_str(const char *s);
 
 #endif
