@@ -71,6 +71,11 @@
 #define MAX_RUNS  64
 #define BATCH_NS  20000000ull            /* ~20 ms per timed batch         */
 #define TAG(k)    ((uint64_t)((k) + 1) << 48)
+#ifdef PM_GRANULE                        /* page-map entries with protection bits */
+#define PM_G(e)   ((e) & PM_GRANULE)
+#else
+#define PM_G(e)   (e)
+#endif
 
 static int runs, p7_runs;
 static uint64_t stride, p7_ns;
@@ -383,7 +388,8 @@ static uint32_t make_vms(vmc_t *c, uint32_t *ids)
 		write_pattern(base, TAG(k));
 		const uint32_t *map = vm_pagemap(c, ids[k]);
 		for (uint32_t i = 0; i < c->h.window_granules; i++)
-			if (map[i] != VMC_NIL && (i == 0 || map[i] != map[i - 1] + 1))
+			if (map[i] != VMC_NIL &&
+			    (i == 0 || map[i - 1] == VMC_NIL || PM_G(map[i]) != PM_G(map[i - 1]) + 1))
 				runs_total++;
 		if ((err = vmc_detach(c, ids[k])))
 			die("vmc_detach", err);

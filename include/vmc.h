@@ -91,6 +91,8 @@ typedef struct vmc_config {
 	int      page_kind;       /* vmc/page_kind: auto | hugetlb | thp | 4k. Default auto        */
 	int      memory_isolation;/* vmc/memory_isolation: 1 strict, 0 lazy. Default 1            */
 	int      verbose;         /* vmc/verbose: 1 prints one-line notices (auto choice). Default 1 */
+	int      code_cache_protect; /* vmc/code_cache_protect: 1 mprotects the code cache on
+				   * every attach/detach (the naive way, for comparison). Default 0 */
 	/* Called while funding runs longer than a moment (vmcctl draws a progress
 	 * bar with it); NULL for none.  Not a profile key. */
 	void   (*progress)(void *arg, uint64_t done_bytes, uint64_t total_bytes);
@@ -300,6 +302,67 @@ VMC_API int vmc_batch_abort(vmc_t *c, vmc_batch_t *b);
 #define VMC_NO_VM 0xffffffffu
 VMC_API uint32_t vmc_attached(vmc_t *c);
 
+/* ---------------------------------------------------------- shared regions
+ *
+ * Named regions of any size (a multiple of 2 MiB; 64-bit sizes), at a fixed
+ * address in the arena, the same in every worker, readable by all that open
+ * them and writable by those that open them for writing.  A region's
+ * memory comes from the pool (funded: never SIGBUS) as one contiguous run
+ * of granules.  Attach and detach never touch regions. */
+
+enum { VMC_REGION_READ = 0, VMC_REGION_WRITE = 1 };
+
+/* Create region `name` (1..63 characters) of `size` bytes and map it
+ * read-write here at *addr.  flags: 0.  Errors: EINVAL (zero or unaligned
+ * size, larger than the pool), EEXIST, ENOSPC (no arena space: raise
+ * vmc/region_space, or no free region entry), VMC_EFUNDS (no run of free
+ * funded granules that long). */
+VMC_API int vmc_region_create(vmc_t *c, const char *name, size_t size, int flags, void **addr);
+
+/* Map region `name` here, read-only (VMC_REGION_READ) or read-write
+ * (VMC_REGION_WRITE), at the address it has in every worker.  Errors:
+ * ENOENT, EINVAL. */
+VMC_API int vmc_region_open(vmc_t *c, const char *name, int access, void **addr);
+
+/* Unmap a region this process opened or created. Errors: EINVAL. */
+VMC_API int vmc_region_close(vmc_t *c, void *addr);
+
+/* Destroy region `name` when no other live worker has it open; its granules
+ * return to the pool.  Errors: ENOENT, EBUSY. */
+VMC_API int vmc_region_destroy(vmc_t *c, const char *name);
+
+typedef struct vmc_region_stats {
+	char     name[64];
+	int      code;        /* 1 for the code cache */
+	uint64_t size;        /* bytes */
+	void    *addr;        /* where it is mapped in every worker */
+	uint32_t openers;     /* workers that have it open */
+} vmc_region_stats_t;
+
+/* Region table entry i (0 .. VMC_MAX_REGIONS-1; 0 is the code cache).
+ * Errors: ENOENT (unused entry), EINVAL. */
+#define VMC_MAX_REGIONS 64
+VMC_API int vmc_region_stats(vmc_t *c, uint32_t i, vmc_region_stats_t *out);
+
+/* ------------------------------------------------------------- code cache
+ *
+ * A JIT code cache of vmc/code_cache_size bytes, mapped read+execute at the
+ * same address in every worker and never changed by attach or detach.
+ * Code is written through a separate read-write alias (W^X). */
+
+/* Allocate n bytes of code space (64-byte aligned): *rx is where the code
+ * runs, *rw where it is written (rw may be NULL for a reader).  The first
+ * call in a process maps the read-write alias.  Errors: ENOSYS (no code
+ * cache), EINVAL, ENOMEM (the cache is full).  Thread- and process-safe. */
+VMC_API int vmc_code_alloc(vmc_t *c, size_t n, void **rx, void **rw);
+
+/* Free an allocation by its rx address. Errors: EINVAL. */
+VMC_API int vmc_code_free(vmc_t *c, void *rx);
+
+/* Make code written through rw visible to instruction fetch at rx (needed
+ * on arm64; a no-op on x86-64). */
+VMC_API void vmc_code_flush(void *rx, size_t n);
+
 /* ------------------------------------------------------ fault attribution */
 
 /* Install a SIGSEGV/SIGBUS handler for this process.  A fault inside the
@@ -348,6 +411,9 @@ typedef struct vmc_stats {
 	uint64_t lock_repairs;                  /* locks repaired after a dead owner   */
 	uint64_t workers_recovered;             /* dead workers' slots reclaimed       */
 	uint32_t vms;                           /* VMs in the table                    */
+	uint32_t regions;                       /* cache regions (not the code cache)  */
+	uint64_t region_bytes;
+	uint64_t code_cache_size, code_cache_used; /* bytes                            */
 	vmc_attach_stats_t attach;              /* all workers, past and present       */
 } vmc_stats_t;
 

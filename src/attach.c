@@ -18,6 +18,7 @@
 #include "pool.h"
 #include "quarantine.h"
 #include "remap.h"
+#include "region.h"
 #include "vm.h"
 #include "window.h"
 #include "os/os.h"
@@ -85,6 +86,8 @@ int vmc_attach(vmc_t *c, uint32_t id, void **base)
 	__atomic_store_n(&c->slots[c->slot].attached, id, __ATOMIC_RELAXED);
 	add(&vm->attaches, 1);
 	add(&st->attaches, 1);
+	if ((err = code_protect(c, 1)))
+		goto undo;
 	if (w->vm == id && w->open && w->vm_inc == vm->incarnation &&
 	    w->vm_gen == __atomic_load_n(&vm->gen, __ATOMIC_ACQUIRE)) {
 		add(&st->affinity_hits, 1);   /* lazy re-attach: nothing to do */
@@ -94,10 +97,7 @@ int vmc_attach(vmc_t *c, uint32_t id, void **base)
 			err = window_changed(c, id);
 		if (err) {
 			window_changed(c, VMC_NIL);   /* a failed sync left the window empty */
-			w->attached = VMC_NIL;
-			__atomic_store_n(&c->slots[c->slot].attached, VMC_NIL, __ATOMIC_RELAXED);
-			vm_unclaim(c, id, VM_IDLE);
-			return err;
+			goto undo;
 		}
 		add(&st->remaps, 1);
 	}
@@ -105,6 +105,11 @@ int vmc_attach(vmc_t *c, uint32_t id, void **base)
 	if (base)
 		*base = c->arena;
 	return 0;
+undo:
+	w->attached = VMC_NIL;
+	__atomic_store_n(&c->slots[c->slot].attached, VMC_NIL, __ATOMIC_RELAXED);
+	vm_unclaim(c, id, VM_IDLE);
+	return err;
 }
 
 int vmc_detach(vmc_t *c, uint32_t id)
@@ -127,6 +132,8 @@ int vmc_detach(vmc_t *c, uint32_t id)
 		err = err ? err : e2;
 		quarantine_publish(c, VMC_NIL);
 	}
+	int e3 = code_protect(c, 0);
+	err = err ? err : e3;
 	c->win->attached = VMC_NIL;
 	__atomic_store_n(&c->slots[c->slot].attached, VMC_NIL, __ATOMIC_RELAXED);
 	vm_unclaim(c, id, VM_IDLE);

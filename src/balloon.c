@@ -138,23 +138,6 @@ static int unfund_chunk(struct vmc *c, uint32_t want, uint32_t *got)
 	return 0;
 }
 
-/* Take the cached granules of every worker back to the free list. */
-static int drain_all_caches(struct vmc *c)
-{
-	for (uint32_t s = 0; s < c->h.max_workers; s++) {
-		int err;
-		if (!__atomic_load_n(&c->slots[s].cache_count, __ATOMIC_RELAXED))
-			continue;
-		if ((err = slot_lock(c, s)))
-			return err;
-		err = pool_drain(c, s, 0);
-		slot_unlock(c, s);
-		if (err)
-			return err;
-	}
-	return 0;
-}
-
 /* Unfund n free granules, taking back workers' caches if the free list
  * runs short.  Balloon lock held. */
 static int pool_unfund(struct vmc *c, uint32_t n)
@@ -171,7 +154,7 @@ static int pool_unfund(struct vmc *c, uint32_t n)
 		if (drained++)
 			return vmc_fail(VMC_EFUNDS, "only %u of %u granules could be unfunded: "
 					"the rest are in use", done, n);
-		if ((err = drain_all_caches(c)))
+		if ((err = pool_drain_all(c)))
 			return err;
 	}
 	return 0;

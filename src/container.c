@@ -18,6 +18,7 @@
  */
 #include "container.h"
 #include "pool.h"
+#include "region.h"
 #include "window.h"
 #include "worker.h"
 #include "os/os.h"
@@ -267,6 +268,8 @@ static void locate_tables(struct vmc *c)
 	c->slots = (struct vmc_slot *)((char *)c->m + c->h.off_slots);
 	c->vms = (struct vmc_vm *)((char *)c->m + c->h.off_vms);
 	c->pagemaps = (uint32_t *)((char *)c->m + c->h.off_pagemaps);
+	c->regions = (struct vmc_region *)((char *)c->m + c->h.off_regions);
+	c->codemap = (uint64_t *)((char *)c->m + c->h.off_codemap);
 }
 
 static void handle_free(struct vmc *c)
@@ -309,6 +312,11 @@ static int check_config(const vmc_config_t *cfg)
 					"up to 16T", sizes[i].key, (unsigned long long)sizes[i].v,
 					sizes[i].zero_ok ? "" : "non-zero");
 	}
+	if (cfg->code_cache_size > cfg->fund_size)
+		return vmc_fail(EINVAL, "code_cache_size (%llu) comes out of the funded pool: "
+				"fund_size (%llu) must be at least as large",
+				(unsigned long long)cfg->code_cache_size,
+				(unsigned long long)cfg->fund_size);
 	if (cfg->fund_size > cfg->pool_size || cfg->reserve_size > cfg->pool_size)
 		return vmc_fail(EINVAL, "fund_size and reserve_size must not exceed pool_size "
 				"(%llu)", (unsigned long long)cfg->pool_size);
@@ -317,7 +325,8 @@ static int check_config(const vmc_config_t *cfg)
 		return vmc_fail(EINVAL, "max_vms 1..65536, max_workers 1..4096, "
 				"worker_cache 1..4096");
 	if (cfg->page_kind < VMC_PAGE_AUTO || cfg->page_kind > VMC_PAGE_4K ||
-	    (cfg->memory_isolation != 0 && cfg->memory_isolation != 1))
+	    (cfg->memory_isolation != 0 && cfg->memory_isolation != 1) ||
+	    (cfg->code_cache_protect != 0 && cfg->code_cache_protect != 1))
 		return vmc_fail(EINVAL, "bad page_kind or memory_isolation");
 	return 0;
 }
@@ -348,11 +357,14 @@ static void init_header(struct vmc *c, const vmc_config_t *cfg, const char *name
 	h->arena_size = ALIGN_UP(cfg->window_size + 2 * cfg->code_cache_size +
 				 cfg->region_space, ARENA_ALIGN);
 	h->window_granules = (uint32_t)(cfg->window_size >> VMC_GRANULE_SHIFT);
-	meta_layout(h->ngranules, h->max_workers, h->max_vms, h->window_granules, &l);
+	h->code_cache_protect = (uint32_t)cfg->code_cache_protect;
+	meta_layout(h, &l);
 	h->off_slots = l.off_slots;
 	h->off_granules = l.off_granules;
 	h->off_vms = l.off_vms;
 	h->off_pagemaps = l.off_pagemaps;
+	h->off_regions = l.off_regions;
+	h->off_codemap = l.off_codemap;
 	h->meta_size = l.size;
 	snprintf(h->name, sizeof h->name, "%s", name ? name : "");
 }
@@ -394,7 +406,8 @@ static int init_tables(struct vmc *c)
 	memcpy(c->m, &c->h, sizeof c->h);
 	c->m->magic = 0;
 	locate_tables(c);
-	if ((err = vmc_lock_init(&c->m->pool_lock)) || (err = vmc_lock_init(&c->m->balloon_lock)))
+	if ((err = vmc_lock_init(&c->m->pool_lock)) || (err = vmc_lock_init(&c->m->balloon_lock)) ||
+	    (err = vmc_lock_init(&c->m->code_lock)))
 		return vmc_fail(err, "cannot initialise the pool locks");
 	for (uint32_t s = 0; s < c->h.max_workers; s++) {
 		c->slots[s].cache_head = c->slots[s].defer_head = VMC_NIL;
@@ -445,7 +458,7 @@ int vmc_create(const char *name, const vmc_config_t *cfg, vmc_t **out)
 		goto fail;
 	err = pool_fund(c, (uint32_t)(cfg->fund_size >> VMC_GRANULE_SHIFT));
 	balloon_unlock(c);
-	if (err)
+	if (err || (err = code_create(c)) || (err = code_join(c)))
 		goto fail;
 	c->h.magic = VMC_MAGIC;
 	__atomic_store_n(&c->m->magic, VMC_MAGIC, __ATOMIC_RELEASE);
@@ -549,7 +562,8 @@ int vmc_open(const char *name, vmc_t **out)
 		goto fail;
 	}
 	c->arena = (void *)c->h.arena_base;
-	if ((err = window_init(c)) || (err = handle_register(c)) || (err = worker_join(c)))
+	if ((err = window_init(c)) || (err = handle_register(c)) || (err = worker_join(c)) ||
+	    (err = code_join(c)))
 		goto fail;
 	*out = c;
 	return 0;

@@ -106,6 +106,23 @@ struct vmc_vm {
 #define PM_GRANULE     0x1fffffffu
 #define PM_MAX_GRANULES PM_GRANULE            /* granule numbers stay below */
 
+/* Shared regions (region.c): the code cache and named cache regions, each
+ * a contiguous run of pool granules at a fixed place in the arena.  Their
+ * granules are USED with owner REGION_OWNER | region index. */
+#define REGION_OWNER    0x40000000u
+#define CODE_UNIT_SHIFT 6           /* the code allocator hands out 64-byte units */
+enum { REGION_FREE = 0, REGION_LIVE, REGION_CODE };
+#define LAST_REGION (VMC_NIL - 1)  /* granule.last_vm: it held a region's data */
+struct vmc_region {
+	uint32_t state;            /* pool lock: REGION_*                          */
+	uint32_t first;            /* pool lock: first granule                     */
+	uint32_t ngran;            /* pool lock: granules                          */
+	uint32_t pad0;
+	uint64_t arena_off;        /* pool lock: offset of its mapping in the arena */
+	uint64_t openers[64];      /* atomic: bit s set while slot s has it open   */
+	char     name[VMC_NAME_MAX]; /* pool lock                                  */
+};
+
 /* Counters shared by all processes; all atomic. */
 struct vmc_counters {
 	uint64_t fund_ops, fund_granules;
@@ -125,15 +142,17 @@ struct vmc_meta {
 	uint64_t meta_size;      /* bytes of the whole metadata file */
 	uint32_t granule_size, slot_size, vm_size, flags;  /* entry sizes, for layout checks */
 	uint32_t ngranules, max_workers, max_vms, worker_cache;
-	uint32_t page_kind, memory_isolation, window_granules, pad0;
+	uint32_t page_kind, memory_isolation, window_granules, code_cache_protect;
 	uint64_t pool_size, window_size, code_cache_size, region_space, reserve_size;
 	uint64_t arena_base, arena_size;
-	uint64_t off_slots, off_granules, off_vms, off_pagemaps;
+	uint64_t off_slots, off_granules, off_vms, off_pagemaps, off_regions, off_codemap;
 	char     name[VMC_NAME_MAX];
 	char     pool_path[256];
 	/* --- mutable ---------------------------------------------------- */
 	vmc_lock_t pool_lock;
 	vmc_lock_t balloon_lock; /* serialises balloon operations (target arithmetic) */
+	vmc_lock_t code_lock;    /* guards the code allocator's bitmaps          */
+	uint64_t code_used;      /* code lock: bytes handed out by vmc_code_alloc */
 	uint32_t free_head;      /* pool lock: first free granule or VMC_NIL */
 	uint32_t nfree;          /* pool lock */
 	uint32_t nunfunded;      /* pool lock */
@@ -155,6 +174,11 @@ struct vmc {
 	struct vmc_slot *slots;
 	struct vmc_vm *vms;
 	uint32_t *pagemaps;      /* max_vms page maps of window_granules entries */
+	struct vmc_region *regions;
+	uint64_t *codemap;       /* used bitmap, then start bitmap               */
+	uint64_t regions_mapped; /* bit r: region r is mapped in this process    */
+	uint64_t regions_writable; /* bit r: ... read-write                      */
+	int      code_rw;        /* the code cache's read-write alias is mapped  */
 	struct vmc_window *win;  /* this process's view of its window (window.c) */
 	size_t   meta_len;
 	int      meta_fd, pool_fd;
@@ -169,11 +193,15 @@ struct vmc {
 /* Layout of a metadata file for the given table sizes: offsets and total
  * size.  The validator recomputes this and compares. */
 struct meta_layout {
-	uint64_t off_slots, off_granules, off_vms, off_pagemaps, size;
+	uint64_t off_slots, off_granules, off_vms, off_pagemaps, off_regions, off_codemap, size;
 };
-VMC_HIDDEN void meta_layout(uint32_t ngranules, uint32_t max_workers,
-			    uint32_t max_vms, uint32_t window_granules,
-			    struct meta_layout *out);
+VMC_HIDDEN void meta_layout(const struct vmc_meta *h, struct meta_layout *out);
+
+/* Bytes of each of the code allocator's two bitmaps (used, start). */
+static inline uint64_t codemap_bytes(uint64_t code_cache_size)
+{
+	return ((code_cache_size >> CODE_UNIT_SHIFT) + 63) / 64 * 8;
+}
 
 /* Check a metadata image: header, layout, every table entry's ranges and
  * the lists' structure.  Pure function over bytes (the fuzz target).

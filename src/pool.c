@@ -20,7 +20,7 @@
 
 #include <errno.h>
 
-static void pool_repair(void *arg)
+void pool_rebuild(void *arg)
 {
 	struct vmc *c = arg;
 	struct vmc_meta *m = c->m;
@@ -52,7 +52,7 @@ static void pool_repair(void *arg)
 
 int pool_lock(struct vmc *c)
 {
-	return vmc_lock(&c->m->pool_lock, pool_repair, c, &c->m->cnt.lock_repairs);
+	return vmc_lock(&c->m->pool_lock, pool_rebuild, c, &c->m->cnt.lock_repairs);
 }
 
 void pool_unlock(struct vmc *c)
@@ -298,6 +298,22 @@ void pool_cache(struct vmc *c, uint32_t g)
 	c->gran[g].next = s->cache_head;
 	s->cache_head = g;
 	s->cache_count++;
+}
+
+int pool_drain_all(struct vmc *c)
+{
+	for (uint32_t s = 0; s < c->h.max_workers; s++) {
+		int err;
+		if (!__atomic_load_n(&c->slots[s].cache_count, __ATOMIC_RELAXED))
+			continue;
+		if ((err = slot_lock(c, s)))
+			return err;
+		err = pool_drain(c, s, 0);
+		slot_unlock(c, s);
+		if (err)
+			return err;
+	}
+	return 0;
 }
 
 void pool_count(struct vmc *c, uint32_t counts[G_NSTATES])

@@ -58,6 +58,15 @@ VMC_HIDDEN int pool_drain(struct vmc *c, uint32_t slot, uint32_t keep);
 /* Push granule g (funded, on no list) onto the free list. Pool lock. */
 VMC_HIDDEN void pool_free_granule(struct vmc *c, uint32_t g);
 
+/* Take the cached granules of every worker back to the free list.  Call
+ * with no slot lock held. */
+VMC_HIDDEN int pool_drain_all(struct vmc *c);
+
+/* Rebuild the free list, quarantine and counters from the granule table
+ * (the pool lock's repair; also after taking granules out of the middle of
+ * the free list).  Pool lock held. */
+VMC_HIDDEN void pool_rebuild(void *c);
+
 /* Count granules by state and put them in counts[G_NSTATES]. Pool lock. */
 VMC_HIDDEN void pool_count(struct vmc *c, uint32_t counts[G_NSTATES]);
 

@@ -46,6 +46,7 @@ static const struct key keys[] = {
 	KEY(page_kind,        KEY_PAGE_KIND, VMC_PAGE_AUTO, VMC_PAGE_4K),
 	KEY(memory_isolation, KEY_BOOL, 0, 1),
 	KEY(verbose,          KEY_BOOL, 0, 1),
+	KEY(code_cache_protect, KEY_BOOL, 0, 1),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

@@ -69,6 +69,13 @@ int vmc_stats(vmc_t *c, vmc_stats_t *out)
 	pool_count(c, n);
 	for (uint32_t v = 0; v < c->h.max_vms; v++)
 		out->vms += VM_STATE(c->vms[v].own) != VM_FREE;
+	for (uint32_t r = 0; r < VMC_MAX_REGIONS; r++)
+		if (c->regions[r].state == REGION_LIVE) {
+			out->regions++;
+			out->region_bytes += (uint64_t)c->regions[r].ngran << VMC_GRANULE_SHIFT;
+		}
+	out->code_cache_size = c->h.code_cache_size;
+	out->code_cache_used = __atomic_load_n(&c->m->code_used, __ATOMIC_RELAXED);
 	pool_unlock(c);
 	sum_stats(&out->attach, &c->m->cnt.gone);
 	for (uint32_t s = 0; s < c->h.max_workers; s++) {

@@ -19,18 +19,21 @@
 
 #define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
 
-void meta_layout(uint32_t ngranules, uint32_t max_workers, uint32_t max_vms,
-		 uint32_t window_granules, struct meta_layout *out)
+void meta_layout(const struct vmc_meta *h, struct meta_layout *out)
 {
 	uint64_t off = ALIGN_UP(sizeof(struct vmc_meta), 64);
 	out->off_slots = off;
-	off = ALIGN_UP(off + (uint64_t)max_workers * sizeof(struct vmc_slot), 64);
+	off = ALIGN_UP(off + (uint64_t)h->max_workers * sizeof(struct vmc_slot), 64);
 	out->off_granules = off;
-	off = ALIGN_UP(off + (uint64_t)ngranules * sizeof(struct vmc_granule), 64);
+	off = ALIGN_UP(off + (uint64_t)h->ngranules * sizeof(struct vmc_granule), 64);
 	out->off_vms = off;
-	off = ALIGN_UP(off + (uint64_t)max_vms * sizeof(struct vmc_vm), 64);
+	off = ALIGN_UP(off + (uint64_t)h->max_vms * sizeof(struct vmc_vm), 64);
 	out->off_pagemaps = off;
-	off += (uint64_t)max_vms * window_granules * sizeof(uint32_t);
+	off = ALIGN_UP(off + (uint64_t)h->max_vms * h->window_granules * sizeof(uint32_t), 64);
+	out->off_regions = off;
+	off = ALIGN_UP(off + VMC_MAX_REGIONS * sizeof(struct vmc_region), 64);
+	out->off_codemap = off;
+	off += 2 * codemap_bytes(h->code_cache_size);
 	out->size = ALIGN_UP(off, VMC_PAGE);
 }
 
@@ -69,9 +72,13 @@ static int check_header(const struct vmc_meta *h, size_t len, int flags, char *w
 	if (h->page_kind < VMC_PAGE_HUGETLB || h->page_kind > VMC_PAGE_4K ||
 	    h->memory_isolation > 1)
 		return bad(VMC_ECORRUPT, why, n, "bad page kind or isolation mode");
-	meta_layout(h->ngranules, h->max_workers, h->max_vms, h->window_granules, &l);
+	if (h->code_cache_size % VMC_GRANULE_SIZE || h->region_space % VMC_GRANULE_SIZE ||
+	    h->code_cache_size > h->pool_size || h->code_cache_protect > 1)
+		return bad(VMC_ECORRUPT, why, n, "bad code cache or region geometry");
+	meta_layout(h, &l);
 	if (h->off_slots != l.off_slots || h->off_granules != l.off_granules ||
 	    h->off_vms != l.off_vms || h->off_pagemaps != l.off_pagemaps ||
+	    h->off_regions != l.off_regions || h->off_codemap != l.off_codemap ||
 	    h->meta_size != l.size)
 		return bad(VMC_ECORRUPT, why, n, "table offsets do not match the layout");
 	if (!(flags & META_HEADER) && len < h->meta_size)
@@ -79,7 +86,8 @@ static int check_header(const struct vmc_meta *h, size_t len, int flags, char *w
 			   len, (unsigned long long)h->meta_size);
 	if (h->window_size % VMC_GRANULE_SIZE || !h->window_size ||
 	    h->arena_base % VMC_GRANULE_SIZE || !h->arena_base ||
-	    h->arena_size < h->window_size || h->arena_base + h->arena_size < h->arena_base ||
+	    h->arena_size < h->window_size + 2 * h->code_cache_size + h->region_space ||
+	    h->arena_base + h->arena_size < h->arena_base ||
 	    h->arena_base + h->arena_size > (1ull << 47))
 		return bad(VMC_ECORRUPT, why, n, "bad arena geometry");
 	if (memchr(h->name, 0, sizeof h->name) == NULL ||
@@ -101,7 +109,12 @@ static int check_entries(const struct vmc_meta *h, char *why, size_t n)
 			return bad(VMC_ECORRUPT, why, n, "granule %u: link out of range", g);
 		if (e->state == G_CACHED && e->owner >= h->max_workers)
 			return bad(VMC_ECORRUPT, why, n, "granule %u: cache owner out of range", g);
-		if (e->state == G_USED && (e->owner >= h->max_vms || e->index >= h->window_granules))
+		if (e->state == G_USED && (e->owner & REGION_OWNER) &&
+		    (e->owner & ~REGION_OWNER) >= VMC_MAX_REGIONS)
+			return bad(VMC_ECORRUPT, why, n, "granule %u: region out of range", g);
+		if (e->state == G_USED && !(e->owner & REGION_OWNER) &&
+		    (e->owner >= h->max_vms ||
+		     (e->index != VMC_NIL && e->index >= h->window_granules)))
 			return bad(VMC_ECORRUPT, why, n, "granule %u: VM or index out of range", g);
 	}
 	for (uint32_t s = 0; s < h->max_workers; s++)
@@ -119,6 +132,18 @@ static int check_entries(const struct vmc_meta *h, char *why, size_t n)
 				   (unsigned long long)vm->own);
 		if (!memchr(vm->name, 0, sizeof vm->name))
 			return bad(VMC_ECORRUPT, why, n, "VM %u: unterminated name", v);
+	}
+	const struct vmc_region *rt = (const void *)((const char *)h + h->off_regions);
+	for (uint32_t r = 0; r < VMC_MAX_REGIONS; r++) {
+		const struct vmc_region *e = &rt[r];
+		uint64_t size = (uint64_t)e->ngran << VMC_GRANULE_SHIFT;
+		if (e->state > REGION_CODE || !memchr(e->name, 0, sizeof e->name))
+			return bad(VMC_ECORRUPT, why, n, "region %u: bad state or name", r);
+		if (e->state != REGION_FREE &&
+		    (!e->ngran || e->first >= h->ngranules || e->ngran > h->ngranules - e->first ||
+		     e->arena_off < h->window_size || e->arena_off > h->arena_size ||
+		     size > h->arena_size - e->arena_off))
+			return bad(VMC_ECORRUPT, why, n, "region %u: out of the pool or arena", r);
 	}
 	const uint32_t *pm = (const void *)((const char *)h + h->off_pagemaps);
 	for (uint64_t i = 0; i < (uint64_t)h->max_vms * h->window_granules; i++)
@@ -187,6 +212,19 @@ static int walk_pagemaps(const struct vmc_meta *h, const struct vmc_granule *gt,
 			return bad(VMC_ECORRUPT, why, n, "VM %u maps %u granules, committed says %u",
 				   v, committed, vt[v].committed);
 		mapped += committed;
+	}
+	const struct vmc_region *rt = (const void *)((const char *)h + h->off_regions);
+	for (uint32_t r = 0; r < VMC_MAX_REGIONS; r++) {
+		if (rt[r].state == REGION_FREE)
+			continue;
+		for (uint32_t k = 0; k < rt[r].ngran; k++) {
+			const struct vmc_granule *e = &gt[rt[r].first + k];
+			if (e->state != G_USED || e->owner != (REGION_OWNER | r) || e->index != k)
+				return bad(VMC_ECORRUPT, why, n, "region %u: granule %u is not its own",
+					   r, rt[r].first + k);
+			views[rt[r].first + k]++;
+		}
+		mapped += rt[r].ngran;
 	}
 	*mapped_out = mapped;
 	if (mapped != used)

@@ -11,6 +11,7 @@
 #include "pool.h"
 #include "quarantine.h"
 #include "vm.h"
+#include "region.h"
 #include "os/os.h"
 
 #include <errno.h>
@@ -132,6 +133,7 @@ static int release_slot(struct vmc *c, uint32_t s, int32_t pid, uint64_t start,
 		return err;
 	if (sl->pid == pid && sl->start_time == start) {
 		orphan_vms(c, s);
+		region_forget_slot(c, s);
 		stats_retire(c, s);
 		__atomic_store_n(&sl->window_vm, VMC_NIL, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&sl->pid, 0, __ATOMIC_RELEASE);

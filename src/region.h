@@ -1,0 +1,30 @@
+/*
+ * region.h - shared regions and the code cache (region.c, code.c).
+ */
+#ifndef VMC_REGION_H
+#define VMC_REGION_H
+
+#include "meta.h"
+
+/* Make region r of `kind` (REGION_LIVE or REGION_CODE) named `name` of
+ * `size` bytes: a run of contiguous funded granules and a place in the
+ * arena.  *out = its index.  Errors: EEXIST, ENOSPC, VMC_EFUNDS. */
+VMC_HIDDEN int region_new(struct vmc *c, const char *name, uint64_t size, int kind,
+			  uint32_t *out);
+
+/* Give region r's granules back and free its entry. */
+VMC_HIDDEN void region_free(struct vmc *c, uint32_t r);
+
+VMC_HIDDEN void *region_addr(struct vmc *c, uint32_t r);
+VMC_HIDDEN int region_map(struct vmc *c, uint32_t r, void *at, int prot);
+
+/* A dead worker's slot no longer holds regions open. Pool lock. */
+VMC_HIDDEN void region_forget_slot(struct vmc *c, uint32_t s);
+
+/* The code cache (code.c): make it at create, map it at join. */
+VMC_HIDDEN int code_create(struct vmc *c);
+VMC_HIDDEN int code_join(struct vmc *c);
+/* code_cache_protect = 1: the naive per-attach lock (open) and unlock. */
+VMC_HIDDEN int code_protect(struct vmc *c, int open);
+
+#endif
