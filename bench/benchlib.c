@@ -19,7 +19,7 @@
 #define VMC_BENCH_RESULTS_DIR "bench/results"
 #endif
 
-#define MAX_ROWS  64
+#define MAX_ROWS  128
 #define MAX_NOTES 32
 
 uint64_t bench_now_ns(void)

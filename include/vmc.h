@@ -302,6 +302,52 @@ VMC_API int vmc_batch_abort(vmc_t *c, vmc_batch_t *b);
 #define VMC_NO_VM 0xffffffffu
 VMC_API uint32_t vmc_attached(vmc_t *c);
 
+/* ------------------------------------------------------------ in-VM heap
+ *
+ * An allocator whose every byte of metadata lives in the attached VM's
+ * memory, so the heap travels with the VM to any worker (pointers stay
+ * valid: the window is at the same address everywhere).  It manages the
+ * VM's window from offset 0 up, committing granules as it grows, within
+ * the VM's limit; do not vmc_commit/release that part yourself.  Small
+ * sizes come from segregated size classes (O(1)); large ones from an
+ * address-ordered first-fit list with coalescing.  Not thread-safe: one
+ * thread runs an attached VM at a time. */
+
+/* n bytes, 16-byte aligned, or NULL (no VM attached, n == 0 or too large,
+ * or the VM's limit / the pool is exhausted: vmc_errmsg() says which).
+ * Exhaustion never corrupts the heap. */
+VMC_API void *vmc_heap_alloc(vmc_t *c, size_t n);
+
+/* Free p (NULL is ignored). */
+VMC_API void vmc_heap_free(vmc_t *c, void *p);
+
+/* Resize p to n bytes (realloc semantics: NULL p allocates, n == 0 frees
+ * and returns NULL).  On failure returns NULL and p is untouched. */
+VMC_API void *vmc_heap_realloc(vmc_t *c, void *p, size_t n);
+
+/* The attached VM's root slot: one pointer the runtime stores its state
+ * in and finds again after attach, in any worker.  NULL if no VM is
+ * attached or the heap cannot be set up (the VM's limit). */
+VMC_API void **vmc_vm_root(vmc_t *c);
+
+typedef struct vmc_heap_stats {
+	uint64_t in_use;      /* bytes allocated and not freed (with headers) */
+	uint64_t top;         /* bytes of the window the heap spans */
+	uint64_t committed;   /* bytes the heap has committed */
+	uint64_t allocs, frees;
+} vmc_heap_stats_t;
+
+/* Figures of the attached VM's heap; with check != 0 also walk every block
+ * and verify the heap's integrity (VMC_ECORRUPT if broken, vmc_errmsg()
+ * says where).  Errors: VMC_ENOTATTACHED. */
+VMC_API int vmc_heap_stats(vmc_t *c, vmc_heap_stats_t *out, int check);
+
+/* Copy detached VM src into a new VM `name` with the same limit: every
+ * granule is copied (protections and aliases too), and since all VMs share
+ * the window address the copy is a valid, independent heap at once.
+ * Errors: EBUSY (src attached), VMC_EORPHANED, EEXIST, ENOSPC, VMC_EFUNDS. */
+VMC_API int vmc_vm_clone(vmc_t *c, uint32_t src, const char *name, uint32_t *id);
+
 /* ---------------------------------------------------------- shared regions
  *
  * Named regions of any size (a multiple of 2 MiB; 64-bit sizes), at a fixed

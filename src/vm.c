@@ -17,10 +17,12 @@
 #include "worker.h"
 #include "remap.h"
 #include "backing.h"
+#include "os/os.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 
 struct vmc_vm *vm_get(struct vmc *c, uint32_t id, int *err)
 {
@@ -222,23 +224,13 @@ static int claim_and_empty(struct vmc *c, uint32_t id, uint32_t from)
 	return err;
 }
 
-int vmc_vm_destroy(vmc_t *c, uint32_t id)
+/* Destroy VM id, idle or orphaned (from), keeping vmc_errmsg intact. */
+static int destroy(struct vmc *c, uint32_t id, uint32_t from)
 {
-	struct vmc_vm *vm;
-	uint64_t own;
+	struct vmc_vm *vm = &c->vms[id];
 	int err;
 
-	vmc_clear_error();
-	if ((err = vmc_enter(c)))
-		return err;
-	if (!(vm = vm_get(c, id, &err)))
-		return err;
-	own = __atomic_load_n(&vm->own, __ATOMIC_ACQUIRE);
-	if (c->win->attached == id)
-		return vmc_fail(EBUSY, "VM %s is attached here: detach it first", vm->name);
-	if ((err = claim_and_empty(c, id, VM_STATE(own) == VM_ORPHANED ? VM_ORPHANED : VM_IDLE)))
-		return err;
-	if ((err = pool_lock(c)))
+	if ((err = claim_and_empty(c, id, from)) || (err = pool_lock(c)))
 		return err;
 	vm->incarnation++;
 	vm->name[0] = 0;
@@ -246,6 +238,22 @@ int vmc_vm_destroy(vmc_t *c, uint32_t id)
 	__atomic_store_n(&vm->own, VM_OWN(VM_FREE, VMC_NIL), __ATOMIC_RELEASE);
 	pool_unlock(c);
 	return 0;
+}
+
+int vmc_vm_destroy(vmc_t *c, uint32_t id)
+{
+	struct vmc_vm *vm;
+	int err;
+
+	vmc_clear_error();
+	if ((err = vmc_enter(c)))
+		return err;
+	if (!(vm = vm_get(c, id, &err)))
+		return err;
+	if (c->win->attached == id)
+		return vmc_fail(EBUSY, "VM %s is attached here: detach it first", vm->name);
+	return destroy(c, id, VM_STATE(__atomic_load_n(&vm->own, __ATOMIC_ACQUIRE)) ==
+		       VM_ORPHANED ? VM_ORPHANED : VM_IDLE);
 }
 
 int vmc_vm_reclaim(vmc_t *c, uint32_t id, int how)
@@ -309,4 +317,109 @@ int vmc_vm_stats(vmc_t *c, uint32_t id, vmc_vm_stats_t *out)
 	out->attaches = __atomic_load_n(&vm->attaches, __ATOMIC_RELAXED);
 	pool_unlock(c);
 	return 0;
+}
+
+/* Copy `n` granules' contents from pool granules src[] to dst[] through
+ * temporary mappings of the pool file. */
+static int copy_granules(struct vmc *c, const uint32_t *src, const uint32_t *dst, uint32_t n)
+{
+	int populate = MAP_POPULATE;
+	for (uint32_t k = 0; k < n; k++) {
+		void *a = os_mmap(NULL, VMC_GRANULE_SIZE, PROT_READ, MAP_SHARED | populate,
+				  c->pool_fd, (off_t)src[k] << VMC_GRANULE_SHIFT);
+		void *b = os_mmap(NULL, VMC_GRANULE_SIZE, PROT_READ | PROT_WRITE,
+				  MAP_SHARED | populate, c->pool_fd, (off_t)dst[k] << VMC_GRANULE_SHIFT);
+		int err = a == MAP_FAILED || b == MAP_FAILED ? errno : 0;
+		if (!err)
+			memcpy(b, a, VMC_GRANULE_SIZE);
+		if (a != MAP_FAILED)
+			os_munmap(a, VMC_GRANULE_SIZE);
+		if (b != MAP_FAILED)
+			os_munmap(b, VMC_GRANULE_SIZE);
+		if (err)
+			return vmc_fail(err, "clone: mapping the pool: %s", vmc_strerror(err));
+	}
+	return 0;
+}
+
+/* Give dst (claimed by us, fresh) a copy of src's page map: one new
+ * granule per primary entry, aliases pointing at the copies. */
+static int copy_vm(struct vmc *c, uint32_t src, uint32_t dst)
+{
+	uint32_t *sm = vm_pagemap(c, src), *dm = vm_pagemap(c, dst);
+	uint32_t n = c->h.window_granules, from[32], to[32], k = 0;
+	int err = 0;
+
+	if ((err = slot_lock(c, c->slot)))
+		return err;
+	for (uint32_t i = 0; i < n && !err; i++) {
+		uint32_t e = sm[i], g;
+		if (e == VMC_NIL || (e & PM_ALIAS))
+			continue;
+		if ((err = pool_take(c, dst, &g)))
+			break;
+		c->gran[g].index = i;
+		c->gran[g].views = 1;
+		c->gran[g].flags = 0;
+		c->gran[g].last_vm = dst;
+		dm[i] = g | (e & PM_PROT_MASK);
+		c->vms[dst].committed++;
+		__atomic_add_fetch(&c->m->committed, 1, __ATOMIC_RELAXED);
+		from[k] = e & PM_GRANULE;
+		to[k++] = g;
+		if (k == 32) {
+			err = copy_granules(c, from, to, k);
+			k = 0;
+		}
+	}
+	if (!err && k)
+		err = copy_granules(c, from, to, k);
+	for (uint32_t i = 0; i < n && !err; i++) {
+		uint32_t e = sm[i];
+		if (e == VMC_NIL || !(e & PM_ALIAS))
+			continue;
+		uint32_t primary = c->gran[e & PM_GRANULE].index, g = dm[primary] & PM_GRANULE;
+		dm[i] = g | (e & PM_PROT_MASK) | PM_ALIAS;
+		c->gran[g].views++;
+	}
+	c->vms[dst].hwm = c->vms[dst].committed;
+	__atomic_add_fetch(&c->vms[dst].gen, 1, __ATOMIC_RELEASE);
+	slot_unlock(c, c->slot);
+	return err;
+}
+
+int vmc_vm_clone(vmc_t *c, uint32_t src, const char *name, uint32_t *id)
+{
+	uint32_t dst;
+	int err, e2;
+
+	vmc_clear_error();
+	if ((err = vmc_enter(c)))
+		return err;
+	if (!id)
+		return vmc_fail(EINVAL, "vmc_vm_clone: id is NULL");
+	if ((err = vm_claim(c, src, VM_IDLE)))   /* holds src still while we copy */
+		return err;
+	struct vmc_vm *s = &c->vms[src];
+	uint32_t funded = c->h.ngranules - c->m->nunfunded;
+	if (c->m->committed + s->committed > funded) {
+		err = vmc_fail(VMC_EFUNDS, "clone of %s needs %u granules, %u of %u funded are "
+			       "committed", s->name, s->committed, c->m->committed, funded);
+		goto out;
+	}
+	if ((err = vmc_vm_create(c, name, s->limit, &dst)))
+		goto out;
+	if ((err = vm_claim(c, dst, VM_IDLE)))
+		goto out;
+	err = copy_vm(c, src, dst);
+	vm_unclaim(c, dst, VM_IDLE);
+	if (err) {
+		destroy(c, dst, VM_IDLE);
+		goto out;
+	}
+	*id = dst;
+out:
+	e2 = err;
+	vm_unclaim(c, src, VM_IDLE);
+	return e2;
 }
