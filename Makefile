@@ -2,7 +2,7 @@
 JOBS  ?= $(shell nproc)
 CMAKE ?= cmake
 
-.PHONY: all run test bench asan tsan release debug fuzz clean install
+.PHONY: all run deps test bench asan tsan release debug fuzz clean install
 
 all: debug
 
@@ -29,8 +29,13 @@ test: debug
 	cd build/debug && ctest --output-on-failure -j$(JOBS)
 	$(MAKE) --no-print-directory asan
 
-run: release
-	./build/release/examples/switch/vmc-switch
+# The main job: vmc-lua hosting the sample Lua tenants (needs liblua5.4-dev,
+# which `make deps` installs as root, or tells you how to).
+run: deps release
+	./build/release/examples/lua/vmc-lua --demo
+
+deps:
+	@./.ci/deps.sh
 
 bench: release
 	./bench/run.sh build/release

@@ -111,7 +111,7 @@ static uint32_t lookup(struct vmc *c, const char *name)
 
 int region_new(struct vmc *c, const char *name, uint64_t size, int kind, uint32_t *out)
 {
-	uint32_t r, free_r = VMC_NIL, n = (uint32_t)(size >> VMC_GRANULE_SHIFT), first;
+	uint32_t r, free_r = VMC_NIL, n = (uint32_t)(size >> VMC_GRANULE_SHIFT), first = 0;
 	uint64_t at;
 	int err;
 

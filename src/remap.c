@@ -263,16 +263,27 @@ static int charge(struct vmc *c, uint32_t n, int reserve, uint32_t *from_reserve
 	return 0;
 }
 
-/* Step 3 for what the run released: deferred ones stay mapped on our
- * deferred list; the rest go to quarantine or our cache. */
+/* Before the sync: released granules with VMC_RELEASE_DEFER go on our
+ * deferred list, so that the sync leaves them mapped. */
+static void defer_released(struct run *r)
+{
+	for (uint32_t k = 0; k < r->freed.n; k += 2)
+		if (r->freed.v[k + 1] & 1) {
+			pool_defer(r->c, r->freed.v[k], r->vm, r->freed.v[k + 1] >> 1);
+			r->freed.v[k] = VMC_NIL;
+		}
+}
+
+/* After the sync: the other released granules go to quarantine or our
+ * cache. */
 static int hand_back(struct run *r)
 {
 	int q = quarantine_needed(r->c, r->vm), err = 0, locked = 0;
 
 	for (uint32_t k = 0; k < r->freed.n; k += 2) {
-		uint32_t g = r->freed.v[k], idx = r->freed.v[k + 1] >> 1;
-		if (r->freed.v[k + 1] & 1 && r->c->win->vm == r->vm) {
-			pool_defer(r->c, g, r->vm, idx);
+		uint32_t g = r->freed.v[k];
+		if (g == VMC_NIL) {
+			continue;
 		} else if (q) {
 			if (!locked && (err = pool_lock(r->c)))
 				return err;
@@ -390,6 +401,7 @@ int remap_run(struct vmc *c, uint32_t vm_id, const struct vmc_op *ops, uint32_t 
 	__atomic_add_fetch(&vm->gen, 1, __ATOMIC_RELEASE);
 	/* step 3 */
 	if (c->win->vm == vm_id) {
+		defer_released(&r);
 		span_of(ops, n, &r.lo, &r.hi);
 		if ((err = window_sync(c, vm_id, r.lo, r.hi, 1))) {
 			undo_fresh(&r, vm);

@@ -17,6 +17,7 @@
 /* Command-line options and the profile keys they set. */
 static const char *const keys[] = {
 	"pool_size", "fund_size", "page_kind", "window_size", "max_workers", "max_vms",
+	"code_cache_size", "region_space",
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -24,14 +25,18 @@ static int print_created(vmc_t *c, const char *name)
 {
 	vmc_stats_t st;
 	char pool[SIZE_BUF], funded[SIZE_BUF], window[SIZE_BUF], arena[SIZE_BUF];
+	char code[SIZE_BUF];
 	int err = vmc_stats(c, &st);
 
 	if (err)
 		return fail(err, "stat %s", name);
-	printf("created %s: pool %s (%s), funded %s, window %s, arena %#llx (%s)\n", name,
+	printf("created %s: pool %s (%s), funded %s, window %s, arena %#llx (%s)", name,
 	       size_str(st.pool_size, pool), vmc_page_kind_name(st.page_kind),
 	       size_str(st.funded_bytes, funded), size_str(st.window_size, window),
 	       (unsigned long long)st.arena_base, size_str(st.arena_size, arena));
+	if (st.code_cache_size)
+		printf(", code cache %s", size_str(st.code_cache_size, code));
+	putchar('\n');
 	return EXIT_OK;
 }
 
@@ -42,6 +47,7 @@ static int run(const struct vmcctl_cmd *cmd, int argc, char **argv)
 		{ "size", "BYTES", &val[0] }, { "fund", "BYTES", &val[1] },
 		{ "page-kind", "KIND", &val[2] }, { "window", "BYTES", &val[3] },
 		{ "max-workers", "N", &val[4] }, { "max-vms", "N", &val[5] },
+		{ "code-cache", "BYTES", &val[6] }, { "region-space", "BYTES", &val[7] },
 		{ "profile", "FILE", &profile }, { 0 },
 	};
 	struct progress bar = { 0 };
@@ -77,7 +83,8 @@ static int run(const struct vmcctl_cmd *cmd, int argc, char **argv)
 const struct vmcctl_cmd cmd_create = {
 	.name = "create",
 	.synopsis = "NAME [--size BYTES] [--fund BYTES] [--page-kind KIND] [--window BYTES]\n"
-		    "                     [--max-workers N] [--max-vms N] [--profile FILE]",
+		    "                     [--max-workers N] [--max-vms N] [--code-cache BYTES]\n"
+		    "                     [--region-space BYTES] [--profile FILE]",
 	.summary = "create a container (it persists until `vmcctl destroy`)",
 	.help =
 	"Parameters start from the defaults, $VMC_PROFILE and the VMC_* environment\n"
@@ -90,8 +97,15 @@ const struct vmcctl_cmd cmd_create = {
 	"  --window BYTES     address window of a worker (vmc/window_size, default 1G)\n"
 	"  --max-workers N    worker slots (vmc/max_workers, default 64)\n"
 	"  --max-vms N        VM table entries (vmc/max_vms, default 256)\n"
+	"  --code-cache BYTES JIT code cache, mapped read+execute in every worker and\n"
+	"                     taken from the funded pool (vmc/code_cache_size,\n"
+	"                     default 0: none; at most --fund)\n"
+	"  --region-space BYTES\n"
+	"                     arena address space that shared regions are placed in:\n"
+	"                     they must fit in it (vmc/region_space, default 64G;\n"
+	"                     it costs address space, not memory)\n"
 	"  --profile FILE     a profile of `vmc/key = value` lines\n\n"
 	"example:\n"
-	"  vmcctl create web --size 4G --fund 1G --page-kind hugetlb\n",
+	"  vmcctl create web --size 4G --fund 1G --page-kind hugetlb --code-cache 256M\n",
 	.run = run,
 };

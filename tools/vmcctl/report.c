@@ -1,10 +1,11 @@
 /*
- * report.c - one description, two renderings.  `vmcctl stat` describes
- * what it shows once, as data: lists of counters (name/value sections) and
- * rows of cells (the VM and worker tables).  The functions here print that
- * data either for people - aligned columns, sizes in MiB, latencies in µs,
- * ratios, "-" for none - or as JSON - keys, numbers as numbers in bytes and
- * ns, null for none - so the two outputs always carry the same fields.
+ * report.c - one description, two renderings.  `vmcctl stat` and `vmcctl
+ * region list` describe what they show once, as data: lists of counters
+ * (name/value sections) and rows of cells (the VM, worker and region
+ * tables).  The functions here print that data either for people - aligned
+ * columns, sizes in MiB or powers of 1024, addresses in hex, latencies in
+ * µs, ratios, "-" for none - or as JSON - keys, numbers as numbers in bytes
+ * and ns, null for none - so the two outputs always carry the same fields.
  */
 #include "vmcctl.h"
 
@@ -30,20 +31,38 @@ void json_str(const char *s)
 
 /* ------------------------------------------------------------- counters */
 
+/* n as the table shows it: a count, a size or a latency. */
+static const char *value(const struct counter *k, uint64_t n, char buf[SIZE_BUF])
+{
+	double us = (double)n / 1e3;
+
+	if (k->bytes)
+		return size_str(n, buf);
+	if (!k->usec)
+		snprintf(buf, SIZE_BUF, "%llu", (unsigned long long)n);
+	else if (n)
+		snprintf(buf, SIZE_BUF, us < 1000 ? "%.3g µs" : "%.0f µs", us);
+	else
+		snprintf(buf, SIZE_BUF, "-");
+	return buf;
+}
+
 void counters_table(const char *title, const struct counter *k, int n)
 {
+	char b[SIZE_BUF], o[SIZE_BUF];
+
 	printf("\n%s\n", title);
 	for (int i = 0; i < n; i++) {
-		double us = (double)k[i].n / 1e3;
+		double r = k[i].of ? (double)k[i].n / (double)k[i].of : 0;
 		printf("  %-18s ", k[i].label);
-		if (!k[i].usec)
-			printf("%llu", (unsigned long long)k[i].n);
-		else if (k[i].n)
-			printf(us < 1000 ? "%.3g µs" : "%.0f µs", us);
-		else
-			printf("-");
-		if (k[i].of) {
-			double r = (double)k[i].n / (double)k[i].of;
+		if (k[i].of_key && !k[i].of) {
+			printf("-\n");   /* a part of nothing */
+			continue;
+		}
+		printf("%s", value(&k[i], k[i].n, b));
+		if (k[i].of_key)
+			printf(" / %s (%.1f%%)", value(&k[i], k[i].of, o), 100 * r);
+		else if (k[i].of) {
 			if (k[i].pct_of)
 				printf(" (%.1f%% of %s)", 100 * r, k[i].pct_of);
 			if (k[i].per)
@@ -53,11 +72,15 @@ void counters_table(const char *title, const struct counter *k, int n)
 	}
 }
 
-void counters_json(const struct counter *k, int n)
+void counters_json(const struct counter *k, int n, int indent)
 {
-	for (int i = 0; i < n; i++)
-		printf("%s\n    \"%s\": %llu", i ? "," : "", k[i].key,
+	for (int i = 0; i < n; i++) {
+		printf("%s\n%*s\"%s\": %llu", i ? "," : "", indent, "", k[i].key,
 		       (unsigned long long)k[i].n);
+		if (k[i].of_key)
+			printf(",\n%*s\"%s\": %llu", indent, "", k[i].of_key,
+			       (unsigned long long)k[i].of);
+	}
 }
 
 /* ---------------------------------------------------------------- cells */
@@ -82,6 +105,9 @@ static const char *text(const struct cell *c, char buf[SIZE_BUF])
 	case CELL_MIB:
 		snprintf(buf, SIZE_BUF, "%llu", (unsigned long long)(c->n >> 20));
 		return buf;
+	case CELL_HEX:
+		snprintf(buf, SIZE_BUF, "%#llx", (unsigned long long)c->n);
+		return buf;
 	default:
 		snprintf(buf, SIZE_BUF, "%llu", (unsigned long long)c->n);
 		return buf;
@@ -104,7 +130,7 @@ void cells_row(const struct cell *c, int n)
 		if (c[i].kind != CELL_MARK)
 			printf(i ? " %*s" : "  %*s", width(&c[i]), text(&c[i], buf));
 		else if (c[i].n)
-			printf("  (%s)", c[i].head);
+			printf("  (%s)", c[i].s ? c[i].s : c[i].head);
 	}
 	putchar('\n');
 }

@@ -2,8 +2,9 @@
  * stat.c - `vmcctl stat NAME [--json] [--hist]`: a look inside a live
  * container.  It joins the container like any worker (so vmcctl holds a
  * worker slot for as long as it looks, marked "(vmcctl)"), takes one
- * consistent snapshot of the pool (vmc_stats: granules by state, counters
- * and attach/detach figures summed over every process that ever used it),
+ * consistent snapshot of the pool (vmc_stats: granules by state, shared
+ * regions and code cache use, counters and attach/detach figures summed
+ * over every process that ever used it),
  * then reads each VM (ids 0..max_vms-1) and each used worker slot (pid,
  * whether that process still lives, the VM attached there, its cache and
  * attach figures).  Those reads follow the snapshot, so a VM created or
@@ -55,6 +56,19 @@ static void counters(const vmc_stats_t *st, struct counter out[NCOUNTERS])
 	out[6] = (struct counter){ "lock_repairs", "lock repairs", .n = st->lock_repairs };
 	out[7] = (struct counter){ "workers_recovered", "workers recovered",
 				   .n = st->workers_recovered };
+}
+
+/* Shared regions and the code cache: counts and bytes (the code cache is
+ * not a region here; its line is "used / size", "-" if there is none). */
+#define NREGION 3
+static void region_counters(const vmc_stats_t *st, struct counter out[NREGION])
+{
+	out[0] = (struct counter){ "regions", "regions", .n = st->regions };
+	out[1] = (struct counter){ "region_bytes", "region bytes", .n = st->region_bytes,
+				   .bytes = 1 };
+	out[2] = (struct counter){ "code_cache_used", "code cache used", .n = st->code_cache_used,
+				   .bytes = 1, .of = st->code_cache_size,
+				   .of_key = "code_cache_size" };
 }
 
 /* Latencies are upper bucket edges in ns (0: none yet). */
@@ -207,7 +221,7 @@ static void print_table(const struct snapshot *s, int hist)
 {
 	const vmc_stats_t *st = &s->st;
 	struct count sc[5];
-	struct counter k[NCOUNTERS], a[NATTACH];
+	struct counter k[NCOUNTERS], a[NATTACH], rg[NREGION];
 	char b[SIZE_BUF];
 
 	printf("container %s\n", s->name);
@@ -231,6 +245,8 @@ static void print_table(const struct snapshot *s, int hist)
 		printf("  %-15s %8llu %12s\n", sc[i].key, (unsigned long long)sc[i].n,
 		       size_str(sc[i].n * VMC_GRANULE_SIZE, b));
 
+	region_counters(st, rg);
+	counters_table("regions and code cache (`vmcctl region list` shows them)", rg, NREGION);
 	counters(st, k);
 	counters_table("counters", k, NCOUNTERS);
 	attach_counters(&st->attach, a);
@@ -247,7 +263,7 @@ static void print_json(const struct snapshot *s)
 {
 	const vmc_stats_t *st = &s->st;
 	struct count sc[5];
-	struct counter k[NCOUNTERS], a[NATTACH];
+	struct counter k[NCOUNTERS], a[NATTACH], rg[NREGION];
 
 	printf("{\n  \"name\": ");
 	json_str(s->name);
@@ -261,9 +277,12 @@ static void print_json(const struct snapshot *s)
 	       (unsigned long long)st->window_size, (unsigned long long)st->arena_base,
 	       (unsigned long long)st->arena_size);
 	printf("  \"memory_isolation\": %d,\n  \"workers\": %u,\n  \"dead_workers\": %u,\n"
-	       "  \"max_workers\": %u,\n  \"vms\": %u,\n  \"max_vms\": %u,\n",
+	       "  \"max_workers\": %u,\n  \"vms\": %u,\n  \"max_vms\": %u,",
 	       st->memory_isolation, st->workers, st->dead_workers, st->max_workers,
 	       st->vms, st->max_vms);
+	region_counters(st, rg);
+	counters_json(rg, NREGION, 2);
+	printf(",\n");
 
 	states(st, sc);
 	printf("  \"granule_states\": {");
@@ -271,10 +290,10 @@ static void print_json(const struct snapshot *s)
 		printf("%s\"%s\": %llu", i ? ", " : "", sc[i].key, (unsigned long long)sc[i].n);
 	printf("},\n  \"counters\": {");
 	counters(st, k);
-	counters_json(k, NCOUNTERS);
+	counters_json(k, NCOUNTERS, 4);
 	printf("\n  },\n  \"attach\": {");
 	attach_counters(&st->attach, a);
-	counters_json(a, NATTACH);
+	counters_json(a, NATTACH, 4);
 	printf(",\n    \"attach_hist\": ");
 	hist_json(st->attach.attach_hist);
 	printf(",\n    \"detach_hist\": ");
@@ -326,7 +345,10 @@ const struct vmcctl_cmd cmd_stat = {
 	"window's mappings; latencies (p50, p99) are upper edges of power-of-two\n"
 	"buckets.  Each VM is idle, attached (to the pid shown) or orphaned (its\n"
 	"worker, pid shown, died attached); its memory is shown in MiB.  Each worker\n"
-	"shows the VM attached there and its own attach figures.\n\n"
+	"shows the VM attached there and its own attach figures.  Regions are the\n"
+	"shared cache regions (count and bytes, not counting the code cache); the\n"
+	"code cache line is bytes allocated / its size (\"-\" if it has none).\n"
+	"`vmcctl region list NAME` shows each region.\n\n"
 	"options:\n"
 	"  --json   print one JSON object with the same fields (numbers as numbers,\n"
 	"           sizes in bytes, latencies in ns, histograms as arrays of the\n"

@@ -28,7 +28,7 @@ struct vmcctl_cmd {
 	int (*run)(const struct vmcctl_cmd *cmd, int argc, char **argv);
 };
 
-extern const struct vmcctl_cmd cmd_create, cmd_stat, cmd_balloon, cmd_check,
+extern const struct vmcctl_cmd cmd_create, cmd_stat, cmd_region, cmd_balloon, cmd_check,
 	cmd_destroy, cmd_hugepages, cmd_caps;
 
 /* ------------------------------------------------------------ arguments */
@@ -118,28 +118,35 @@ struct counter {
 	uint64_t of;        /* if not 0, the table adds n / of as ... */
 	const char *pct_of; /* ... "(12.5% of PCT_OF)" */
 	const char *per;    /* ... "(1.25 per PER)" */
+	int bytes;          /* n (and of) are bytes: the table shows sizes ("1.5 MiB") */
+	const char *of_key; /* a part of a whole: the table shows "n / of (12.5%)" ("-"
+			     * if of is 0), JSON has "OF_KEY": of after "key": n */
 };
 
 /* "\nTITLE" and a line per counter. */
 void counters_table(const char *title, const struct counter *k, int n);
 
-/* The members `"key": n` of a JSON object, one a line, comma-separated. */
-void counters_json(const struct counter *k, int n);
+/* The members `"key": n` of a JSON object, one a line, comma-separated,
+ * each on a new line indented by `indent` spaces (4 in a section object,
+ * 2 at the top level); no comma before the first or after the last. */
+void counters_json(const struct counter *k, int n, int indent);
 
 /* A cell of a table row, which is a JSON object in JSON. */
 enum cell_kind {
 	CELL_NUM,
 	CELL_MIB,    /* bytes: MiB in the table */
+	CELL_HEX,    /* an address: 0x... in the table, a number in JSON */
 	CELL_STR,
 	CELL_BOOL,   /* "yes" / "NO" in the table */
-	CELL_MARK,   /* "  (HEAD)" after the row if set, no column */
+	CELL_MARK,   /* "  (HEAD)" after the row if set (or "  (S)" if s is set),
+		      * no column; true/false in JSON */
 };
 struct cell {
 	const char *key, *head;  /* JSON key, table heading */
 	int width;               /* at least the heading's; negative: left-aligned */
 	enum cell_kind kind;
 	uint64_t n;              /* all kinds but CELL_STR */
-	const char *s;           /* CELL_STR */
+	const char *s;           /* CELL_STR; CELL_MARK: shown instead of HEAD */
 	int none;                /* no value: "-" in the table, null in JSON */
 };
 
