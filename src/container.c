@@ -13,8 +13,7 @@
  * header and every table entry before using it (validate.c), then reserves
  * the arena at the recorded base with MAP_FIXED_NOREPLACE: the arena is at
  * the same address in every process, or the open fails and says why.
- * A fork is noticed through a pthread_atfork counter: the child's first
- * call takes a worker slot of its own.
+ * (arena.c).  Handles and forks are handles.c's.
  */
 #include "container.h"
 #include "pool.h"
@@ -25,89 +24,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
-#ifndef MAP_FIXED_NOREPLACE
-#define MAP_FIXED_NOREPLACE 0x100000
-#endif
 #ifndef MFD_HUGETLB
 #define MFD_HUGETLB 4U
 #endif
 
 #define SHM_DIR        "/dev/shm"
-#define ARENA_ALIGN    (1ull << 30)
-#define ARENA_FIRST    0x100000000000ull   /* 16 TiB: clear of heap, libs, stacks */
-#define ARENA_LIMIT    0x600000000000ull
-#define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
-
-static uint64_t fork_gen;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-/* Every open handle of this process, for the fork handler and the fault
- * handler (which must find them without taking a lock). */
-#define MAX_HANDLES 64
-static struct vmc *handles[MAX_HANDLES];
-
-static int handle_register(struct vmc *c)
-{
-	for (int i = 0; i < MAX_HANDLES; i++) {
-		struct vmc *expect = NULL;
-		if (__atomic_compare_exchange_n(&handles[i], &expect, c, 0, __ATOMIC_ACQ_REL,
-						__ATOMIC_ACQUIRE))
-			return 0;
-	}
-	return vmc_fail(EMFILE, "this process has %d containers open: close one", MAX_HANDLES);
-}
-
-static void handle_unregister(struct vmc *c)
-{
-	for (int i = 0; i < MAX_HANDLES; i++) {
-		struct vmc *expect = c;
-		__atomic_compare_exchange_n(&handles[i], &expect, NULL, 0, __ATOMIC_ACQ_REL,
-					    __ATOMIC_ACQUIRE);
-	}
-}
-
-struct vmc *vmc_handle_at(const void *addr)
-{
-	for (int i = 0; i < MAX_HANDLES; i++) {
-		struct vmc *c = __atomic_load_n(&handles[i], __ATOMIC_ACQUIRE);
-		if (c && c->arena && (uintptr_t)addr - (uintptr_t)c->arena < c->h.arena_size)
-			return c;
-	}
-	return NULL;
-}
-
-/* Invariant 10: a child forked while its parent has a VM attached (or
- * lazily mapped) must not reach it: empty every window before the child
- * runs a single instruction of its own. */
-static void on_fork_child(void)
-{
-	fork_gen++;
-	for (int i = 0; i < MAX_HANDLES; i++)
-		if (handles[i] && handles[i]->win)
-			window_reset_child(handles[i]);
-}
-
-static void install_atfork(void)
-{
-	pthread_atfork(NULL, NULL, on_fork_child);
-}
-
-int vmc_enter(struct vmc *c)
-{
-	if (!c || !c->m)
-		return vmc_fail(EINVAL, "NULL or closed container handle");
-	if (__builtin_expect(c->fork_gen == fork_gen, 1))
-		return 0;
-	c->slot = VMC_NIL;   /* the parent's slot stays the parent's */
-	c->fork_gen = fork_gen;
-	return worker_join(c);
-}
 
 static int check_name(const char *name)
 {
@@ -201,65 +127,6 @@ static int open_pool(const vmc_config_t *cfg, const char *name, int kind,
 	return 0;
 }
 
-/* ------------------------------------------------------------- arena */
-
-static int reserve_at(uint64_t base, uint64_t size)
-{
-	void *p = os_mmap((void *)base, size, PROT_NONE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
-	if (p == MAP_FAILED)
-		return errno;
-	if ((uint64_t)p != base) {    /* a kernel that treats NOREPLACE as a hint */
-		os_munmap(p, size);
-		return EEXIST;
-	}
-	return 0;
-}
-
-static int reserve_arena(struct vmc *c, const char *name)
-{
-	uint64_t size = c->h.arena_size, hash = 1469598103934665603ull;
-
-	for (const char *p = name ? name : ""; *p; p++)
-		hash = (hash ^ (uint8_t)*p) * 1099511628211ull;
-	uint64_t span = (ARENA_LIMIT - ARENA_FIRST) / size;
-	for (uint64_t i = 0; i < VMC_MIN(span, 64u); i++) {
-		uint64_t base = ARENA_FIRST + ((hash + i) % span) * size;
-		if (reserve_at(base, size) == 0) {
-			c->h.arena_base = base;
-			return 0;
-		}
-	}
-	return vmc_fail(VMC_EARENA, "no free address range of %llu GiB for the arena between "
-			"%#llx and %#llx: lower window_size or region_space",
-			(unsigned long long)(size >> 30), ARENA_FIRST, ARENA_LIMIT);
-}
-
-/* The line of /proc/self/maps that overlaps [base, base+size), for errors. */
-static void arena_occupant(uint64_t base, uint64_t size, char *out, size_t n)
-{
-	static char maps[65536];
-	char *line, *save = NULL;
-
-	snprintf(out, n, "unknown");
-	if (vmc_os_read_file("/proc/self/maps", maps, sizeof maps) <= 0)
-		return;
-	for (line = strtok_r(maps, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		unsigned long long lo, hi;
-		if (sscanf(line, "%llx-%llx", &lo, &hi) == 2 && lo < base + size && hi > base) {
-			snprintf(out, n, "%s", line);
-			return;
-		}
-	}
-}
-
-static void unmap_arena(struct vmc *c)
-{
-	if (c->arena)
-		os_munmap(c->arena, c->h.arena_size);
-	c->arena = NULL;
-}
-
 /* ------------------------------------------------------------ handles */
 
 static void locate_tables(struct vmc *c)
@@ -270,32 +137,6 @@ static void locate_tables(struct vmc *c)
 	c->pagemaps = (uint32_t *)((char *)c->m + c->h.off_pagemaps);
 	c->regions = (struct vmc_region *)((char *)c->m + c->h.off_regions);
 	c->codemap = (uint64_t *)((char *)c->m + c->h.off_codemap);
-}
-
-static void handle_free(struct vmc *c)
-{
-	handle_unregister(c);
-	window_free(c);
-	unmap_arena(c);
-	if (c->m)
-		os_munmap(c->m, c->meta_len);
-	if (c->meta_fd >= 0)
-		os_close(c->meta_fd);
-	if (c->pool_fd >= 0)
-		os_close(c->pool_fd);
-	free(c);
-}
-
-static struct vmc *handle_new(void)
-{
-	struct vmc *c = calloc(1, sizeof *c);
-	if (!c)
-		return NULL;
-	c->meta_fd = c->pool_fd = -1;
-	c->slot = VMC_NIL;
-	pthread_once(&atfork_once, install_atfork);
-	c->fork_gen = fork_gen;
-	return c;
 }
 
 static int check_config(const vmc_config_t *cfg)
@@ -354,8 +195,8 @@ static void init_header(struct vmc *c, const vmc_config_t *cfg, const char *name
 	h->code_cache_size = cfg->code_cache_size;
 	h->region_space = cfg->region_space;
 	h->reserve_size = cfg->reserve_size;
-	h->arena_size = ALIGN_UP(cfg->window_size + 2 * cfg->code_cache_size +
-				 cfg->region_space, ARENA_ALIGN);
+	h->arena_size = arena_size(cfg->window_size + 2 * cfg->code_cache_size +
+				   cfg->region_space);
 	h->window_granules = (uint32_t)(cfg->window_size >> VMC_GRANULE_SHIFT);
 	h->code_cache_protect = (uint32_t)cfg->code_cache_protect;
 	meta_layout(h, &l);
@@ -447,9 +288,8 @@ int vmc_create(const char *name, const vmc_config_t *cfg, vmc_t **out)
 	init_header(c, cfg, name, kind);
 	if ((err = create_meta(c, name, mpath, sizeof mpath)) ||
 	    (err = open_pool(cfg, name, kind, ppath, sizeof ppath, &c->pool_fd)) ||
-	    (err = reserve_arena(c, name)))
+	    (err = arena_create(c, name)))
 		goto fail;
-	c->arena = (void *)c->h.arena_base;
 	if ((err = window_init(c)) || (err = handle_register(c)))
 		goto fail;
 	snprintf(c->h.pool_path, sizeof c->h.pool_path, "%s", ppath);
@@ -530,7 +370,7 @@ static int open_pool_file(struct vmc *c)
 
 int vmc_open(const char *name, vmc_t **out)
 {
-	char path[300], who[300];
+	char path[300];
 	struct vmc *c;
 	int err;
 
@@ -552,16 +392,8 @@ int vmc_open(const char *name, vmc_t **out)
 	}
 	if ((err = map_meta(c, path)) || (err = open_pool_file(c)))
 		goto fail;
-	if (reserve_at(c->h.arena_base, c->h.arena_size) != 0) {
-		arena_occupant(c->h.arena_base, c->h.arena_size, who, sizeof who);
-		err = vmc_fail(VMC_EARENA, "the arena of container %s (%#llx, %llu GiB) is "
-			       "taken in this process by [%s]: open the container before "
-			       "mapping other things there", name,
-			       (unsigned long long)c->h.arena_base,
-			       (unsigned long long)(c->h.arena_size >> 30), who);
+	if ((err = arena_join(c)))
 		goto fail;
-	}
-	c->arena = (void *)c->h.arena_base;
 	if ((err = window_init(c)) || (err = handle_register(c)) || (err = worker_join(c)) ||
 	    (err = code_join(c)))
 		goto fail;
@@ -579,7 +411,7 @@ int vmc_close(vmc_t *c)
 	if (!c)
 		return vmc_fail(EINVAL, "vmc_close: NULL handle");
 	/* a forked child that never joined has no slot to give back */
-	if (c->m && c->fork_gen == fork_gen) {
+	if (c->m && !handle_forked(c)) {
 		if (c->win->attached != VMC_NIL)
 			err = vmc_detach(c, c->win->attached);
 		int e2 = worker_leave(c);

@@ -109,6 +109,19 @@ static uint32_t lookup(struct vmc *c, const char *name)
 	return VMC_NIL;
 }
 
+/* The live cache region `name` (not the code cache): *r, or ENOENT. */
+static int find_live(struct vmc *c, const char *name, uint32_t *r)
+{
+	int err = pool_lock(c);
+	if (err)
+		return err;
+	*r = lookup(c, name);
+	pool_unlock(c);
+	if (*r == VMC_NIL || c->regions[*r].state != REGION_LIVE)
+		return vmc_fail(ENOENT, "no region named %s", name);
+	return 0;
+}
+
 int region_new(struct vmc *c, const char *name, uint64_t size, int kind, uint32_t *out)
 {
 	uint32_t r, free_r = VMC_NIL, n = (uint32_t)(size >> VMC_GRANULE_SHIFT), first = 0;
@@ -206,12 +219,8 @@ int vmc_region_open(vmc_t *c, const char *name, int access, void **addr)
 		return err;
 	if (!name || !addr || (access != VMC_REGION_READ && access != VMC_REGION_WRITE))
 		return vmc_fail(EINVAL, "vmc_region_open: name, VMC_REGION_READ or _WRITE, addr");
-	if ((err = pool_lock(c)))
+	if ((err = find_live(c, name, &r)))
 		return err;
-	r = lookup(c, name);
-	pool_unlock(c);
-	if (r == VMC_NIL || c->regions[r].state != REGION_LIVE)
-		return vmc_fail(ENOENT, "no region named %s", name);
 	if ((err = region_map(c, r, NULL, access == VMC_REGION_WRITE ? PROT_READ | PROT_WRITE
 								  : PROT_READ)))
 		return err;
@@ -289,12 +298,8 @@ int vmc_region_destroy(vmc_t *c, const char *name)
 		return err;
 	if (!name)
 		return vmc_fail(EINVAL, "vmc_region_destroy: name is NULL");
-	if ((err = pool_lock(c)))
+	if ((err = find_live(c, name, &r)))
 		return err;
-	r = lookup(c, name);
-	pool_unlock(c);
-	if (r == VMC_NIL || c->regions[r].state != REGION_LIVE)
-		return vmc_fail(ENOENT, "no region named %s", name);
 	if (opened_elsewhere(c, r)) {
 		workers_recover(c, NULL);   /* dead openers do not count */
 		if (opened_elsewhere(c, r))

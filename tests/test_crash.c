@@ -831,7 +831,9 @@ TEST(killed_at_every_instruction_of_commit_release)
 #else
 	const long budget = 600;
 #endif
-	long stride = total / budget + 1, kills = 0, missed = 0;
+	/* VMC_TEST_BUDGET=n: about n kill points (n >= total: every instruction) */
+	long want = getenv("VMC_TEST_BUDGET") ? atol(getenv("VMC_TEST_BUDGET")) : budget;
+	long stride = total / (want > 0 ? want : budget) + 1, kills = 0, missed = 0;
 	unsigned seed = getenv("VMC_TEST_SEED") ? (unsigned)atoi(getenv("VMC_TEST_SEED")) :
 		(unsigned)time(NULL);   /* VMC_TEST_SEED=n repeats a run */
 	srand(seed);

@@ -13,7 +13,7 @@
 #include <string.h>
 
 static const struct vmcctl_cmd *const commands[] = {
-	&cmd_create, &cmd_stat, &cmd_balloon, &cmd_check, &cmd_destroy,
+	&cmd_create, &cmd_stat, &cmd_region, &cmd_balloon, &cmd_check, &cmd_destroy,
 	&cmd_hugepages, &cmd_caps,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

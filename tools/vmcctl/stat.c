@@ -58,19 +58,6 @@ static void counters(const vmc_stats_t *st, struct counter out[NCOUNTERS])
 				   .n = st->workers_recovered };
 }
 
-/* Shared regions and the code cache: counts and bytes (the code cache is
- * not a region here; its line is "used / size", "-" if there is none). */
-#define NREGION 3
-static void region_counters(const vmc_stats_t *st, struct counter out[NREGION])
-{
-	out[0] = (struct counter){ "regions", "regions", .n = st->regions };
-	out[1] = (struct counter){ "region_bytes", "region bytes", .n = st->region_bytes,
-				   .bytes = 1 };
-	out[2] = (struct counter){ "code_cache_used", "code cache used", .n = st->code_cache_used,
-				   .bytes = 1, .of = st->code_cache_size,
-				   .of_key = "code_cache_size" };
-}
-
 /* Latencies are upper bucket edges in ns (0: none yet). */
 #define NATTACH 9
 static void attach_counters(const vmc_attach_stats_t *a, struct counter out[NATTACH])
@@ -221,7 +208,7 @@ static void print_table(const struct snapshot *s, int hist)
 {
 	const vmc_stats_t *st = &s->st;
 	struct count sc[5];
-	struct counter k[NCOUNTERS], a[NATTACH], rg[NREGION];
+	struct counter k[NCOUNTERS], a[NATTACH], rg[NREGION_COUNTERS];
 	char b[SIZE_BUF];
 
 	printf("container %s\n", s->name);
@@ -246,7 +233,7 @@ static void print_table(const struct snapshot *s, int hist)
 		       size_str(sc[i].n * VMC_GRANULE_SIZE, b));
 
 	region_counters(st, rg);
-	counters_table("regions and code cache (`vmcctl region list` shows them)", rg, NREGION);
+	counters_table("regions and code cache (`vmcctl region list` shows them)", rg, NREGION_COUNTERS);
 	counters(st, k);
 	counters_table("counters", k, NCOUNTERS);
 	attach_counters(&st->attach, a);
@@ -263,7 +250,7 @@ static void print_json(const struct snapshot *s)
 {
 	const vmc_stats_t *st = &s->st;
 	struct count sc[5];
-	struct counter k[NCOUNTERS], a[NATTACH], rg[NREGION];
+	struct counter k[NCOUNTERS], a[NATTACH], rg[NREGION_COUNTERS];
 
 	printf("{\n  \"name\": ");
 	json_str(s->name);
@@ -281,7 +268,7 @@ static void print_json(const struct snapshot *s)
 	       st->memory_isolation, st->workers, st->dead_workers, st->max_workers,
 	       st->vms, st->max_vms);
 	region_counters(st, rg);
-	counters_json(rg, NREGION, 2);
+	counters_json(rg, NREGION_COUNTERS, 2);
 	printf(",\n");
 
 	states(st, sc);

@@ -131,6 +131,13 @@ void counters_table(const char *title, const struct counter *k, int n);
  * 2 at the top level); no comma before the first or after the last. */
 void counters_json(const struct counter *k, int n, int indent);
 
+/* The shared regions and code cache of a vmc_stats() snapshot (region.c;
+ * `vmcctl stat` and `vmcctl region list` show them): "regions",
+ * "region_bytes" (the code cache not counted) and "code_cache_used" of
+ * "code_cache_size". */
+#define NREGION_COUNTERS 3
+void region_counters(const vmc_stats_t *st, struct counter out[NREGION_COUNTERS]);
+
 /* A cell of a table row, which is a JSON object in JSON. */
 enum cell_kind {
 	CELL_NUM,
