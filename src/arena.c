@@ -89,10 +89,16 @@ int arena_join(struct vmc *c)
 {
 	char who[300];
 
-	if (reserve_at(c->h.arena_base, c->h.arena_size) == 0) {
+	int err = reserve_at(c->h.arena_base, c->h.arena_size);
+
+	if (!err) {
 		c->arena = (void *)c->h.arena_base;
 		return 0;
 	}
+	if (err != EEXIST)
+		return vmc_fail(err, "reserving the arena of container %s (%llu GiB at %#llx): %s",
+				c->h.name, (unsigned long long)(c->h.arena_size >> 30),
+				(unsigned long long)c->h.arena_base, vmc_strerror(err));
 	arena_occupant(c->h.arena_base, c->h.arena_size, who, sizeof who);
 	return vmc_fail(VMC_EARENA, "the arena of container %s (%#llx, %llu GiB) is taken in "
 			"this process by [%s]: open the container before mapping other "

@@ -352,6 +352,13 @@ static int open_pool_file(struct vmc *c)
 {
 	struct stat st;
 
+	char base[VMC_NAME_MAX + 16];
+	const char *slash = strrchr(c->h.pool_path, '/');
+
+	snprintf(base, sizeof base, "vmc.%s.pool", c->h.name);
+	if (!(c->h.flags & META_POOL_MEMFD) && (!slash || strcmp(slash + 1, base)))
+		return vmc_fail(VMC_ECORRUPT, "container %s: its pool path \"%s\" does not name "
+				"its own pool", c->h.name, c->h.pool_path);
 	if (c->h.flags & META_POOL_MEMFD)
 		return vmc_fail(VMC_ENOTSHARED, "container %s keeps its pool in a memfd (no "
 				"hugetlbfs mount when it was created): only processes forked from "
@@ -390,7 +397,14 @@ int vmc_open(const char *name, vmc_t **out)
 				      : vmc_fail(errno, "%s: %s", path, vmc_strerror(errno));
 		goto fail;
 	}
-	if ((err = map_meta(c, path)) || (err = open_pool_file(c)))
+	if ((err = map_meta(c, path)))
+		goto fail;
+	if (strcmp(c->h.name, name)) {
+		err = vmc_fail(VMC_ECORRUPT, "%s holds container \"%s\", not %s", path,
+			       c->h.name, name);
+		goto fail;
+	}
+	if ((err = open_pool_file(c)))
 		goto fail;
 	if ((err = arena_join(c)))
 		goto fail;

@@ -43,11 +43,16 @@ struct vmc_granule {
 			    * G_DIRTY: USED but not zeroed yet (commit in flight) */
 	uint16_t views;    /* USED: page-map entries that show it (1 + aliases)  */
 	uint32_t next;     /* link in the free list, a cache list or quarantine  */
-	uint32_t owner;    /* CACHED: slot; USED: VM id; else VMC_NIL            */
+	uint32_t owner;    /* USED: VM id (or REGION_OWNER | region); else VMC_NIL */
 	uint32_t index;    /* USED: window index of its primary view; deferred:
 			    * where it is still mapped; else VMC_NIL            */
 	uint32_t last_vm;  /* the VM that used it last (zeroing, fault reports)  */
-	uint32_t pad1;
+	uint32_t slot;     /* CACHED: the worker slot whose cache holds it.  A
+			    * field of its own, so that no state change ever
+			    * rewrites what the state it leaves needs: the state
+			    * byte is written last when entering, first when
+			    * leaving a state, and a crash in between leaves a
+			    * granule that repair can file by its state alone */
 	uint64_t epoch;    /* QUARANTINED: the epoch it waits for                */
 };
 

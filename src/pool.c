@@ -60,9 +60,7 @@ void pool_unlock(struct vmc *c)
 	vmc_unlock(&c->m->pool_lock);
 }
 
-struct slot_repair { struct vmc *c; uint32_t slot; };
-
-static void slot_repair(void *arg)
+void slot_repair(void *arg)
 {
 	struct slot_repair *r = arg;
 	struct vmc_slot *s = &r->c->slots[r->slot];
@@ -71,7 +69,7 @@ static void slot_repair(void *arg)
 	s->cache_count = s->defer_count = 0;
 	for (uint32_t g = r->c->h.ngranules; g-- > 0;) {
 		struct vmc_granule *e = &r->c->gran[g];
-		if (e->state != G_CACHED || e->owner != r->slot)
+		if (e->state != G_CACHED || e->slot != r->slot)
 			continue;
 		if (e->flags & G_DEFERRED) {
 			e->next = s->defer_head;
@@ -101,7 +99,7 @@ void pool_init(struct vmc *c)
 	for (uint32_t g = 0; g < c->h.ngranules; g++) {
 		struct vmc_granule *e = &c->gran[g];
 		e->state = G_UNFUNDED;
-		e->next = e->owner = e->index = e->last_vm = VMC_NIL;
+		e->next = e->owner = e->index = e->last_vm = e->slot = VMC_NIL;
 	}
 	c->m->free_head = c->m->quar_head = c->m->quar_tail = VMC_NIL;
 	c->m->nunfunded = c->h.ngranules;
@@ -110,10 +108,11 @@ void pool_init(struct vmc *c)
 void pool_free_granule(struct vmc *c, uint32_t g)
 {
 	struct vmc_granule *e = &c->gran[g];
-	e->owner = e->index = VMC_NIL;
+	e->state = G_FREE;   /* first: what the old state needed is garbage now */
+	e->owner = e->index = e->slot = VMC_NIL;
+	e->flags = 0;
 	e->next = c->m->free_head;
 	c->m->free_head = g;
-	e->state = G_FREE;
 	c->m->nfree++;
 }
 
@@ -142,7 +141,8 @@ static int refill(struct vmc *c, struct vmc_slot *s, uint32_t k)
 		quarantine_reap(c);
 	for (uint32_t g; got < k && (g = pool_pop_free(c)) != VMC_NIL; got++) {
 		struct vmc_granule *e = &c->gran[g];
-		e->owner = c->slot;
+		e->slot = c->slot;
+		e->flags = 0;
 		e->state = G_CACHED;
 		e->next = s->cache_head;
 		s->cache_head = g;
@@ -195,7 +195,7 @@ int pool_take(struct vmc *c, uint32_t vm, uint32_t *out)
 		count = &s->cache_count;
 		g = *head;
 	}
-	if (g >= c->h.ngranules || (e = &c->gran[g])->state != G_CACHED || e->owner != c->slot)
+	if (g >= c->h.ngranules || (e = &c->gran[g])->state != G_CACHED || e->slot != c->slot)
 		return vmc_fail(VMC_ECORRUPT, "worker cache list is corrupt at granule %u", g);
 	*head = e->next;
 	(*count)--;
@@ -203,8 +203,8 @@ int pool_take(struct vmc *c, uint32_t vm, uint32_t *out)
 	e->owner = vm;
 	e->index = VMC_NIL;
 	e->views = 0;
+	e->state = G_USED;   /* the deferred mark is the old state's: after */
 	e->flags = e->last_vm == VMC_NIL ? 0 : G_DIRTY;
-	e->state = G_USED;
 	*out = g;
 	return 0;
 }
@@ -219,11 +219,11 @@ int pool_put(struct vmc *c, uint32_t g)
 	/* a granule never zeroed still holds what its last user left in it */
 	if (!(e->flags & G_DIRTY))
 		e->last_vm = e->owner;
-	e->owner = c->slot;
-	e->index = VMC_NIL;
-	e->next = s->cache_head;
+	e->slot = c->slot;
 	e->flags = 0;
 	e->state = G_CACHED;
+	e->owner = e->index = VMC_NIL;
+	e->next = s->cache_head;
 	s->cache_head = g;
 	s->cache_count++;
 	if (s->cache_count > c->h.worker_cache)
@@ -266,11 +266,12 @@ int pool_defer(struct vmc *c, uint32_t g, uint32_t vm, uint32_t index)
 	struct vmc_granule *e = &c->gran[g];
 
 	e->last_vm = vm;
-	e->owner = c->slot;
+	e->slot = c->slot;
 	e->index = index;
-	e->next = s->defer_head;
 	e->flags = G_DEFERRED;
 	e->state = G_CACHED;
+	e->owner = VMC_NIL;
+	e->next = s->defer_head;
 	s->defer_head = g;
 	s->defer_count++;
 	return 0;
@@ -285,8 +286,7 @@ uint32_t pool_undefer(struct vmc *c, uint32_t slot, uint32_t *out, uint32_t max)
 		uint32_t g = s->defer_head;
 		s->defer_head = c->gran[g].next;
 		s->defer_count--;
-		c->gran[g].flags = 0;
-		c->gran[g].next = VMC_NIL;
+		c->gran[g].next = VMC_NIL;   /* still G_DEFERRED until filed */
 		out[n++] = g;
 	}
 	return n;
@@ -295,6 +295,7 @@ uint32_t pool_undefer(struct vmc *c, uint32_t slot, uint32_t *out, uint32_t max)
 void pool_cache(struct vmc *c, uint32_t g)
 {
 	struct vmc_slot *s = &c->slots[c->slot];
+	c->gran[g].flags = 0;
 	c->gran[g].next = s->cache_head;
 	s->cache_head = g;
 	s->cache_count++;

@@ -13,6 +13,8 @@ VMC_HIDDEN void pool_unlock(struct vmc *c);
 
 /* A worker slot's lock, with the repair that rebuilds its cache list. */
 VMC_HIDDEN int slot_lock(struct vmc *c, uint32_t slot);
+struct slot_repair { struct vmc *c; uint32_t slot; };
+VMC_HIDDEN void slot_repair(void *arg);   /* rebuild a slot's lists from states */
 VMC_HIDDEN void slot_unlock(struct vmc *c, uint32_t slot);
 
 /* Set up the granule table of a new container: everything unfunded. */

@@ -36,11 +36,11 @@ void quarantine_add(struct vmc *c, uint32_t g, uint32_t vm)
 
 	if (!(e->flags & G_DIRTY))
 		e->last_vm = vm;
-	e->flags = 0;
-	e->owner = e->index = VMC_NIL;
 	e->epoch = __atomic_add_fetch(&m->epoch, 1, __ATOMIC_SEQ_CST);
-	e->next = VMC_NIL;
 	e->state = G_QUARANTINED;
+	e->flags = 0;
+	e->owner = e->index = e->slot = VMC_NIL;
+	e->next = VMC_NIL;
 	if (m->quar_tail < c->h.ngranules)
 		c->gran[m->quar_tail].next = g;
 	else

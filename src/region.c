@@ -87,11 +87,11 @@ static int take_run(struct vmc *c, uint32_t r, uint32_t n, uint32_t *first)
 	*first = g - n;
 	for (uint32_t k = 0; k < n; k++) {
 		struct vmc_granule *e = &c->gran[*first + k];
-		e->state = G_USED;
 		e->owner = REGION_OWNER | r;
 		e->index = k;
 		e->views = 1;
 		e->flags = 0;
+		e->state = G_USED;
 		e->next = VMC_NIL;
 	}
 	pool_rebuild(c);   /* they came out of the middle of the free list */

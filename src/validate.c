@@ -107,7 +107,7 @@ static int check_entries(const struct vmc_meta *h, char *why, size_t n)
 			return bad(VMC_ECORRUPT, why, n, "granule %u: bad state %u", g, e->state);
 		if (e->next != VMC_NIL && e->next >= h->ngranules)
 			return bad(VMC_ECORRUPT, why, n, "granule %u: link out of range", g);
-		if (e->state == G_CACHED && e->owner >= h->max_workers)
+		if (e->state == G_CACHED && e->slot >= h->max_workers)
 			return bad(VMC_ECORRUPT, why, n, "granule %u: cache owner out of range", g);
 		if (e->state == G_USED && (e->owner & REGION_OWNER) &&
 		    (e->owner & ~REGION_OWNER) >= VMC_MAX_REGIONS)
@@ -170,10 +170,10 @@ static int check_list(const struct vmc_meta *h, uint32_t head, uint32_t count,
 	for (uint32_t g = head; g != VMC_NIL; g = gt[g].next) {
 		if (g >= h->ngranules || ++len > h->ngranules)
 			return bad(VMC_ECORRUPT, why, n, "%s: link out of range or cycle", what);
-		if (gt[g].state != state || (owner != VMC_NIL && gt[g].owner != owner) ||
+		if (gt[g].state != state || (owner != VMC_NIL && gt[g].slot != owner) ||
 		    gt[g].flags != flags)
-			return bad(VMC_ECORRUPT, why, n, "%s: granule %u is in state %u, owner %u",
-				   what, g, gt[g].state, gt[g].owner);
+			return bad(VMC_ECORRUPT, why, n, "%s: granule %u is in state %u, slot %u",
+				   what, g, gt[g].state, gt[g].slot);
 	}
 	if (len != count)
 		return bad(VMC_ECORRUPT, why, n, "%s holds %u granules, counter says %u",

@@ -93,7 +93,7 @@ static enum op op_at(struct vmc *c, const uint32_t *want, uint32_t i, int keep_d
 			return OP_NONE;
 		if (keep_deferred) {
 			const struct vmc_granule *g = &c->gran[cur];
-			if ((g->flags & G_DEFERRED) && g->state == G_CACHED && g->owner == c->slot && g->index == i)
+			if ((g->flags & G_DEFERRED) && g->state == G_CACHED && g->slot == c->slot && g->index == i)
 				return OP_NONE;
 		}
 		return OP_CLEAR;

@@ -122,6 +122,10 @@ static int release_slot(struct vmc *c, uint32_t s, int32_t pid, uint64_t start,
 		slot_unlock(c, s);
 		return ESRCH;
 	}
+	if (s != c->slot) {   /* a dead worker: whatever it was doing, file its granules */
+		struct slot_repair r = { c, s };
+		slot_repair(&r);
+	}
 	*returned = sl->cache_count + sl->defer_count;
 	err = pool_drain(c, s, 0);
 	if (!err && sl->defer_count)

@@ -232,7 +232,7 @@ static int plant_slot(vmc_t *c, uint32_t s, int32_t pid, uint64_t start, uint32_
 		c->m->free_head = c->gran[g].next;
 		c->m->nfree--;
 		c->gran[g].state = G_CACHED;
-		c->gran[g].owner = s;
+		c->gran[g].slot = s;
 		c->gran[g].next = sl->cache_head;
 		sl->cache_head = g;
 		sl->cache_count++;
@@ -638,7 +638,7 @@ static void summarize(const uintptr_t *ips, long n)
 	if ((f = popen(cmd, "r"))) {
 		while (fgets(fn, sizeof fn, f) && fgets(line, sizeof line, f)) {
 			fn[strcspn(fn, "\n")] = 0;
-			line[strcspn(line, ":")] = 0;
+			line[strcspn(line, " \n")] = 0;   /* file:line */
 			const char *src = strstr(line, "src/");
 			char key[200];
 			snprintf(key, sizeof key, "%.100s (%.90s)", fn, src ? src : line);

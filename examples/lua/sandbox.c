@@ -1,0 +1,193 @@
+/*
+ * sandbox.c - the environment a tenant's script runs in, and the protected
+ * call of its handle(request).  Wherever the state's memory comes from (a
+ * VM's heap or malloc), this is the same code.
+ *
+ * Opened: base, string, table, math, utf8, coroutine.  Not opened: io and
+ * os (files, processes, the clock: they escape the sandbox, and io keeps
+ * FILE* pointers into this process's libc heap inside the state), package
+ * (require, and loadlib of C modules: dlopen handles are process-local),
+ * debug (it reaches past every boundary: registry, upvalues, metatables of
+ * anything).  From base, dofile and loadfile (the file system) are removed
+ * and load() takes text chunks only: precompiled bytecode is not verified
+ * by Lua and can crash the worker.  print() writes one line to stderr,
+ * prefixed with the worker and the tenant.
+ *
+ * Every entry here that can allocate runs inside lua_pcall: in a VM an
+ * allocation fails at the VM's limit, and that must become a Lua error
+ * ("not enough memory"), never a panic.
+ */
+#include "vmclua.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static char log_prefix[128];
+
+void vl_log_prefix(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(log_prefix, sizeof log_prefix, fmt, ap);
+	va_end(ap);
+}
+
+/* Copy text into r as one line. */
+static void reply_text(struct vl_reply *r, int err, const char *s, size_t len)
+{
+	size_t max = sizeof r->text - 8;
+	if (len > max)
+		len = max;
+	for (size_t i = 0; i < len; i++)
+		r->text[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? ' ' : s[i];
+	r->text[len] = 0;
+	r->len = len;
+	r->err = err;
+}
+
+void vl_reply_set(struct vl_reply *r, int err, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	reply_text(r, err, buf, n < 0 ? 0 : (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+static int l_print(lua_State *L)
+{
+	int n = lua_gettop(L);
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	for (int i = 1; i <= n; i++) {
+		luaL_tolstring(L, i, NULL);
+		if (i > 1)
+			luaL_addchar(&b, '\t');
+		luaL_addvalue(&b);
+	}
+	luaL_pushresult(&b);
+	fprintf(stderr, "[%s] %s\n", log_prefix, lua_tostring(L, -1));
+	return 0;
+}
+
+/* Lua code run once in every new sandbox: load() for text only. */
+static const char sandbox_lua[] =
+	"local load = load\n"
+	"_G.load = function(chunk, name, mode, ...) return load(chunk, name, 't', ...) end\n";
+
+static int open_fn(lua_State *L)
+{
+	static const luaL_Reg libs[] = {
+		{ LUA_GNAME, luaopen_base },         { LUA_STRLIBNAME, luaopen_string },
+		{ LUA_TABLIBNAME, luaopen_table },   { LUA_MATHLIBNAME, luaopen_math },
+		{ LUA_UTF8LIBNAME, luaopen_utf8 },   { LUA_COLIBNAME, luaopen_coroutine },
+		{ NULL, NULL },
+	};
+	for (const luaL_Reg *l = libs; l->name; l++) {
+		luaL_requiref(L, l->name, l->func, 1);
+		lua_pop(L, 1);
+	}
+	lua_pushnil(L);
+	lua_setglobal(L, "dofile");
+	lua_pushnil(L);
+	lua_setglobal(L, "loadfile");
+	lua_pushcfunction(L, l_print);
+	lua_setglobal(L, "print");
+	if (luaL_loadbufferx(L, sandbox_lua, sizeof sandbox_lua - 1, "=sandbox", "t"))
+		return lua_error(L);
+	lua_call(L, 0, 0);
+	return 0;
+}
+
+/* The message of the error object on top of the stack (allocates nothing). */
+static const char *errmsg(lua_State *L)
+{
+	if (lua_type(L, -1) == LUA_TSTRING)
+		return lua_tostring(L, -1);
+	return lua_type(L, -1) == LUA_TNIL ? "error object is nil" : "error object is not a string";
+}
+
+/* Run fn(ud) protected; 0, or -1 with the message in err. */
+static int protect(lua_State *L, lua_CFunction fn, void *ud, char *err, size_t n)
+{
+	lua_settop(L, 0);
+	lua_pushcfunction(L, fn);          /* a light C function: no allocation */
+	lua_pushlightuserdata(L, ud);
+	int st = lua_pcall(L, 1, 0, 0);
+	if (st != LUA_OK && err)
+		snprintf(err, n, "%s", errmsg(L));
+	lua_settop(L, 0);
+	return st == LUA_OK ? 0 : -1;
+}
+
+int vl_sandbox_open(lua_State *L, char *err, size_t n)
+{
+	return protect(L, open_fn, NULL, err, n);
+}
+
+struct load_args { const char *name, *src; size_t len; };
+
+static int load_fn(lua_State *L)
+{
+	struct load_args *a = lua_touserdata(L, 1);
+	char chunk[VL_NAME_MAX + 2];
+	snprintf(chunk, sizeof chunk, "=%s", a->name);
+	if (luaL_loadbufferx(L, a->src, a->len, chunk, "t"))
+		return lua_error(L);
+	lua_call(L, 0, 0);
+	if (lua_getglobal(L, "handle") != LUA_TFUNCTION)
+		return luaL_error(L, "%s: the script does not define a function handle(request)",
+				  a->name);
+	return 0;
+}
+
+int vl_sandbox_load(lua_State *L, const char *name, const char *src, size_t len,
+		    char *err, size_t n)
+{
+	struct load_args a = { name, src, len };
+	return protect(L, load_fn, &a, err, n);
+}
+
+struct call_args { const char *body; size_t len; struct vl_reply *r; };
+
+static int call_fn(lua_State *L)
+{
+	struct call_args *a = lua_touserdata(L, 1);
+	size_t len = 0;
+	const char *s;
+
+	lua_getglobal(L, "handle");
+	lua_pushlstring(L, a->body, a->len);
+	lua_call(L, 1, 1);
+	switch (lua_type(L, -1)) {
+	case LUA_TNIL:
+		s = "";
+		break;
+	case LUA_TSTRING:
+	case LUA_TNUMBER:
+		s = lua_tolstring(L, -1, &len);
+		break;
+	default:
+		s = luaL_tolstring(L, -1, &len);
+	}
+	reply_text(a->r, 0, s, len);
+	return 0;
+}
+
+void vl_sandbox_call(lua_State *L, const char *body, size_t len, struct vl_reply *r)
+{
+	struct call_args a = { body, len, r };
+	lua_settop(L, 0);
+	lua_pushcfunction(L, call_fn);
+	lua_pushlightuserdata(L, &a);
+	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+		const char *m = errmsg(L);
+		reply_text(r, 1, m, strlen(m));
+	}
+	lua_settop(L, 0);
+}

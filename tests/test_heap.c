@@ -1,0 +1,846 @@
+/*
+ * test_heap.c - the in-VM heap (vmc_heap_alloc/free/realloc, vmc_vm_root,
+ * vmc_heap_stats):
+ *
+ *  - a random mix of alloc, free and realloc against a model (the live
+ *    blocks, each filled with a byte derived from its id and verified on
+ *    free, on realloc and at the end), sizes 1 B .. 3 MiB skewed to small,
+ *    with a full heap check every 1000 operations and detach/attach in the
+ *    middle; freeing everything brings top back to the start;
+ *  - realloc: in place (shrink, grow at top, grow into a free neighbour)
+ *    and moving, contents kept;
+ *  - exhaustion: a VM with an 8 MiB limit is filled until NULL, stays
+ *    consistent with every block intact, and works again after frees
+ *    (small free blocks are consolidated for a large request);
+ *  - the heap travels: a linked structure found from vmc_vm_root is walked
+ *    and extended by a forked worker, and the parent sees the additions,
+ *    in strict and lazy isolation; a clone is an independent heap;
+ *  - refusals: no VM attached, a VM whose granule 0 holds other data,
+ *    sizes beyond the window, a corrupted block header (VMC_ECORRUPT with
+ *    the offset), bad and double frees (abort in debug builds, ignored in
+ *    release builds).
+ */
+#include "test.h"
+#include "util.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <time.h>
+#include <unistd.h>
+
+#define G VMC_GRANULE_SIZE
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+
+/* ------------------------------------------------------------- helpers */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd(void)
+{
+	uint64_t x = rng_state;   /* xorshift64* */
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	rng_state = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+static size_t rnd_range(size_t lo, size_t hi)
+{
+	return lo + (size_t)(rnd() % (hi - lo + 1));
+}
+
+/* 1 B .. 3 MiB, most of it small. */
+static size_t rnd_size(void)
+{
+	unsigned r = (unsigned)(rnd() % 1000);
+	if (r < 700)
+		return rnd_range(1, 256);
+	if (r < 900)
+		return rnd_range(257, 4096);
+	if (r < 995)
+		return rnd_range(4097, 64 * 1024);
+	return rnd_range(64 * 1024, 3 * MiB);
+}
+
+static unsigned char fill_byte(uint64_t id)
+{
+	return (unsigned char)(id * 167 + 13);
+}
+
+/* 1 if p[0..n) all hold byte b. */
+static int holds(const void *p, size_t n, unsigned char b)
+{
+	const unsigned char *s = p;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != b)
+			return 0;
+	return 1;
+}
+
+static int heap_ok(vmc_t *c)
+{
+	vmc_heap_stats_t st;
+	int err = vmc_heap_stats(c, &st, 1);
+	if (err)
+		fprintf(stderr, "heap check: %s: %s\n", vmc_strerror(err), vmc_errmsg());
+	return err == 0;
+}
+
+static vmc_t *make(int isolation, uint64_t pool, uint64_t window)
+{
+	vmc_config_t cfg;
+	vmc_t *c = NULL;
+
+	test_config(&cfg, pool, pool);
+	cfg.window_size = window;
+	cfg.memory_isolation = isolation;
+	if (vmc_create(NULL, &cfg, &c)) {
+		fprintf(stderr, "vmc_create: %s\n", vmc_errmsg());
+		return NULL;
+	}
+	return c;
+}
+
+/* A container with one VM of `limit` bytes, attached. */
+static vmc_t *make_attached(int isolation, uint64_t pool, uint64_t window, uint64_t limit,
+			    uint32_t *id, void **base)
+{
+	vmc_t *c = make(isolation, pool, window);
+	if (!c)
+		return NULL;
+	if (vmc_vm_create(c, "heap", limit, id) || vmc_attach(c, *id, base)) {
+		fprintf(stderr, "vm: %s\n", vmc_errmsg());
+		vmc_close(c);
+		return NULL;
+	}
+	return c;
+}
+
+static int in_window(vmc_t *c, const void *p, size_t n)
+{
+	vmc_stats_t st;
+	vmc_stats(c, &st);
+	return (uintptr_t)p >= st.arena_base && (uintptr_t)p + n <= st.arena_base + st.window_size;
+}
+
+/* ------------------------------------------------------- random vs model */
+
+struct live {
+	unsigned char *p;
+	size_t n;
+	uint64_t id;
+};
+
+#define NLIVE 1500
+#define NOPS  200000
+
+TEST(random_against_model)
+{
+	static struct live m[NLIVE];
+	uint64_t next_id = 1, live = 0, ops_alloc = 0, ops_free = 0, ops_realloc = 0;
+	vmc_heap_stats_t st;
+	uint32_t id;
+	void *base;
+	vmc_t *c = make_attached(1, 192 * MiB, 128 * MiB, 128 * MiB, &id, &base);
+
+	/* HEAP_SEED and HEAP_OPS vary the run (for soak testing) */
+	const char *env_seed = getenv("HEAP_SEED"), *env_ops = getenv("HEAP_OPS");
+	int nops = env_ops ? atoi(env_ops) : NOPS;
+	if (env_seed)
+		rng_state = strtoull(env_seed, NULL, 0) * 0x9e3779b97f4a7c15ull | 1;
+
+	REQUIRE(c);
+	memset(m, 0, sizeof m);
+	for (int op = 1; op <= nops && !test_cur_failed_; op++) {
+		struct live *e = &m[rnd() % NLIVE];
+		unsigned r = (unsigned)(rnd() % 100);
+
+		if (!e->p) {
+			size_t n = rnd_size();
+			e->p = vmc_heap_alloc(c, n);
+			if (!e->p) {
+				fprintf(stderr, "alloc %zu: %s\n", n, vmc_errmsg());
+				CHECK(e->p);
+				break;
+			}
+			CHECK(((uintptr_t)e->p & 15) == 0);
+			CHECK(in_window(c, e->p, n));
+			e->n = n;
+			e->id = next_id++;
+			memset(e->p, fill_byte(e->id), n);
+			live++;
+			ops_alloc++;
+		} else if (r < 55) {
+			CHECK(holds(e->p, e->n, fill_byte(e->id)));
+			vmc_heap_free(c, e->p);
+			e->p = NULL;
+			live--;
+			ops_free++;
+		} else if (r < 85) {
+			/* half anywhere, half near the old size */
+			long near = (long)e->n + (long)rnd_range(0, 512) - 256;
+			size_t n = r < 70 ? rnd_size() : near < 1 ? 1 : (size_t)near;
+			unsigned char *q = vmc_heap_realloc(c, e->p, n);
+			if (!q) {
+				fprintf(stderr, "realloc %zu -> %zu: %s\n", e->n, n, vmc_errmsg());
+				CHECK(q);
+				break;
+			}
+			CHECK(((uintptr_t)q & 15) == 0);
+			CHECK(holds(q, MIN(n, e->n), fill_byte(e->id)));
+			if (n > e->n)
+				memset(q + e->n, fill_byte(e->id), n - e->n);
+			e->p = q;
+			e->n = n;
+			ops_realloc++;
+		} else {
+			CHECK(holds(e->p, e->n, fill_byte(e->id)));
+		}
+		if (op % 1000 == 0) {
+			CHECK(vmc_heap_stats(c, &st, 1) == 0);
+			if (test_cur_failed_)
+				fprintf(stderr, "after op %d: %s\n", op, vmc_errmsg());
+			CHECK_EQ(st.allocs - st.frees, live);
+		}
+		if (op % 20000 == 0) {   /* the heap survives detach and attach */
+			CHECK(vmc_detach(c, id) == 0);
+			CHECK(vmc_attach(c, id, &base) == 0);
+		}
+	}
+	CHECK(vmc_heap_stats(c, &st, 1) == 0);
+	fprintf(stderr, "  %llu allocs, %llu frees, %llu reallocs; %llu live blocks, "
+		"%llu KiB in use, top %llu KiB, committed %llu MiB\n",
+		(unsigned long long)ops_alloc, (unsigned long long)ops_free,
+		(unsigned long long)ops_realloc, (unsigned long long)live,
+		(unsigned long long)st.in_use >> 10, (unsigned long long)st.top >> 10,
+		(unsigned long long)st.committed >> 20);
+	for (int i = 0; i < NLIVE; i++)
+		if (m[i].p) {
+			CHECK(holds(m[i].p, m[i].n, fill_byte(m[i].id)));
+			vmc_heap_free(c, m[i].p);
+			m[i].p = NULL;
+		}
+	CHECK(vmc_heap_stats(c, &st, 1) == 0);
+	CHECK_EQ(st.in_use, 0);
+	CHECK_EQ(st.allocs, st.frees);
+	CHECK(st.top <= 4096);   /* everything freed: top is back at the first block */
+	vmc_close(c);
+}
+
+/* ---------------------------------------------------------------- realloc */
+
+TEST(realloc_in_place_and_moving)
+{
+	uint32_t id;
+	void *base;
+	vmc_t *c = make_attached(1, 64 * MiB, 64 * MiB, 32 * MiB, &id, &base);
+	unsigned char *a, *b, *q, *guard;
+	vmc_heap_stats_t st;
+
+	REQUIRE(c);
+	CHECK(vmc_heap_realloc(c, NULL, 0) == NULL);
+	/* small: same class stays, another class moves */
+	a = vmc_heap_realloc(c, NULL, 20);
+	REQUIRE(a);
+	memset(a, 0x11, 20);
+	CHECK(vmc_heap_realloc(c, a, 30) == a);
+	q = vmc_heap_realloc(c, a, 200);
+	REQUIRE(q);
+	CHECK(holds(q, 20, 0x11));
+	memset(q, 0x22, 200);
+	/* small -> large moves, keeps contents */
+	a = vmc_heap_realloc(c, q, 5000);
+	REQUIRE(a);
+	CHECK(holds(a, 200, 0x22));
+	memset(a, 0x33, 5000);
+	/* a large block at top grows in place */
+	q = vmc_heap_realloc(c, a, 3 * MiB);
+	CHECK(q == a);
+	CHECK(holds(q, 5000, 0x33));
+	memset(q, 0x33, 3 * MiB);
+	CHECK(heap_ok(c));
+	/* shrink in place: same pointer, the tail is free again */
+	vmc_heap_stats(c, &st, 0);
+	uint64_t before = st.in_use;
+	q = vmc_heap_realloc(c, a, 100000);
+	CHECK(q == a);
+	CHECK(holds(q, 100000, 0x33));
+	vmc_heap_stats(c, &st, 0);
+	CHECK(st.in_use < before - 2 * MiB);
+	CHECK(heap_ok(c));
+	/* grow into a free neighbour: a, hole, guard */
+	b = vmc_heap_alloc(c, 200000);
+	guard = vmc_heap_alloc(c, 5000);
+	REQUIRE(b && guard);
+	CHECK(b > a && guard > b);
+	vmc_heap_free(c, b);
+	q = vmc_heap_realloc(c, a, 250000);
+	CHECK(q == a);
+	CHECK(holds(q, 100000, 0x33));
+	memset(q, 0x44, 250000);
+	CHECK(heap_ok(c));
+	/* too large for the free neighbour: moves */
+	q = vmc_heap_realloc(c, a, 2 * MiB);
+	REQUIRE(q);
+	CHECK(q != a);
+	CHECK(holds(q, 250000, 0x44));
+	memset(guard, 0x55, 5000);
+	/* large -> small size: shrinks in place */
+	a = vmc_heap_realloc(c, q, 10);
+	CHECK(a == q);
+	CHECK(holds(a, 10, 0x44));
+	CHECK(heap_ok(c));
+	/* realloc to 0 frees */
+	CHECK(vmc_heap_realloc(c, a, 0) == NULL);
+	/* a failed realloc leaves p as it was */
+	CHECK(vmc_heap_realloc(c, guard, 40 * MiB) == NULL);
+	CHECK(strstr(vmc_errmsg(), "out of memory") != NULL);
+	CHECK(holds(guard, 5000, 0x55));
+	CHECK(vmc_heap_realloc(c, guard, 100 * MiB) == NULL);   /* beyond the window */
+	CHECK(holds(guard, 5000, 0x55));
+	vmc_heap_free(c, guard);
+	CHECK(heap_ok(c));
+	vmc_heap_stats(c, &st, 0);
+	CHECK_EQ(st.in_use, 0);
+	vmc_close(c);
+}
+
+/* ------------------------------------------------------------- exhaustion */
+
+TEST(exhaustion_keeps_heap_consistent)
+{
+	enum { MAXB = 20000 };
+	static struct live m[MAXB];
+	uint32_t id;
+	void *base;
+	vmc_t *c = make_attached(1, 64 * MiB, 64 * MiB, 8 * MiB, &id, &base);
+	vmc_heap_stats_t st;
+	vmc_vm_stats_t vs;
+	int n = 0, nulls = 0;
+
+	REQUIRE(c);
+	/* fill until NULL: keep going with smaller sizes after the first NULL */
+	for (uint64_t k = 1; n < MAXB && nulls < 200; k++) {
+		size_t sz = nulls ? rnd_range(1, 2048) : rnd_range(1, 256 * 1024);
+		void *p = vmc_heap_alloc(c, sz);
+		if (!p) {
+			if (!nulls)
+				fprintf(stderr, "  first NULL after %d blocks: %s\n", n, vmc_errmsg());
+			CHECK(strstr(vmc_errmsg(), "out of memory") != NULL);
+			CHECK(strstr(vmc_errmsg(), "limit 8 MiB") != NULL);
+			nulls++;
+			continue;
+		}
+		m[n].p = p;
+		m[n].n = sz;
+		m[n].id = k;
+		memset(p, fill_byte(k), sz);
+		n++;
+	}
+	CHECK(nulls > 0);
+	CHECK(heap_ok(c));
+	CHECK(vmc_vm_stats(c, id, &vs) == 0);
+	CHECK(vs.committed <= 8 * MiB);
+	CHECK(vmc_heap_alloc(c, 4 * MiB) == NULL);
+	CHECK(heap_ok(c));
+	for (int i = 0; i < n; i++)
+		CHECK(holds(m[i].p, m[i].n, fill_byte(m[i].id)));
+	/* free every other block: allocation works again */
+	for (int i = 0; i < n; i += 2) {
+		vmc_heap_free(c, m[i].p);
+		m[i].p = NULL;
+	}
+	CHECK(heap_ok(c));
+	void *again = vmc_heap_alloc(c, 100);
+	CHECK(again != NULL);
+	vmc_heap_free(c, again);
+	for (int i = 1; i < n; i += 2) {
+		CHECK(holds(m[i].p, m[i].n, fill_byte(m[i].id)));
+		vmc_heap_free(c, m[i].p);
+		m[i].p = NULL;
+	}
+	CHECK(heap_ok(c));
+	vmc_heap_stats(c, &st, 0);
+	CHECK_EQ(st.in_use, 0);
+	again = vmc_heap_alloc(c, 6 * MiB);
+	CHECK(again != NULL);
+	if (again)
+		memset(again, 1, 6 * MiB);
+	vmc_heap_free(c, again);
+	CHECK(heap_ok(c));
+
+	vmc_close(c);
+}
+
+/* Small blocks fill the VM; all but the one at top are freed; a large
+ * request can only be met by merging them. */
+TEST(exhaustion_consolidates_small_blocks)
+{
+	uint32_t id;
+	void *base;
+	vmc_t *c = make_attached(1, 64 * MiB, 64 * MiB, 4 * MiB, &id, &base);
+	size_t cap = 4 * MiB / 48 + 16, n = 0;
+	void **ps = malloc(cap * sizeof *ps);
+	vmc_heap_stats_t st;
+
+	REQUIRE(c && ps);
+	while (n < cap && (ps[n] = vmc_heap_alloc(c, 32)) != NULL)
+		n++;
+	CHECK(n < cap);
+	CHECK(n > 50000);
+	CHECK(heap_ok(c));
+	for (size_t i = 0; i + 1 < n; i++)
+		vmc_heap_free(c, ps[i]);
+	CHECK(heap_ok(c));
+	vmc_heap_stats(c, &st, 0);
+	CHECK(st.top > 3 * MiB);         /* the last block keeps top up */
+	void *big = vmc_heap_alloc(c, 3 * MiB);
+	CHECK(big != NULL);
+	if (big)
+		memset(big, 7, 3 * MiB);
+	CHECK(heap_ok(c));
+	void *small = vmc_heap_alloc(c, 32);
+	CHECK(small != NULL);
+	vmc_heap_free(c, small);
+	vmc_heap_free(c, big);
+	vmc_heap_free(c, ps[n - 1]);
+	CHECK(heap_ok(c));
+	vmc_heap_stats(c, &st, 0);
+	CHECK_EQ(st.in_use, 0);
+	CHECK(st.top <= 4096);
+	free(ps);
+	vmc_close(c);
+}
+
+TEST(too_large_and_zero)
+{
+	uint32_t id;
+	void *base;
+	vmc_t *c = make_attached(1, 64 * MiB, 64 * MiB, 16 * MiB, &id, &base);
+
+	REQUIRE(c);
+	CHECK(vmc_heap_alloc(c, 0) == NULL);
+	CHECK(vmc_heap_alloc(c, 65 * MiB) == NULL);
+	CHECK(strstr(vmc_errmsg(), "window") != NULL);
+	CHECK(vmc_heap_alloc(c, SIZE_MAX) == NULL);
+	CHECK(vmc_heap_alloc(c, SIZE_MAX - 8) == NULL);
+	CHECK(vmc_heap_alloc(c, 64 * MiB) == NULL);
+	CHECK(vmc_heap_alloc(c, 40 * MiB) == NULL);          /* inside the window, over the limit */
+	CHECK(strstr(vmc_errmsg(), "out of memory") != NULL);
+	CHECK(strstr(vmc_errmsg(), "limit 16 MiB") != NULL);
+	void *p = vmc_heap_alloc(c, 12 * MiB);                 /* this fits */
+	CHECK(p != NULL);
+	CHECK(heap_ok(c));
+	vmc_heap_free(c, p);
+	CHECK(heap_ok(c));
+	vmc_close(c);
+}
+
+/* ------------------------------------------------------ the heap travels */
+
+struct node {
+	struct node *next;
+	uint64_t value;
+	unsigned char *blob;   /* some nodes own a large block */
+	size_t blob_n;
+};
+
+struct travel {
+	vmc_t *c;
+	uint32_t id;
+};
+
+/* Walk the list from the root: values 0..n-1 in order, blobs intact. */
+static long walk(vmc_t *c)
+{
+	void **root = vmc_vm_root(c);
+	long n = 0;
+
+	if (!root)
+		return -1;
+	for (struct node *x = *root; x; x = x->next, n++) {
+		if (x->value != (uint64_t)n)
+			return -2;
+		if (x->blob && !holds(x->blob, x->blob_n, fill_byte(x->value)))
+			return -3;
+	}
+	return n;
+}
+
+/* Append nodes first..first+count-1 (every 50th with a 1 MiB blob). */
+static int append(vmc_t *c, long first, long count)
+{
+	void **root = vmc_vm_root(c);
+	struct node **tail;
+
+	if (!root)
+		return -1;
+	for (tail = (struct node **)root; *tail; tail = &(*tail)->next)
+		;
+	for (long k = first; k < first + count; k++) {
+		struct node *x = vmc_heap_alloc(c, sizeof *x);
+		if (!x)
+			return -2;
+		x->next = NULL;
+		x->value = (uint64_t)k;
+		x->blob = NULL;
+		x->blob_n = 0;
+		if (k % 50 == 0) {
+			x->blob_n = MiB + (size_t)k;
+			if (!(x->blob = vmc_heap_alloc(c, x->blob_n)))
+				return -3;
+			memset(x->blob, fill_byte(x->value), x->blob_n);
+		}
+		*tail = x;
+		tail = &x->next;
+	}
+	return 0;
+}
+
+static int child_extends(void *arg)
+{
+	struct travel *t = arg;
+	void *base;
+	vmc_heap_stats_t st;
+
+	if (vmc_attach(t->c, t->id, &base))
+		return 10;
+	if (walk(t->c) != 1000)
+		return 11;
+	if (vmc_heap_stats(t->c, &st, 1))
+		return 12;
+	if (append(t->c, 1000, 500))
+		return 13;
+	if (walk(t->c) != 1500 || vmc_heap_stats(t->c, &st, 1))
+		return 14;
+	if (vmc_detach(t->c, t->id))
+		return 15;
+	return 0;
+}
+
+static void travels(int isolation)
+{
+	struct travel t;
+	void *base;
+	vmc_heap_stats_t st, st2;
+	vmc_vm_stats_t vs;
+	vmc_t *c = make_attached(isolation, 128 * MiB, 64 * MiB, 64 * MiB, &t.id, &base);
+
+	REQUIRE(c);
+	t.c = c;
+	void **root = vmc_vm_root(c);
+	REQUIRE(root);
+	CHECK(*root == NULL);
+	CHECK((char *)root >= (char *)base && (char *)root < (char *)base + 4096);
+	CHECK(vmc_vm_root(c) == root);
+	CHECK(append(c, 0, 1000) == 0);
+	CHECK(walk(c) == 1000);
+	CHECK(vmc_heap_stats(c, &st, 1) == 0);
+	CHECK(vmc_detach(c, t.id) == 0);
+
+	pid_t pid = test_fork(child_extends, &t);
+	CHECK_EQ(test_wait(pid), 0);
+
+	CHECK(vmc_attach(c, t.id, &base) == 0);
+	CHECK(vmc_vm_root(c) == root);
+	CHECK_EQ(walk(c), 1500);
+	CHECK(vmc_heap_stats(c, &st2, 1) == 0);
+	CHECK_EQ(st2.allocs, st.allocs + 500 + 10);
+	CHECK(st2.committed > st.committed);      /* the child grew the heap */
+	CHECK(vmc_vm_stats(c, t.id, &vs) == 0);
+	CHECK_EQ(vs.committed, st2.committed);
+	/* and the parent goes on */
+	CHECK(append(c, 1500, 100) == 0);
+	CHECK_EQ(walk(c), 1600);
+	CHECK(heap_ok(c));
+	/* a clone is an independent heap */
+	uint32_t copy;
+	CHECK(vmc_detach(c, t.id) == 0);
+	if (vmc_vm_clone(c, t.id, "copy", &copy) == 0) {
+		CHECK(vmc_attach(c, copy, &base) == 0);
+		CHECK_EQ(walk(c), 1600);
+		CHECK(append(c, 1600, 10) == 0);
+		CHECK(heap_ok(c));
+		CHECK(vmc_detach(c, copy) == 0);
+		CHECK(vmc_attach(c, t.id, &base) == 0);
+		CHECK_EQ(walk(c), 1600);
+		CHECK(vmc_detach(c, t.id) == 0);
+	} else {
+		fprintf(stderr, "  (vmc_vm_clone: %s)\n", vmc_errmsg());
+		CHECK(!"vmc_vm_clone failed");
+	}
+	vmc_close(c);
+}
+
+TEST(heap_travels_strict)
+{
+	travels(1);
+}
+
+TEST(heap_travels_lazy)
+{
+	travels(0);
+}
+
+/* Two VMs, two heaps at the same address, switched back and forth. */
+TEST(two_vms_two_heaps)
+{
+	vmc_t *c = make(0, 64 * MiB, 32 * MiB);
+	uint32_t a, b;
+	void *base;
+
+	REQUIRE(c);
+	REQUIRE(vmc_vm_create(c, "a", 16 * MiB, &a) == 0 && vmc_vm_create(c, "b", 16 * MiB, &b) == 0);
+	for (int round = 0; round < 20; round++) {
+		uint32_t id = round % 2 ? b : a;
+		REQUIRE(vmc_attach(c, id, &base) == 0);
+		void **root = vmc_vm_root(c);
+		REQUIRE(root);
+		if (round < 2) {
+			CHECK(*root == NULL);
+			*root = vmc_heap_alloc(c, 64);
+			REQUIRE(*root);
+			memset(*root, 0, 64);
+			((uint64_t *)*root)[1] = id;
+		}
+		uint64_t *cnt = *root;
+		CHECK_EQ(cnt[0], round / 2);
+		CHECK_EQ(cnt[1], id);
+		cnt[0]++;
+		cnt[1] = id;
+		CHECK(vmc_heap_alloc(c, 1000 + (size_t)round) != NULL);
+		CHECK(heap_ok(c));
+		REQUIRE(vmc_detach(c, id) == 0);
+	}
+	vmc_close(c);
+}
+
+/* --------------------------------------------------------------- refusals */
+
+TEST(no_vm_attached)
+{
+	vmc_t *c = make(1, 64 * MiB, 32 * MiB);
+	vmc_heap_stats_t st;
+	uint32_t id;
+	void *base;
+
+	REQUIRE(c);
+	CHECK(vmc_heap_alloc(c, 16) == NULL);
+	CHECK(vmc_errmsg()[0] != 0);
+	CHECK(vmc_vm_root(c) == NULL);
+	CHECK(vmc_heap_realloc(c, NULL, 16) == NULL);
+	CHECK_EQ(vmc_heap_stats(c, &st, 1), VMC_ENOTATTACHED);
+	vmc_heap_free(c, NULL);
+	CHECK(vmc_heap_alloc(NULL, 16) == NULL);
+	CHECK(vmc_vm_root(NULL) == NULL);
+	/* a pointer of a VM that is not attached any more is ignored */
+	REQUIRE(vmc_vm_create(c, "v", 8 * MiB, &id) == 0 && vmc_attach(c, id, &base) == 0);
+	void *p = vmc_heap_alloc(c, 100);
+	CHECK(p != NULL);
+	CHECK(vmc_detach(c, id) == 0);
+	vmc_heap_free(c, p);
+	CHECK(vmc_attach(c, id, &base) == 0);
+	CHECK(heap_ok(c));
+	vmc_heap_stats(c, &st, 0);
+	CHECK_EQ(st.allocs - st.frees, 1);
+	vmc_close(c);
+}
+
+TEST(stats_do_not_create_a_heap)
+{
+	uint32_t id;
+	void *base;
+	vmc_t *c = make_attached(1, 64 * MiB, 32 * MiB, 8 * MiB, &id, &base);
+	vmc_heap_stats_t st;
+	vmc_vm_stats_t vs;
+
+	REQUIRE(c);
+	memset(&st, 0xff, sizeof st);
+	CHECK(vmc_heap_stats(c, &st, 1) == 0);
+	CHECK_EQ(st.top, 0);
+	CHECK_EQ(st.committed, 0);
+	CHECK(vmc_vm_stats(c, id, &vs) == 0);
+	CHECK_EQ(vs.committed, 0);
+	CHECK(vmc_vm_root(c) != NULL);
+	CHECK(vmc_heap_stats(c, &st, 1) == 0);
+	CHECK_EQ(st.committed, G);
+	CHECK(st.top > 0 && st.top < 4096);
+	vmc_close(c);
+}
+
+TEST(not_a_heap)
+{
+	uint32_t id;
+	void *base;
+	vmc_t *c = make_attached(1, 64 * MiB, 32 * MiB, 8 * MiB, &id, &base);
+	vmc_heap_stats_t st;
+
+	REQUIRE(c);
+	REQUIRE(vmc_commit(c, base, G, 0) == 0);
+	((char *)base)[G - 1] = 1;   /* anywhere in granule 0 */
+	CHECK(vmc_heap_alloc(c, 16) == NULL);
+	CHECK(strstr(vmc_errmsg(), "not a vmc heap") != NULL);
+	CHECK(vmc_vm_root(c) == NULL);
+	CHECK_EQ(vmc_heap_stats(c, &st, 1), EINVAL);
+	((char *)base)[G - 1] = 0;
+	strcpy(base, "some runtime's own header");
+	CHECK(vmc_heap_alloc(c, 16) == NULL);
+	CHECK(strstr(vmc_errmsg(), "not a vmc heap") != NULL);
+	CHECK(holds((char *)base + 32, G - 32, 0));   /* refused: nothing written */
+	CHECK(!strcmp(base, "some runtime's own header"));
+	/* committed and zero: the heap sets up there */
+	memset(base, 0, 64);
+	void *p = vmc_heap_alloc(c, 16);
+	CHECK(p != NULL);
+	CHECK(heap_ok(c));
+	/* granule 0 read-only: refused, not a fault */
+	CHECK(vmc_detach(c, id) == 0);
+	uint32_t ro;
+	REQUIRE(vmc_vm_create(c, "ro", 8 * MiB, &ro) == 0 && vmc_attach(c, ro, &base) == 0);
+	REQUIRE(vmc_commit(c, base, G, 0) == 0);
+	REQUIRE(vmc_protect(c, base, G, 1 /* PROT_READ */) == 0);
+	CHECK(vmc_heap_alloc(c, 16) == NULL);
+	CHECK(vmc_errmsg()[0] != 0);
+	CHECK(vmc_detach(c, ro) == 0);
+	vmc_close(c);
+}
+
+TEST(corruption_is_reported)
+{
+	uint32_t id;
+	void *base;
+	vmc_t *c = make_attached(1, 64 * MiB, 32 * MiB, 8 * MiB, &id, &base);
+	char want[64];
+
+	REQUIRE(c);
+	unsigned char *a = vmc_heap_alloc(c, 100), *b = vmc_heap_alloc(c, 5000),
+		      *d = vmc_heap_alloc(c, 100);
+	REQUIRE(a && b && d);
+	CHECK(heap_ok(c));
+	uint64_t *word = (uint64_t *)(void *)(b - 8), saved = *word;
+	*word ^= 0x100;   /* the block's size */
+	CHECK_EQ(vmc_heap_stats(c, NULL, 1), VMC_ECORRUPT);
+	snprintf(want, sizeof want, "%#llx", (unsigned long long)(b - 16 - (unsigned char *)base));
+	CHECK(strstr(vmc_errmsg(), want) != NULL);
+	fprintf(stderr, "  %s\n", vmc_errmsg());
+	*word = saved;
+	CHECK(heap_ok(c));
+	/* a small free list pointing into the middle of a block */
+	vmc_heap_free(c, a);
+	uint64_t *link = (uint64_t *)(void *)a, l0 = *link;
+	*link = (uint64_t)(b + 64 - (unsigned char *)base);
+	CHECK_EQ(vmc_heap_stats(c, NULL, 1), VMC_ECORRUPT);
+	*link = l0;
+	CHECK(heap_ok(c));
+	vmc_close(c);
+}
+
+/* Bad pointers: debug builds abort, release builds ignore them. */
+struct badfree {
+	vmc_t *c;
+	uint32_t id;
+	int how;
+};
+
+static int child_bad_free(void *arg)
+{
+	struct badfree *t = arg;
+	void *base;
+	char local[32];
+
+	if (vmc_attach(t->c, t->id, &base))
+		return 10;
+	char *p = vmc_heap_alloc(t->c, 200), *q = vmc_heap_alloc(t->c, 5000);
+	if (!p || !q)
+		return 11;
+	switch (t->how) {
+	case 0: vmc_heap_free(t->c, p + 16); break;         /* inside a block     */
+	case 1: vmc_heap_free(t->c, p + 8); break;          /* misaligned         */
+	case 2: vmc_heap_free(t->c, local); break;          /* not in the heap    */
+	case 3: vmc_heap_free(t->c, p); vmc_heap_free(t->c, p); break;   /* double */
+	case 4: vmc_heap_free(t->c, q); vmc_heap_free(t->c, q); break;   /* double, large */
+	case 5: vmc_heap_free(t->c, (char *)base + 64 * MiB - 16); break; /* past top */
+	case 6: if (vmc_heap_realloc(t->c, p + 32, 10)) return 12; break;
+	}
+	vmc_heap_stats_t st;
+	if (vmc_heap_stats(t->c, &st, 1))
+		return 13;
+	return 0;
+}
+
+TEST(bad_free)
+{
+	struct badfree t;
+	void *base;
+	vmc_t *c = make_attached(1, 64 * MiB, 64 * MiB, 8 * MiB, &t.id, &base);
+
+	REQUIRE(c);
+	REQUIRE(vmc_heap_alloc(c, 10) != NULL);
+	REQUIRE(vmc_detach(c, t.id) == 0);
+	t.c = c;
+	for (t.how = 0; t.how <= 6; t.how++) {
+		int st = test_wait(test_fork(child_bad_free, &t));
+#ifdef NDEBUG
+		CHECK_EQ(st, 0);
+#else
+		CHECK_EQ(st, 128 + SIGABRT);
+#endif
+		if (st != 128 + SIGABRT && st != 0)
+			fprintf(stderr, "  case %d: child status %d\n", t.how, st);
+		/* a crashed worker orphans the VM: reclaim it as it was */
+		vmc_vm_stats_t vs;
+		CHECK(vmc_recover(c, NULL) == 0);
+		if (vmc_vm_stats(c, t.id, &vs) == 0 && vs.state == VMC_VM_ORPHANED)
+			CHECK(vmc_vm_reclaim(c, t.id, VMC_RECLAIM_KEEP) == 0);
+	}
+	CHECK(vmc_attach(c, t.id, &base) == 0);
+	CHECK(heap_ok(c));
+	vmc_close(c);
+}
+
+/* Not a benchmark, a sanity figure for the fast path. */
+TEST(fast_path_figure)
+{
+	uint32_t id;
+	void *base;
+	vmc_t *c = make_attached(1, 64 * MiB, 64 * MiB, 32 * MiB, &id, &base);
+	void *ps[64];
+	struct timespec t0, t1;
+	const int rounds = 20000;
+
+	REQUIRE(c);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int r = 0; r < rounds; r++) {
+		for (int i = 0; i < 64; i++)
+			ps[i] = vmc_heap_alloc(c, (size_t)(16 + (i * 24) % 500));
+		for (int i = 0; i < 64; i++)
+			vmc_heap_free(c, ps[i]);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) /
+		    (rounds * 64.0);
+	fprintf(stderr, "  small alloc+free pair: %.1f ns\n", ns);
+	CHECK(heap_ok(c));
+	vmc_close(c);
+}
+
+int main(void)
+{
+	RUN(random_against_model);
+	RUN(realloc_in_place_and_moving);
+	RUN(exhaustion_keeps_heap_consistent);
+	RUN(exhaustion_consolidates_small_blocks);
+	RUN(too_large_and_zero);
+	RUN(heap_travels_strict);
+	RUN(heap_travels_lazy);
+	RUN(two_vms_two_heaps);
+	RUN(no_vm_attached);
+	RUN(stats_do_not_create_a_heap);
+	RUN(not_a_heap);
+	RUN(corruption_is_reported);
+	RUN(bad_free);
+	RUN(fast_path_figure);
+	return test_done();
+}
