@@ -7,6 +7,7 @@
  * a process-local counter on every call; no system call).
  */
 #include "container.h"
+#include "region.h"
 #include "window.h"
 #include "worker.h"
 #include "os/os.h"
@@ -60,8 +61,10 @@ static void on_fork_child(void)
 {
 	fork_gen++;
 	for (int i = 0; i < MAX_HANDLES; i++)
-		if (handles[i] && handles[i]->win)
+		if (handles[i] && handles[i]->win) {
 			window_reset_child(handles[i]);
+			region_forget_inherited(handles[i]);
+		}
 }
 
 static void install_atfork(void)

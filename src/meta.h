@@ -116,13 +116,13 @@ struct vmc_vm {
  * granules are USED with owner REGION_OWNER | region index. */
 #define REGION_OWNER    0x40000000u
 #define CODE_UNIT_SHIFT 6           /* the code allocator hands out 64-byte units */
-enum { REGION_FREE = 0, REGION_LIVE, REGION_CODE };
+enum { REGION_FREE = 0, REGION_LIVE, REGION_CODE, REGION_MAKING };
 #define LAST_REGION (VMC_NIL - 1)  /* granule.last_vm: it held a region's data */
 struct vmc_region {
 	uint32_t state;            /* pool lock: REGION_*                          */
 	uint32_t first;            /* pool lock: first granule                     */
 	uint32_t ngran;            /* pool lock: granules                          */
-	uint32_t pad0;
+	uint32_t maker;            /* pool lock: MAKING: the slot zeroing it       */
 	uint64_t arena_off;        /* pool lock: offset of its mapping in the arena */
 	uint64_t openers[64];      /* atomic: bit s set while slot s has it open   */
 	char     name[VMC_NAME_MAX]; /* pool lock                                  */

@@ -25,6 +25,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+static void region_free_locked(struct vmc *c, uint32_t r);
+
 void *region_addr(struct vmc *c, uint32_t r)
 {
 	return (char *)c->arena + c->regions[r].arena_off;
@@ -109,17 +111,22 @@ static uint32_t lookup(struct vmc *c, const char *name)
 	return VMC_NIL;
 }
 
-/* The live cache region `name` (not the code cache): *r, or ENOENT. */
-static int find_live(struct vmc *c, const char *name, uint32_t *r)
+static void set_opener(struct vmc *c, uint32_t r, int on);
+
+/* The live cache region `name` (not the code cache): *r, or ENOENT; with
+ * open, this worker becomes an opener in the same pool-lock hold. */
+static int find_live(struct vmc *c, const char *name, uint32_t *r, int open)
 {
 	int err = pool_lock(c);
 	if (err)
 		return err;
 	*r = lookup(c, name);
-	pool_unlock(c);
 	if (*r == VMC_NIL || c->regions[*r].state != REGION_LIVE)
-		return vmc_fail(ENOENT, "no region named %s", name);
-	return 0;
+		err = vmc_fail(ENOENT, "no region named %s", name);
+	else if (open)
+		set_opener(c, *r, 1);
+	pool_unlock(c);
+	return err;
 }
 
 int region_new(struct vmc *c, const char *name, uint64_t size, int kind, uint32_t *out)
@@ -156,7 +163,10 @@ int region_new(struct vmc *c, const char *name, uint64_t size, int kind, uint32_
 	e->first = first;
 	e->ngran = n;
 	e->arena_off = at;
-	__atomic_store_n(&e->state, (uint32_t)kind, __ATOMIC_RELEASE);
+	e->maker = c->slot;
+	/* a cache region is not found by name until its creator has zeroed it */
+	__atomic_store_n(&e->state, kind == REGION_CODE ? REGION_CODE : REGION_MAKING,
+			 __ATOMIC_RELEASE);
 	*out = free_r;
 out:
 	pool_unlock(c);
@@ -198,13 +208,27 @@ int vmc_region_create(vmc_t *c, const char *name, size_t size, int flags, void *
 				name, size >> 20, (unsigned long long)(c->h.pool_size >> 20));
 	if ((err = region_new(c, name, size, REGION_LIVE, &r)))
 		return err;
-	if ((err = region_map(c, r, NULL, PROT_READ | PROT_WRITE))) {
+	if ((err = region_map(c, r, NULL, PROT_READ | PROT_WRITE)) || (err = pool_lock(c))) {
 		region_free(c, r);
 		return err;
 	}
+	pool_unlock(c);
+	/* invariant 4 holds for regions too: what a VM left reads as zero */
+	struct vmc_region *e = &c->regions[r];
+	for (uint32_t k = 0; k < e->ngran; k++) {
+		struct vmc_granule *g = &c->gran[e->first + k];
+		if (g->last_vm != VMC_NIL)
+			memset((char *)region_addr(c, r) + ((size_t)k << VMC_GRANULE_SHIFT), 0,
+			       VMC_GRANULE_SIZE);
+		g->last_vm = VMC_NIL;
+	}
+	if ((err = pool_lock(c)))
+		return err;
+	set_opener(c, r, 1);
+	__atomic_store_n(&e->state, REGION_LIVE, __ATOMIC_RELEASE);
+	pool_unlock(c);
 	c->regions_mapped |= 1ull << r;
 	c->regions_writable |= 1ull << r;
-	set_opener(c, r, 1);
 	*addr = region_addr(c, r);
 	return 0;
 }
@@ -219,17 +243,20 @@ int vmc_region_open(vmc_t *c, const char *name, int access, void **addr)
 		return err;
 	if (!name || !addr || (access != VMC_REGION_READ && access != VMC_REGION_WRITE))
 		return vmc_fail(EINVAL, "vmc_region_open: name, VMC_REGION_READ or _WRITE, addr");
-	if ((err = find_live(c, name, &r)))
+	/* the opener bit goes up with the lookup, under the pool lock, so that a
+	 * destroy either sees it or has freed the region before we look */
+	if ((err = find_live(c, name, &r, 1)))
 		return err;
 	if ((err = region_map(c, r, NULL, access == VMC_REGION_WRITE ? PROT_READ | PROT_WRITE
-								  : PROT_READ)))
+								  : PROT_READ))) {
+		set_opener(c, r, 0);
 		return err;
+	}
 	c->regions_mapped |= 1ull << r;
 	if (access == VMC_REGION_WRITE)
 		c->regions_writable |= 1ull << r;
 	else
 		c->regions_writable &= ~(1ull << r);
-	set_opener(c, r, 1);
 	*addr = region_addr(c, r);
 	return 0;
 }
@@ -262,10 +289,17 @@ int vmc_region_close(vmc_t *c, void *addr)
 
 void region_free(struct vmc *c, uint32_t r)
 {
-	struct vmc_region *e = &c->regions[r];
-
 	if (pool_lock(c))
 		return;
+	region_free_locked(c, r);
+	pool_unlock(c);
+}
+
+/* Give region r's granules back and free its entry. Pool lock. */
+static void region_free_locked(struct vmc *c, uint32_t r)
+{
+	struct vmc_region *e = &c->regions[r];
+
 	for (uint32_t k = 0; k < e->ngran; k++) {
 		struct vmc_granule *g = &c->gran[e->first + k];
 		g->views = 0;
@@ -275,7 +309,6 @@ void region_free(struct vmc *c, uint32_t r)
 	__atomic_sub_fetch(&c->m->committed, e->ngran, __ATOMIC_RELAXED);
 	e->name[0] = 0;
 	__atomic_store_n(&e->state, REGION_FREE, __ATOMIC_RELEASE);
-	pool_unlock(c);
 }
 
 /* 1 if a live worker other than us has region r open. */
@@ -298,16 +331,28 @@ int vmc_region_destroy(vmc_t *c, const char *name)
 		return err;
 	if (!name)
 		return vmc_fail(EINVAL, "vmc_region_destroy: name is NULL");
-	if ((err = find_live(c, name, &r)))
+	if ((err = find_live(c, name, &r, 0)))
 		return err;
-	if (opened_elsewhere(c, r)) {
-		workers_recover(c, NULL);   /* dead openers do not count */
-		if (opened_elsewhere(c, r))
-			return vmc_fail(EBUSY, "region %s is open in another worker", name);
+	if (opened_elsewhere(c, r) && (err = workers_recover(c, NULL)))   /* dead ones */
+		return err;
+	if ((err = pool_lock(c)))
+		return err;
+	/* check and free in one hold: an opener cannot slip in between */
+	if (c->regions[r].state != REGION_LIVE || strncmp(c->regions[r].name, name, VMC_NAME_MAX))
+		err = vmc_fail(ENOENT, "no region named %s", name);
+	else if (opened_elsewhere(c, r))
+		err = vmc_fail(EBUSY, "region %s is open in another worker", name);
+	if (err) {
+		pool_unlock(c);
+		return err;
 	}
-	if (c->regions_mapped >> r & 1)
-		vmc_region_close(c, region_addr(c, r));
-	region_free(c, r);
+	if (c->regions_mapped >> r & 1) {
+		unmap_range(region_addr(c, r), (size_t)c->regions[r].ngran << VMC_GRANULE_SHIFT);
+		c->regions_mapped &= ~(1ull << r);
+		c->regions_writable &= ~(1ull << r);
+	}
+	region_free_locked(c, r);
+	pool_unlock(c);
 	return 0;
 }
 
@@ -336,7 +381,19 @@ int vmc_region_stats(vmc_t *c, uint32_t i, vmc_region_stats_t *out)
 
 void region_forget_slot(struct vmc *c, uint32_t s)
 {
-	for (uint32_t r = 0; r < VMC_MAX_REGIONS; r++)
+	for (uint32_t r = 0; r < VMC_MAX_REGIONS; r++) {
 		__atomic_and_fetch(&c->regions[r].openers[s / 64], ~(1ull << (s % 64)),
 				   __ATOMIC_RELEASE);
+		if (c->regions[r].state == REGION_MAKING && c->regions[r].maker == s)
+			region_free_locked(c, r);   /* its creator died before it was ready */
+	}
+}
+
+void region_forget_inherited(struct vmc *c)
+{
+	for (uint32_t r = 1; r < VMC_MAX_REGIONS; r++)
+		if (c->regions_mapped >> r & 1)
+			unmap_range(region_addr(c, r), (size_t)c->regions[r].ngran << VMC_GRANULE_SHIFT);
+	c->regions_mapped &= 1;
+	c->regions_writable &= 1;
 }

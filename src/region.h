@@ -18,7 +18,12 @@ VMC_HIDDEN void region_free(struct vmc *c, uint32_t r);
 VMC_HIDDEN void *region_addr(struct vmc *c, uint32_t r);
 VMC_HIDDEN int region_map(struct vmc *c, uint32_t r, void *at, int prot);
 
-/* A dead worker's slot no longer holds regions open. Pool lock. */
+/* After fork, in the child: unmap the cache regions the parent had open
+ * (the child is not counted as an opener; it must open them itself). */
+VMC_HIDDEN void region_forget_inherited(struct vmc *c);
+
+/* A dead worker's slot no longer holds regions open, and a region it was
+ * still making is freed. Pool lock. */
 VMC_HIDDEN void region_forget_slot(struct vmc *c, uint32_t s);
 
 /* The code cache (code.c): make it at create, map it at join. */

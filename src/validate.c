@@ -137,7 +137,7 @@ static int check_entries(const struct vmc_meta *h, char *why, size_t n)
 	for (uint32_t r = 0; r < VMC_MAX_REGIONS; r++) {
 		const struct vmc_region *e = &rt[r];
 		uint64_t size = (uint64_t)e->ngran << VMC_GRANULE_SHIFT;
-		if (e->state > REGION_CODE || !memchr(e->name, 0, sizeof e->name))
+		if (e->state > REGION_MAKING || !memchr(e->name, 0, sizeof e->name))
 			return bad(VMC_ECORRUPT, why, n, "region %u: bad state or name", r);
 		if (e->state != REGION_FREE &&
 		    (!e->ngran || e->first >= h->ngranules || e->ngran > h->ngranules - e->first ||

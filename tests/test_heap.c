@@ -139,7 +139,7 @@ struct live {
 TEST(random_against_model)
 {
 	static struct live m[NLIVE];
-	uint64_t next_id = 1, live = 0, ops_alloc = 0, ops_free = 0, ops_realloc = 0;
+	uint64_t next_id = 1, live = 0, ops_alloc = 0, ops_free = 0, ops_realloc = 0, peak = 0;
 	vmc_heap_stats_t st;
 	uint32_t id;
 	void *base;
@@ -203,6 +203,7 @@ TEST(random_against_model)
 			if (test_cur_failed_)
 				fprintf(stderr, "after op %d: %s\n", op, vmc_errmsg());
 			CHECK_EQ(st.allocs - st.frees, live);
+			peak = st.in_use > peak ? st.in_use : peak;
 		}
 		if (op % 20000 == 0) {   /* the heap survives detach and attach */
 			CHECK(vmc_detach(c, id) == 0);
@@ -211,10 +212,11 @@ TEST(random_against_model)
 	}
 	CHECK(vmc_heap_stats(c, &st, 1) == 0);
 	fprintf(stderr, "  %llu allocs, %llu frees, %llu reallocs; %llu live blocks, "
-		"%llu KiB in use, top %llu KiB, committed %llu MiB\n",
+		"%llu KiB in use (peak %llu KiB), top %llu KiB, committed %llu MiB\n",
 		(unsigned long long)ops_alloc, (unsigned long long)ops_free,
 		(unsigned long long)ops_realloc, (unsigned long long)live,
-		(unsigned long long)st.in_use >> 10, (unsigned long long)st.top >> 10,
+		(unsigned long long)st.in_use >> 10, (unsigned long long)peak >> 10,
+		(unsigned long long)st.top >> 10,
 		(unsigned long long)st.committed >> 20);
 	for (int i = 0; i < NLIVE; i++)
 		if (m[i].p) {

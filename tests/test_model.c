@@ -835,9 +835,10 @@ static int run(int isolation, uint64_t seed, uint64_t steps)
 		check_books();
 	if (failed) {
 		dump_log();
-		fprintf(stderr, "  replay: VMC_MODEL_SEED=%llu VMC_MODEL_STEPS=%llu (%s mode)\n",
-			(unsigned long long)seed, (unsigned long long)(step - 1),
-			isolation ? "strict" : "lazy");
+		fprintf(stderr, "  replay: VMC_MODEL_SEED=%llu VMC_MODEL_STEPS=%llu (the %s run "
+			"uses seed %llu)\n", (unsigned long long)(seed - !isolation),
+			(unsigned long long)(step - 1), isolation ? "strict" : "lazy",
+			(unsigned long long)seed);
 		return 1;
 	}
 	fprintf(stderr, "  %s: %llu steps, %llu ops, %llu batches; results: ok %llu, "
@@ -861,15 +862,16 @@ static void mode(int isolation)
 	fflush(NULL);
 	pid_t pid = fork();
 	if (pid == 0)
-		_exit(run(isolation, seed_, steps_));
+		_exit(run(isolation, seed_ + !isolation, steps_));
 	int code = test_wait(pid);
 	if (code) {
 		if (code > 128) {
 			fprintf(stderr, "  the %s run died of signal %d (a crash in the library?)\n",
 				isolation ? "strict" : "lazy", code - 128);
 			dump_log();
-			fprintf(stderr, "  replay: VMC_MODEL_SEED=%llu (%s mode)\n",
-				(unsigned long long)seed_, isolation ? "strict" : "lazy");
+			fprintf(stderr, "  replay: VMC_MODEL_SEED=%llu (the %s run uses seed %llu)\n",
+				(unsigned long long)seed_, isolation ? "strict" : "lazy",
+				(unsigned long long)(seed_ + !isolation));
 		}
 		test_cur_failed_ = 1;
 	}
@@ -889,7 +891,8 @@ int main(void)
 		avoid_batchfresh = strstr(e, "batchfresh") != NULL;
 		avoid_recreate = strstr(e, "recreate") != NULL;
 	}
-	printf("seed %llu, %llu steps per mode (VMC_MODEL_SEED, VMC_MODEL_STEPS)%s%s\n",
+	printf("seed %llu (lazy: seed + 1), %llu steps per mode (VMC_MODEL_SEED, "
+	       "VMC_MODEL_STEPS)%s%s\n",
 	       (unsigned long long)seed_, (unsigned long long)steps_, e ? ", avoiding " : "",
 	       e ? e : "");
 	fflush(stdout);

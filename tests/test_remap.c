@@ -1585,7 +1585,7 @@ static void injection_case(enum vmc_os_entry entry)
 	vmc_stats_t s;
 	void *base;
 	REQUIRE(c);
-	int done = 0;
+	int done = 0, points = 0;
 	for (uint32_t k = 1; k <= 40 && !done && !test_cur_failed_; k++) {
 		char name[32];
 		snprintf(name, sizeof name, "fi-%u", k);
@@ -1607,6 +1607,7 @@ static void injection_case(enum vmc_os_entry entry)
 			done = 1;   /* past the last call of that kind */
 			CHECK(!hit);
 		} else {
+			points++;
 			if (err != ENOMEM)
 				fprintf(stderr, "  k=%u: batch returned %d (%s): %s\n", k, err,
 					vmc_strerror(err), vmc_errmsg());
@@ -1668,6 +1669,9 @@ static void injection_case(enum vmc_os_entry entry)
 		CHECK(check_clean(c));
 	}
 	CHECK(done);
+	fprintf(stderr, "  %s: failed at each of the batch's calls in turn, %d of them\n",
+		vmc_os_entry_name(entry), points);
+	CHECK(points >= (entry == VMC_OS_MMAP ? 3 : 2));
 	finish(c);
 }
 

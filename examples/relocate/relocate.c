@@ -568,7 +568,8 @@ static int mark(struct gc *g, struct cycle_stats *cs)
 	return 0;
 }
 
-/* Call fn on every live object of every used page that survives the cycle. */
+/* Run body with o set to every live object of every used page (but the
+ * pages released this cycle, if skip_released). */
 #define FOR_LIVE(g, o, skip_released, body)                                          \
 	for (uint32_t pg_ = (g)->h->first; pg_ < (g)->h->npages; pg_++) {              \
 		if ((g)->h->state[pg_] != PG_USED || ((skip_released) && (g)->release[pg_])) \
@@ -576,6 +577,8 @@ static int mark(struct gc *g, struct cycle_stats *cs)
 		char *p_ = page_addr((g), pg_), *e_ = p_ + (g)->h->top[pg_];            \
 		while (p_ < e_) {                                                      \
 			struct obj *o = (struct obj *)p_;                              \
+			if (o->size < sizeof *o + 8 || o->size > (size_t)(e_ - p_))    \
+				break;   /* broken: check_heap reports it */           \
 			p_ += o->size;                                                 \
 			if (o->mark == (g)->h->epoch && o->magic == OBJ_MAGIC) {       \
 				body                                                   \
@@ -795,7 +798,8 @@ static int remap(struct gc *g, struct cycle_stats *cs)
 
 #define BAD(...) do { if (g->bad++ < 10) fprintf(stderr, "relocate: check: " __VA_ARGS__); } while (0)
 
-/* Is p the address of a live, intact object of id `id`? */
+/* Is p the address of a live, intact object (of id `id` unless id is 0)?
+ * The address is checked before anything is read through it. */
 static int valid_ref(struct gc *g, const struct obj *p, uint64_t id)
 {
 	uintptr_t a = (uintptr_t)p, lo = (uintptr_t)page_addr(g, g->h->first);
@@ -804,7 +808,7 @@ static int valid_ref(struct gc *g, const struct obj *p, uint64_t id)
 	uint32_t i = page_of(g, p);
 	if (g->h->state[i] != PG_USED || a + sizeof *p > (uintptr_t)page_addr(g, i) + g->h->top[i])
 		return 0;
-	return p->magic == OBJ_MAGIC && p->id == id && p->mark == g->h->epoch;
+	return p->magic == OBJ_MAGIC && (!id || p->id == id) && p->mark == g->h->epoch;
 }
 
 static uint64_t check_heap(struct gc *g)
@@ -813,7 +817,7 @@ static uint64_t check_heap(struct gc *g)
 	uint64_t live = 0;
 
 	for (uint32_t r = 0; r < h->nroots; r++)
-		if (h->roots[r] && !valid_ref(g, h->roots[r], h->roots[r]->id))
+		if (h->roots[r] && !valid_ref(g, h->roots[r], 0))
 			BAD("root %u points to %p, not a live object\n", r, (void *)h->roots[r]);
 	FOR_LIVE(g, o, 0, {
 		live++;
@@ -1041,9 +1045,11 @@ int main(int argc, char **argv)
 		cs.t_check = now() - t0;
 		(void)live;
 		if (cs.alloc_objects == 0 && cs.dead + cs.evacuated == 0) {
-			fprintf(stderr, "relocate: the heap is full of live data (%.1f MiB live in "
-				"%u pages): raise --heap or lower --roots\n",
-				(double)cs.live_bytes / MiB, g.used);
+			fprintf(stderr, "relocate: no progress: the heap is full, every page holds "
+				"live data (%.1f MiB live in %u pages) and none can be evacuated "
+				"(--threshold %.2f, reserve fund %u MiB): raise --heap, --threshold "
+				"or --reserve\n", (double)cs.live_bytes / MiB, g.used,
+				g.o.threshold, g.reserve * 2);
 			g.bad = 1;
 		}
 		double reloc_t = cs.t_copy + cs.t_map;
@@ -1149,5 +1155,12 @@ int main(int argc, char **argv)
 	int ok = !g.bad && !worker_bad;
 	printf("%s\n", ok ? "all object checks passed" : "OBJECT CHECKS FAILED");
 	vmc_close(g.c);
+	free(g.live_bytes);
+	free(g.release);
+	free(g.move_to);
+	free(g.rel_gran);
+	free(g.stack);
+	free(g.live);
+	munmap(g.scratch, g.scratch_size);
 	return ok ? 0 : 1;
 }

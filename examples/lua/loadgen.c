@@ -1,0 +1,247 @@
+/*
+ * loadgen.c - the built-in load generator: it connects to the socket like
+ * any client and keeps `conns` requests in flight, drawn from a mix over
+ * the host's tenants by what each one is:
+ *   counter*   "incr"                              -> OK <new count>
+ *   wordfreq*  8-24 words from a 64-word vocabulary -> OK <summary>
+ *   memhog*    "64" (KiB)                           -> OK
+ *              1 in 8: "100000" (~100 MB, far over its limit)
+ *                                                   -> ERR ... not enough memory
+ *   other      "ping"                               -> any reply
+ * Every reply is checked against that; the counts, the request latency
+ * histogram and the successful increments per counter tenant come back in
+ * struct vl_lg_result.
+ */
+#include "vmclua.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static const char *const vocab[64] = {
+	"the", "of", "and", "a", "to", "in", "is", "you", "that", "it", "he", "was", "for", "on",
+	"are", "as", "with", "his", "they", "at", "be", "this", "have", "from", "or", "one",
+	"had", "by", "word", "but", "not", "what", "all", "were", "we", "when", "your", "can",
+	"said", "there", "use", "an", "each", "which", "she", "do", "how", "their", "if",
+	"will", "up", "other", "about", "out", "many", "then", "them", "these", "so", "some",
+	"her", "would", "make", "like",
+};
+
+enum { EXP_ANY, EXP_OK, EXP_MEMERR };
+
+static uint64_t rnd(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 2685821657736338717ull;
+}
+
+void vl_mix_from_host(struct vl_mix *m, struct vl_host *h)
+{
+	static const struct { const char *prefix; int kind; } kinds[] = {
+		{ "counter", VL_K_COUNTER }, { "wordfreq", VL_K_WORDS }, { "memhog", VL_K_MEMHOG },
+	};
+	struct vl_tenant_info ti;
+	m->n = 0;
+	for (int i = 0; i < vl_host_ntenants(h) && m->n < VL_LG_TENANTS; i++) {
+		if (vl_host_tenant(h, i, &ti) || ti.orphaned)
+			continue;
+		snprintf(m->t[m->n].name, sizeof m->t[0].name, "%s", ti.name);
+		m->t[m->n].kind = VL_K_OTHER;
+		for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+			if (!strncmp(ti.name, kinds[k].prefix, strlen(kinds[k].prefix)))
+				m->t[m->n].kind = kinds[k].kind;
+		m->n++;
+	}
+}
+
+/* One request line (with LF) for a random tenant of the mix. */
+static size_t make_line(const struct vl_mix *m, uint64_t *rng, char *buf, size_t cap, int *ti,
+			int *expect)
+{
+	int t = (int)(rnd(rng) % (uint64_t)m->n), n;
+	*ti = t;
+	switch (m->t[t].kind) {
+	case VL_K_COUNTER:
+		*expect = EXP_OK;
+		n = snprintf(buf, cap, "%s incr\n", m->t[t].name);
+		break;
+	case VL_K_WORDS: {
+		int words = 8 + (int)(rnd(rng) % 17);
+		*expect = EXP_OK;
+		n = snprintf(buf, cap, "%s", m->t[t].name);
+		for (int i = 0; i < words; i++)
+			n += snprintf(buf + n, cap - (size_t)n, " %s", vocab[rnd(rng) % 64]);
+		n += snprintf(buf + n, cap - (size_t)n, "\n");
+		break;
+	}
+	case VL_K_MEMHOG:
+		*expect = rnd(rng) % 8 ? EXP_OK : EXP_MEMERR;
+		n = snprintf(buf, cap, "%s %s\n", m->t[t].name, *expect == EXP_OK ? "64" : "100000");
+		break;
+	default:
+		*expect = EXP_ANY;
+		n = snprintf(buf, cap, "%s ping\n", m->t[t].name);
+	}
+	return (size_t)n;
+}
+
+struct lconn {
+	int      fd, ti, expect;
+	uint64_t t0;
+	size_t   inlen;
+	char     line[512];
+	char     in[VL_LINE_MAX + 8];
+};
+
+static int send_next(const struct vl_mix *m, uint64_t *rng, struct lconn *k)
+{
+	size_t n = make_line(m, rng, k->line, sizeof k->line, &k->ti, &k->expect);
+	k->t0 = vl_now_ns();
+	for (size_t off = 0; off < n;) {
+		ssize_t w = send(k->fd, k->line + off, n - off, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		off += (size_t)w;
+	}
+	return 0;
+}
+
+static void check(const struct vl_mix *m, struct lconn *k, const char *reply, size_t len,
+		  struct vl_lg_result *res)
+{
+	uint64_t ns = vl_now_ns() - k->t0;
+	int b = ns ? 63 - __builtin_clzll(ns) : 0, bad = 0;
+	res->lat_hist[b < 32 ? b : 31]++;
+	if (len >= 3 && !memcmp(reply, "OK ", 3)) {
+		res->ok++;
+		bad = k->expect == EXP_MEMERR;
+		if (!bad && m->t[k->ti].kind == VL_K_COUNTER)
+			res->incr_ok[k->ti]++;
+	} else {
+		res->err++;
+		int mem = memmem(reply, len, "not enough memory", 17) != NULL;
+		if (k->expect == EXP_MEMERR && mem)
+			res->expected_err++;
+		bad = k->expect != EXP_ANY && !(k->expect == EXP_MEMERR && mem);
+	}
+	if (bad && !res->unexpected++) {
+		size_t l = strcspn(k->line, "\n");
+		snprintf(res->first_unexpected, sizeof res->first_unexpected, "'%.*s' -> '%.*s'",
+			 (int)(l > 80 ? 80 : l), k->line, (int)(len > 120 ? 120 : len), reply);
+	}
+}
+
+int vl_loadgen(const char *path, const struct vl_mix *m, int requests, int conns,
+	       uint64_t seed, struct vl_lg_result *res)
+{
+	uint64_t rng = seed ? seed : 0x9e3779b97f4a7c15ull;
+	struct lconn *c = calloc((size_t)conns, sizeof *c);
+	struct pollfd *pfd = calloc((size_t)conns, sizeof *pfd);
+	int sent = 0, done = 0, rc = -1;
+
+	memset(res, 0, sizeof *res);
+	if (!c || !pfd || m->n < 1 || conns < 1)
+		goto out;
+	for (int i = 0; i < conns; i++)
+		c[i].fd = -1;
+	for (int i = 0; i < conns; i++)
+		if ((c[i].fd = vl_connect(path)) < 0) {
+			fprintf(stderr, "vmc-lua loadgen: %s: %s\n", path, strerror(errno));
+			goto out;
+		}
+	double t0 = vl_now();
+	for (int i = 0; i < conns && sent < requests; i++, sent++)
+		if (send_next(m, &rng, &c[i]))
+			goto out;
+	while (done < sent) {
+		for (int i = 0; i < conns; i++)
+			pfd[i] = (struct pollfd){ .fd = c[i].fd, .events = POLLIN };
+		if (poll(pfd, (nfds_t)conns, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			goto out;
+		}
+		for (int i = 0; i < conns; i++) {
+			struct lconn *k = &c[i];
+			if (!pfd[i].revents)
+				continue;
+			ssize_t r = recv(k->fd, k->in + k->inlen, sizeof k->in - k->inlen, 0);
+			if (r <= 0) {
+				fprintf(stderr, "vmc-lua loadgen: the server closed a connection\n");
+				goto out;
+			}
+			k->inlen += (size_t)r;
+			char *nl;
+			while ((nl = memchr(k->in, '\n', k->inlen))) {
+				size_t len = (size_t)(nl - k->in);
+				check(m, k, k->in, len, res);
+				done++;
+				memmove(k->in, nl + 1, k->inlen - len - 1);
+				k->inlen -= len + 1;
+				if (sent < requests) {
+					if (send_next(m, &rng, k))
+						goto out;
+					sent++;
+				}
+			}
+			if (k->inlen == sizeof k->in)
+				goto out;
+		}
+	}
+	res->secs = vl_now() - t0;
+	res->sent = (uint64_t)sent;
+	rc = 0;
+out:
+	for (int i = 0; c && i < conns; i++)
+		if (c[i].fd >= 0)
+			close(c[i].fd);
+	free(c);
+	free(pfd);
+	return rc;
+}
+
+void *vl_shared_alloc(size_t n)
+{
+	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void vl_shared_free(void *p, size_t n)
+{
+	if (p)
+		munmap(p, n);
+}
+
+pid_t vl_loadgen_spawn(struct vl_host *h, const char *path, const struct vl_mix *m,
+		       int requests, int conns, uint64_t seed, struct vl_lg_result *res,
+		       int *stopfd)
+{
+	int p[2];
+	(void)h;
+	if (pipe(p))
+		return -1;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		_exit(vl_loadgen(path, m, requests, conns, seed, res) ? 1 : 0);
+	}
+	close(p[1]);
+	*stopfd = p[0];
+	return pid;
+}
