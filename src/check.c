@@ -4,10 +4,13 @@
  * and runs the
  * deep validator over the live tables: every granule in exactly one state,
  * each list holding exactly the granules marked so, the counters matching.
- * vmc_recover reclaims the slots and caches of dead workers.
+ * Debug builds also walk the heap of the VM attached here.  vmc_recover
+ * reclaims the slots and caches of dead workers.
  */
 #include "container.h"
 #include "pool.h"
+#include "vm.h"
+#include "window.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -40,6 +43,15 @@ unlock:
 	while (locked-- > 0)
 		slot_unlock(c, locked);
 	balloon_unlock(c);
+#ifndef NDEBUG
+	/* debug builds also walk the heap of the VM attached here, if it has one */
+	if (!err && c->win->attached != VMC_NIL) {
+		if ((err = heap_check(c))) {
+			r.errors = 1;
+			snprintf(r.first, sizeof r.first, "%s", vmc_errmsg());
+		}
+	}
+#endif
 	if (out)
 		*out = r;
 	if (err && r.errors)

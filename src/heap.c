@@ -895,3 +895,21 @@ int vmc_heap_stats(vmc_t *c, vmc_heap_stats_t *out, int check_it)
 		*out = st;
 	return x.h && check_it ? check(&x) : 0;
 }
+
+int heap_check(struct vmc *c)
+{
+	struct ctx x;
+	uint32_t vm = c->win->attached, e;
+
+	if (vm == VMC_NIL)
+		return 0;
+	e = vm_pagemap(c, vm)[0];
+	x.c = c;
+	x.vm = vm;
+	x.h = c->arena;
+	/* only a VM whose granule 0 is readable and holds a heap has one */
+	if (e == VMC_NIL || (e & PM_PROT_MASK) == 2u << PM_PROT_SHIFT ||
+	    x.h->magic != HEAP_MAGIC || x.h->version != HEAP_VERSION)
+		return 0;
+	return check(&x);
+}

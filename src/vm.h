@@ -29,4 +29,8 @@ VMC_HIDDEN void vm_unclaim(struct vmc *c, uint32_t id, uint32_t to);
  * lock held. */
 VMC_HIDDEN int vm_repair(struct vmc *c, uint32_t id);
 
+/* Walk the heap of the VM attached here, if it has one (heap.c): 0, or
+ * VMC_ECORRUPT with vmc_errmsg naming the offset. */
+VMC_HIDDEN int heap_check(struct vmc *c);
+
 #endif

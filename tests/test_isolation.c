@@ -253,6 +253,7 @@ static volatile uint64_t sink;
 /* Read p; the child is meant to die here.  If it survives: exit 99. */
 static int touch_and_survive(const void *p)
 {
+	__asm__ volatile("" : "+r"(p));   /* an address the compiler cannot reason about */
 	sink = *(const volatile uint64_t *)p;
 	fprintf(stderr, "survived a read of %p (read %#llx)\n", p, (unsigned long long)sink);
 	return 99;

@@ -570,6 +570,7 @@ vmc_t *vl_host_vmc(struct vl_host *h) { return h->c; }
 const char *vl_host_name(struct vl_host *h) { return *h->name ? h->name : "(private)"; }
 int vl_host_ntenants(struct vl_host *h) { return h->nt; }
 int vl_host_nworkers(struct vl_host *h) { return h->nw; }
+int vl_host_find(struct vl_host *h, const char *name) { return tenant_lookup(h, name, strlen(name)); }
 pid_t vl_host_worker_pid(struct vl_host *h, int w) { return w >= 0 && w < h->nw ? h->w[w].pid : 0; }
 
 int vl_host_busy(struct vl_host *h)
