@@ -286,9 +286,13 @@ VMC_API int vmc_flush(vmc_t *c);
 /* Batches: record operations, then apply them together with the fewest
  * system calls (the result is mapped in one pass that coalesces adjacent
  * ranges: N moves of contiguous ranges cost O(1) calls).  Recording only
- * checks the arguments' form; vmc_batch_commit validates and applies all
- * or nothing, then flushes deferred releases, and frees the batch.
- * vmc_batch_abort frees it with no effect. */
+ * checks the arguments' form.  vmc_batch_commit first ends the releases
+ * deferred before it (like vmc_flush), then validates and applies the
+ * batch all or nothing, and frees it; the batch's own deferred releases
+ * last until the next flush, batch commit or detach.  The VM's limit and
+ * the funds are checked against the batch's commits alone (what it
+ * releases is not credited first).  vmc_batch_abort frees a batch with no
+ * effect. */
 typedef struct vmc_batch vmc_batch_t;
 VMC_API int vmc_batch_begin(vmc_t *c, vmc_batch_t **b);
 VMC_API int vmc_batch_move(vmc_batch_t *b, void *from, void *to, size_t len, int flags);

@@ -47,6 +47,9 @@ struct vmc_granule {
 	uint32_t index;    /* USED: window index of its primary view; deferred:
 			    * where it is still mapped; else VMC_NIL            */
 	uint32_t last_vm;  /* the VM that used it last (zeroing, fault reports)  */
+	uint32_t last_inc; /* that VM's incarnation (low bits): NOZERO trusts the
+			    * contents only for the same VM, not a successor  */
+	uint32_t pad1;
 	uint32_t slot;     /* CACHED: the worker slot whose cache holds it.  A
 			    * field of its own, so that no state change ever
 			    * rewrites what the state it leaves needs: the state

@@ -173,40 +173,61 @@ static int ensure_cached(struct vmc *c, struct vmc_slot *s)
 	}
 	if (s->cache_head == VMC_NIL)
 		return vmc_fail(VMC_EFUNDS, "the pool has no free funded granule (%u unfunded "
-				"of %u): deflate the balloon (`vmcctl balloon %s 0`)",
-				c->m->nunfunded, c->h.ngranules, c->h.name);
+				"of %u): release memory or deflate the balloon (`vmcctl balloon "
+				"%s 0`)", c->m->nunfunded, c->h.ngranules,
+				c->h.name[0] ? c->h.name : "NAME");
 	return 0;
+}
+
+/* CACHED (unlinked) -> USED by vm.  The state byte goes before the flags:
+ * a deferred mark belongs to the old state. */
+static void make_used(struct vmc_granule *e, uint32_t vm)
+{
+	e->next = VMC_NIL;
+	e->owner = vm;
+	e->index = VMC_NIL;
+	e->views = 0;
+	e->state = G_USED;
+	e->flags = e->last_vm == VMC_NIL ? 0 : G_DIRTY;
 }
 
 int pool_take(struct vmc *c, uint32_t vm, uint32_t *out)
 {
 	struct vmc_slot *s = &c->slots[c->slot];
 	struct vmc_granule *e;
-	uint32_t *head = &s->defer_head, *count = &s->defer_count, g;
+	uint32_t g;
 	int err;
 
-	/* recycle before invalidate: a granule this VM released with
-	 * VMC_RELEASE_DEFER goes back to it first, maybe still mapped */
-	g = *head;
-	if (g >= c->h.ngranules || c->gran[g].last_vm != vm) {
-		if ((err = ensure_cached(c, s)))
-			return err;
-		head = &s->cache_head;
-		count = &s->cache_count;
-		g = *head;
-	}
+	if ((err = ensure_cached(c, s)))
+		return err;
+	g = s->cache_head;
 	if (g >= c->h.ngranules || (e = &c->gran[g])->state != G_CACHED || e->slot != c->slot)
 		return vmc_fail(VMC_ECORRUPT, "worker cache list is corrupt at granule %u", g);
-	*head = e->next;
-	(*count)--;
-	e->next = VMC_NIL;
-	e->owner = vm;
-	e->index = VMC_NIL;
-	e->views = 0;
-	e->state = G_USED;   /* the deferred mark is the old state's: after */
-	e->flags = e->last_vm == VMC_NIL ? 0 : G_DIRTY;
+	s->cache_head = e->next;
+	s->cache_count--;
+	make_used(e, vm);
 	*out = g;
 	return 0;
+}
+
+int pool_recycle(struct vmc *c, uint32_t vm, uint32_t index, uint32_t *out)
+{
+	struct vmc_slot *s = &c->slots[c->slot];
+	uint32_t *link = &s->defer_head, n = 0;
+
+	while (*link < c->h.ngranules && n++ < s->defer_count) {
+		uint32_t g = *link;
+		struct vmc_granule *e = &c->gran[g];
+		if (e->index == index && gran_is_from(c, e, vm)) {
+			*link = e->next;
+			s->defer_count--;
+			make_used(e, vm);
+			*out = g;
+			return 0;
+		}
+		link = &e->next;
+	}
+	return ENOENT;
 }
 
 int pool_put(struct vmc *c, uint32_t g)
@@ -218,7 +239,7 @@ int pool_put(struct vmc *c, uint32_t g)
 		return vmc_fail(EINVAL, "granule %u is not in use", g);
 	/* a granule never zeroed still holds what its last user left in it */
 	if (!(e->flags & G_DIRTY))
-		e->last_vm = e->owner;
+		gran_set_last(c, e, e->owner);
 	e->slot = c->slot;
 	e->flags = 0;
 	e->state = G_CACHED;
@@ -265,7 +286,8 @@ int pool_defer(struct vmc *c, uint32_t g, uint32_t vm, uint32_t index)
 	struct vmc_slot *s = &c->slots[c->slot];
 	struct vmc_granule *e = &c->gran[g];
 
-	e->last_vm = vm;
+	if (!(e->flags & G_DIRTY))
+		gran_set_last(c, e, vm);
 	e->slot = c->slot;
 	e->index = index;
 	e->flags = G_DEFERRED;

@@ -6,6 +6,19 @@
 
 #include "meta.h"
 
+/* Record that granule e was last used by VM vm (zeroing decisions). */
+static inline void gran_set_last(struct vmc *c, struct vmc_granule *e, uint32_t vm)
+{
+	e->last_vm = vm;
+	e->last_inc = vm < c->h.max_vms ? (uint32_t)c->vms[vm].incarnation : 0;
+}
+
+/* 1 if granule e holds what VM vm (this incarnation of it) left in it. */
+static inline int gran_is_from(struct vmc *c, const struct vmc_granule *e, uint32_t vm)
+{
+	return e->last_vm == vm && e->last_inc == (uint32_t)c->vms[vm].incarnation;
+}
+
 /* The pool lock, with the repair that rebuilds the free list, quarantine
  * list and counters from the granule table after a dead owner. */
 VMC_HIDDEN int pool_lock(struct vmc *c);
@@ -30,12 +43,16 @@ VMC_HIDDEN void balloon_unlock(struct vmc *c);
 /* Pop the head of the free list (VMC_NIL if empty). Pool lock. */
 VMC_HIDDEN uint32_t pool_pop_free(struct vmc *c);
 
-/* Take a granule for VM vm: one vm released with VMC_RELEASE_DEFER first
- * (recycled before its old mapping is gone), else from this worker's cache
- * (refilled from the free list in a batch when empty).  It is marked used
- * by vm, with no view yet (index VMC_NIL) and G_DIRTY if it must be
- * zeroed.  Needs the caller's slot lock.  Returns 0 or VMC_EFUNDS. */
+/* Take a granule for VM vm from this worker's cache (refilled from the
+ * free list in a batch when empty).  It is marked used by vm, with no view
+ * yet (index VMC_NIL) and G_DIRTY if it must be zeroed.  Needs the
+ * caller's slot lock.  Returns 0 or VMC_EFUNDS. */
 VMC_HIDDEN int pool_take(struct vmc *c, uint32_t vm, uint32_t *g);
+
+/* Recycle before invalidate: take the granule VM vm released with
+ * VMC_RELEASE_DEFER from window index `index`, where it is still mapped.
+ * Returns 0, or ENOENT if there is none.  Slot lock. */
+VMC_HIDDEN int pool_recycle(struct vmc *c, uint32_t vm, uint32_t index, uint32_t *g);
 
 /* Put a used granule into this worker's cache (draining half of the cache
  * to the free list in a batch when it overflows).  Needs the slot lock. */

@@ -35,7 +35,7 @@ void quarantine_add(struct vmc *c, uint32_t g, uint32_t vm)
 	struct vmc_granule *e = &c->gran[g];
 
 	if (!(e->flags & G_DIRTY))
-		e->last_vm = vm;
+		gran_set_last(c, e, vm);
 	e->epoch = __atomic_add_fetch(&m->epoch, 1, __ATOMIC_SEQ_CST);
 	e->state = G_QUARANTINED;
 	e->flags = 0;

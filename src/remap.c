@@ -81,11 +81,12 @@ struct run {
 	uint32_t lo, hi;     /* the span the operations touch                     */
 	int real;            /* 0: dry run on a scratch copy; 1: the page map      */
 	uint32_t need;       /* dry: granules the commits take                    */
-	struct u32v got;     /* granules taken, handed out by the commits          */
+	struct u32v at;      /* dry: the window index of each of them, in order    */
+	struct u32v got;     /* granules taken, handed out by the commits in order */
 	uint32_t used;
-	struct u32v fresh;   /* real: newly committed granules                     */
-	struct u32v freed;   /* real: granules whose last view went (index<<1|defer) pairs */
-	int populate, nozero;
+	struct u32v fresh;   /* real: (granule, commit flags) pairs of new commits  */
+	struct u32v freed;   /* real: (granule, index << 1 | defer) pairs whose last
+			      * view went                                        */
 };
 
 #define E(r, i) ((r)->e[(i) - (r)->lo])
@@ -105,6 +106,8 @@ static int op_commit(struct run *r, const struct vmc_op *op)
 		if (!r->real) {
 			E(r, i) = 0;   /* committed, as far as later operations can tell */
 			r->need++;
+			if (u32v_push(&r->at, i))
+				return ENOMEM;
 			continue;
 		}
 		uint32_t gn = r->got.v[r->used++];
@@ -112,11 +115,9 @@ static int op_commit(struct run *r, const struct vmc_op *op)
 		g->index = i;
 		g->views = 1;
 		E(r, i) = gn;
-		if (u32v_push(&r->fresh, gn))
+		if (u32v_push(&r->fresh, gn) || u32v_push(&r->fresh, op->flags))
 			return ENOMEM;
 	}
-	r->populate |= op->flags & VMC_COMMIT_POPULATE;
-	r->nozero |= op->flags & VMC_COMMIT_NOZERO;
 	return 0;
 }
 
@@ -298,33 +299,110 @@ static int hand_back(struct run *r)
 	return err;
 }
 
-static void zero_and_populate(struct run *r)
+/* Is granule g still committed to the run's VM (not released again by a
+ * later operation of the same batch)? */
+static int still_ours(struct run *r, uint32_t g)
 {
-	struct vmc *c = r->c;
-	for (uint32_t k = 0; k < r->fresh.n; k++) {
-		struct vmc_granule *g = &c->gran[r->fresh.v[k]];
-		void *at = window_addr(c, g->index);
-		if ((g->flags & G_DIRTY) && !(r->nozero && g->last_vm == r->vm))
-			memset(at, 0, VMC_GRANULE_SIZE);
-		else if (r->populate)
-			os_madvise(at, VMC_GRANULE_SIZE, MADV_POPULATE_WRITE);
-		g->flags = 0;
-		g->last_vm = r->vm;
-	}
+	const struct vmc_granule *e = &r->c->gran[g];
+	return e->state == G_USED && e->owner == r->vm && e->views;
 }
 
-/* The new commits could not be mapped: undo them, so that no granule stays
- * committed without having been zeroed. */
-static void undo_fresh(struct run *r, struct vmc_vm *vm)
+/* New granules: zero those that held data (invariant 4), through the
+ * window where it maps them read-write, else through a temporary mapping;
+ * populate on request.  A granule a later operation of the batch released
+ * again keeps its mark, so whoever takes it next zeroes it. */
+static int zero_and_populate(struct run *r)
 {
-	uint32_t *map = vm_pagemap(r->c, r->vm);
-	for (uint32_t k = 0; k < r->fresh.n; k++) {
-		struct vmc_granule *g = &r->c->gran[r->fresh.v[k]];
-		map[g->index] = VMC_NIL;
-		pool_put(r->c, r->fresh.v[k]);
+	struct vmc *c = r->c;
+	int err = 0;
+
+	for (uint32_t k = 0; k < r->fresh.n; k += 2) {
+		uint32_t g = r->fresh.v[k], flags = r->fresh.v[k + 1];
+		struct vmc_granule *e = &c->gran[g];
+		if (g == VMC_NIL || !still_ours(r, g))
+			continue;
+		uint32_t i = e->index;
+		int open = c->win->vm == r->vm && c->win->map[i] == g &&
+			   c->win->prot[i] == (PROT_READ | PROT_WRITE);
+		if ((e->flags & G_DIRTY) && !((flags & VMC_COMMIT_NOZERO) && gran_is_from(c, e, r->vm))) {
+			if (open)
+				memset(window_addr(c, i), 0, VMC_GRANULE_SIZE);
+			else if ((err = backing_zero(c, g)))
+				continue;   /* stays marked: reclaim or the next taker zeroes it */
+		} else if ((flags & VMC_COMMIT_POPULATE) && open) {
+			os_madvise(window_addr(c, i), VMC_GRANULE_SIZE, MADV_POPULATE_WRITE);
+		}
+		e->flags &= (uint8_t)~G_DIRTY;
+		gran_set_last(c, e, r->vm);
 	}
-	vm->committed -= r->fresh.n;
-	__atomic_sub_fetch(&r->c->m->committed, r->fresh.n, __ATOMIC_RELAXED);
+	return err;
+}
+
+/* The window could not show the new commits: undo those still in the page
+ * map alone (they were never zeroed) and their accounting. */
+static void undo_fresh(struct run *r, struct vmc_vm *vm, uint32_t old_hwm, uint32_t reserve)
+{
+	uint32_t *map = vm_pagemap(r->c, r->vm), undone = 0;
+	for (uint32_t k = 0; k < r->fresh.n; k += 2) {
+		uint32_t g = r->fresh.v[k];
+		struct vmc_granule *e = &r->c->gran[g];
+		if (!still_ours(r, g) || e->views != 1 ||
+		    (map[e->index] & (PM_GRANULE | PM_ALIAS)) != g)
+			continue;
+		map[e->index] = VMC_NIL;
+		pool_put(r->c, g);
+		r->fresh.v[k] = VMC_NIL;
+		undone++;
+	}
+	vm->committed -= undone;
+	vm->reserve_used -= VMC_MIN(VMC_MIN(reserve, undone), vm->reserve_used);
+	vm->hwm = VMC_MAX(old_hwm, vm->committed);
+	__atomic_sub_fetch(&r->c->m->committed, undone, __ATOMIC_RELAXED);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Take a granule for each index in r->at: the one this VM deferred there if
+ * any (no system call: it is still mapped), else from the cache, handed
+ * out in ascending order so that contiguous indices get contiguous
+ * granules and map in one call.  All or nothing. Slot lock. */
+static int take_granules(struct run *r)
+{
+	struct vmc *c = r->c;
+	struct u32v fresh;
+	uint32_t misses = 0, m = 0;
+	int err = 0;
+
+	u32v_init(&fresh);
+	for (uint32_t k = 0; k < r->at.n && !err; k++) {
+		uint32_t g = VMC_NIL;
+		if (pool_recycle(c, r->vm, r->at.v[k], &g))
+			misses++;
+		err = u32v_push(&r->got, g);
+	}
+	for (uint32_t k = 0; k < misses && !err; k++) {
+		uint32_t g;
+		if (!(err = pool_take(c, r->vm, &g)))
+			err = u32v_push(&fresh, g);
+	}
+	if (!err) {
+		qsort(fresh.v, fresh.n, sizeof *fresh.v, cmp_u32);
+		for (uint32_t k = 0; k < r->got.n; k++)
+			if (r->got.v[k] == VMC_NIL)
+				r->got.v[k] = fresh.v[m++];
+	} else {
+		for (uint32_t k = 0; k < fresh.n; k++)
+			pool_put(c, fresh.v[k]);
+		for (uint32_t k = 0; k < r->got.n; k++)   /* still mapped: deferred again */
+			if (r->got.v[k] != VMC_NIL)
+				pool_defer(c, r->got.v[k], r->vm, r->at.v[k]);
+	}
+	u32v_free(&fresh);
+	return err;
 }
 
 static void span_of(const struct vmc_op *ops, uint32_t n, uint32_t *lo, uint32_t *hi)
@@ -345,15 +423,21 @@ static void span_of(const struct vmc_op *ops, uint32_t n, uint32_t *lo, uint32_t
 int remap_run(struct vmc *c, uint32_t vm_id, const struct vmc_op *ops, uint32_t n)
 {
 	struct vmc_vm *vm = &c->vms[vm_id];
-	uint32_t *map = vm_pagemap(c, vm_id), from_reserve = 0, freed;
+	uint32_t *map = vm_pagemap(c, vm_id), from_reserve = 0, freed, old_hwm;
 	struct run r = { .c = c, .vm = vm_id };
 	struct u32v scratch;
-	int err = 0;
+	int err = 0, reserve = 0;
 
 	if (!n)
 		return 0;
+	/* a system error left the window without the attached VM: show it
+	 * again first, or nothing new can be zeroed through it */
+	if (c->win->attached == vm_id && c->win->vm != vm_id &&
+	    (err = window_sync(c, vm_id, WINDOW_ALL, 1)))
+		return err;
 	span_of(ops, n, &r.lo, &r.hi);
 	u32v_init(&scratch);
+	u32v_init(&r.at);
 	u32v_init(&r.got);
 	u32v_init(&r.fresh);
 	u32v_init(&r.freed);
@@ -362,36 +446,40 @@ int remap_run(struct vmc *c, uint32_t vm_id, const struct vmc_op *ops, uint32_t 
 	r.e = scratch.v;
 	if (err || (err = run_ops(&r, ops, n)))
 		goto out;
+	/* limits count the commits of the batch, not what it releases too */
 	if (r.need && (uint64_t)(vm->committed + r.need) << VMC_GRANULE_SHIFT > vm->limit) {
 		err = vmc_fail(VMC_ELIMIT, "VM %s: committing %u more granules would exceed "
 			       "its limit of %llu MiB (%u MiB committed)", vm->name, r.need,
 			       (unsigned long long)(vm->limit >> 20), vm->committed * 2);
 		goto out;
 	}
-	int reserve = 0;
 	for (uint32_t k = 0; k < n; k++)
 		reserve |= ops[k].kind == VMC_OP_COMMIT && (ops[k].flags & VMC_COMMIT_RESERVE);
 	if (r.need && (err = charge(c, r.need, reserve, &from_reserve)))
 		goto out;
 	if ((err = slot_lock(c, c->slot)))
 		goto uncharge;
-	for (uint32_t k = 0; k < r.need && !err; k++) {
-		uint32_t g;
-		if (!(err = pool_take(c, vm_id, &g)))
-			err = u32v_push(&r.got, g);
+	err = take_granules(&r);
+	if (err == VMC_EFUNDS && c->slots[c->slot].defer_count) {
+		/* the granules this worker keeps deferred are the last ones:
+		 * end the deferral and try once more */
+		slot_unlock(c, c->slot);
+		r.got.n = 0;
+		if ((err = remap_flush(c)) || (err = slot_lock(c, c->slot)))
+			goto uncharge;
+		err = take_granules(&r);
 	}
 	if (err) {
-		for (uint32_t k = 0; k < r.got.n; k++)
-			pool_put(c, r.got.v[k]);
 		slot_unlock(c, c->slot);
 		goto uncharge;
 	}
-	/* step 2: for real; nothing below fails but the system calls */
+	/* for real: nothing below fails but the system calls */
 	r.real = 1;
 	r.e = map;
 	r.lo = 0;
 	run_ops(&r, ops, n);
 	freed = r.freed.n / 2;
+	old_hwm = vm->hwm;
 	vm->committed = vm->committed + r.need - freed;
 	vm->reserve_used += from_reserve;
 	vm->reserve_used -= VMC_MIN(vm->reserve_used, freed);
@@ -399,21 +487,16 @@ int remap_run(struct vmc *c, uint32_t vm_id, const struct vmc_op *ops, uint32_t 
 		vm->hwm = vm->committed;
 	__atomic_sub_fetch(&c->m->committed, freed, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&vm->gen, 1, __ATOMIC_RELEASE);
-	/* step 3 */
 	if (c->win->vm == vm_id) {
 		defer_released(&r);
 		span_of(ops, n, &r.lo, &r.hi);
 		if ((err = window_sync(c, vm_id, r.lo, r.hi, 1))) {
-			undo_fresh(&r, vm);
-			r.fresh.n = 0;
+			undo_fresh(&r, vm, old_hwm, from_reserve);
 			window_sync(c, vm_id, WINDOW_ALL, 1);   /* best effort */
 		}
-		zero_and_populate(&r);
-	} else {
-		vmc_assert(r.fresh.n == 0);   /* commits run on the attached VM only */
 	}
-	int e2 = hand_back(&r);
-	err = err ? err : e2;
+	int e2 = zero_and_populate(&r), e3 = hand_back(&r);
+	err = err ? err : e2 ? e2 : e3;
 	slot_unlock(c, c->slot);
 	goto out;
 uncharge:
@@ -421,6 +504,7 @@ uncharge:
 		__atomic_sub_fetch(&c->m->committed, r.need, __ATOMIC_RELAXED);
 out:
 	u32v_free(&scratch);
+	u32v_free(&r.at);
 	u32v_free(&r.got);
 	u32v_free(&r.fresh);
 	u32v_free(&r.freed);

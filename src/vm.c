@@ -282,8 +282,12 @@ int vmc_vm_reclaim(vmc_t *c, uint32_t id, int how)
 		return err;
 	}
 	__atomic_add_fetch(&c->vms[id].gen, 1, __ATOMIC_RELEASE);
+	if (how == VMC_RECLAIM_RESET && (err = pool_lock(c)) == 0) {
+		c->vms[id].incarnation++;   /* a fresh start: its old memory is not its own */
+		pool_unlock(c);
+	}
 	vm_unclaim(c, id, VM_IDLE);
-	return 0;
+	return err;
 }
 
 int vmc_vm_stats(vmc_t *c, uint32_t id, vmc_vm_stats_t *out)
@@ -361,7 +365,7 @@ static int copy_vm(struct vmc *c, uint32_t src, uint32_t dst)
 		c->gran[g].index = i;
 		c->gran[g].views = 1;
 		c->gran[g].flags = 0;
-		c->gran[g].last_vm = dst;
+		gran_set_last(c, &c->gran[g], dst);
 		dm[i] = g | (e & PM_PROT_MASK);
 		c->vms[dst].committed++;
 		__atomic_add_fetch(&c->m->committed, 1, __ATOMIC_RELAXED);
