@@ -18,9 +18,12 @@
  *   static          a 256 MiB code cache, code_cache_protect = 0
  *   static 1-run    the same, but each VM committed a granule at a time from
  *                   its top, so that its memory is one contiguous pool run
- *                   as in the control (a plain vmc_commit after the code
- *                   cache was carved out gets descending granules: one mmap
- *                   per granule on every remap; the runs are noted)
+ *                   as in the control (before the commit path sorted its
+ *                   granules, a plain vmc_commit after the code cache was
+ *                   carved out got descending granules: one mmap per granule
+ *                   on every remap).  The pool runs per VM of every variant
+ *                   are noted, with a warning if static 1-run missed one run
+ *                   per VM
  *   protect         a 256 MiB code cache, code_cache_protect = 1
  * The code cache is warm, as a JIT's is: all of it is allocated with
  * vmc_code_alloc, one byte written per 4 KiB page through the read-write
@@ -34,10 +37,13 @@
  *               system call; strict: one mprotect each way)
  *   switch      2 VMs in turn, so every attach remaps the window
  * Reported in ns per attach+detach pair: the median of VMC_BENCH_RUNS
- * batches (default 9) of about 20 ms each, batches of the three variants
+ * batches (default 9) of about 20 ms each, batches of the four variants
  * interleaved so that they share the machine's moods; the ratio column
- * gives static (and static 1-run) / no code cache and protect / static.  System calls per
- * pair (vmc_stats().attach.syscalls deltas) are noted.  VMC_BENCH_KINDS=4k
+ * gives static (and static 1-run) / no code cache and protect / static.
+ * System calls per pair (vmc_stats().attach.syscalls deltas), what
+ * protect adds per pair, and the load average at the start are noted.
+ * Without root, hugetlb is measured only if the hugepages for one mode's
+ * four containers are free.  VMC_BENCH_KINDS=4k
  * measures only the kinds named.  VMC_BENCH_KEEP_HOST=1 leaves the
  * hugepages reserved.
  */
@@ -290,10 +296,11 @@ static void check_vms(const struct variant *v)
 		int err = vmc_attach(v->c, v->ids[k], &base);
 		if (err)
 			die("vmc_attach", err);
+		volatile char *code = touch_code ? (volatile char *)v->rx : NULL;
 		if (*(volatile uint64_t *)((char *)base + VM_SIZE - PAGE) != TAG(k) ||
-		    (touch_code && v->rx && ((volatile char *)v->rx)[CODE_SIZE - PAGE] != (char)0xc3)) {
-			fprintf(stderr, "bench_code: VM %u does not show its own data after the run\n",
-				k);
+		    (code && code[CODE_SIZE - PAGE] != (char)0xc3)) {
+			fprintf(stderr, "bench_code: VM %u (or the code cache) does not show "
+				"its own data after the run\n", k);
 			exit(1);
 		}
 		if ((err = vmc_detach(v->c, v->ids[k])))
@@ -408,6 +415,10 @@ static int measure_mode(struct bench_report *r, int kind, int strict)
 			len += (size_t)snprintf(note + len, sizeof note - len, "%s %s %s %.2f",
 						i ? "," : ";", wname[w], vname[i],
 						(double)calls[w][i] / (double)done[w][i]);
+	if (v[V_STATIC1].runs != NVM)
+		bench_note(r, "%s %s: static 1-run got %u pool runs for its %d VMs, not one each: "
+			   "the granule allocation order changed, so it no longer isolates the "
+			   "layout (compare it with care)", kn, mode, v[V_STATIC1].runs, NVM);
 	len = strlen(note);
 	for (int i = 0; i < NV && len < sizeof note; i++)
 		len += (size_t)snprintf(note + len, sizeof note - len, "%s %s %.1f",

@@ -149,9 +149,9 @@ static int check_config(const vmc_config_t *cfg)
 	};
 	for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
 		if ((!sizes[i].v && !sizes[i].zero_ok) || sizes[i].v % G || sizes[i].v > (1ull << 44))
-			return vmc_fail(EINVAL, "vmc/%s = %llu: must be a %s multiple of 2 MiB "
+			return vmc_fail(EINVAL, "vmc/%s = %llu: must be a %smultiple of 2 MiB "
 					"up to 16T", sizes[i].key, (unsigned long long)sizes[i].v,
-					sizes[i].zero_ok ? "" : "non-zero");
+					sizes[i].zero_ok ? "" : "non-zero ");
 	}
 	if (cfg->code_cache_size > cfg->fund_size)
 		return vmc_fail(EINVAL, "code_cache_size (%llu) comes out of the funded pool: "

@@ -121,7 +121,9 @@ static int find_live(struct vmc *c, const char *name, uint32_t *r, int open)
 	if (err)
 		return err;
 	*r = lookup(c, name);
-	if (*r == VMC_NIL || c->regions[*r].state != REGION_LIVE)
+	if (*r != VMC_NIL && c->regions[*r].state == REGION_CODE)
+		err = vmc_fail(EINVAL, "%s is the code cache: use vmc_code_alloc", name);
+	else if (*r == VMC_NIL || c->regions[*r].state != REGION_LIVE)
 		err = vmc_fail(ENOENT, "no region named %s", name);
 	else if (open)
 		set_opener(c, *r, 1);
@@ -374,8 +376,10 @@ int vmc_region_stats(vmc_t *c, uint32_t i, vmc_region_stats_t *out)
 	out->code = e->state == REGION_CODE;
 	out->size = (uint64_t)e->ngran << VMC_GRANULE_SHIFT;
 	out->addr = region_addr(c, i);
+	/* every worker maps the code cache; cache regions count their openers */
 	for (uint32_t s = 0; s < c->h.max_workers; s++)
-		out->openers += (uint32_t)(e->openers[s / 64] >> (s % 64) & 1);
+		out->openers += out->code ? c->slots[s].pid != 0
+					  : (uint32_t)(e->openers[s / 64] >> (s % 64) & 1);
 	return 0;
 }
 

@@ -168,7 +168,7 @@ t "stat code cache" 0 '^  code cache used +0 B / 4.0 MiB \(0.0%\)$' stat "$RNAME
 t "stat code cache granules" 0 '^  used +2 +4.0 MiB$' stat "$RNAME"
 t "region list: no regions" 0 '^  regions +0$' region list "$RNAME"
 t "region list: code cache row" 0 \
-	'^ +0 \(code cache\) +4 0x[0-9a-f]+ +0  \(code cache: 0 B of 4.0 MiB used\)$' \
+	'^ +0 \(code cache\) +4 0x[0-9a-f]+ +1  \(code cache: 0 B of 4.0 MiB used\)$' \
 	region list "$RNAME"
 
 t "region create" 0 \

@@ -233,7 +233,8 @@ static void print_table(const struct snapshot *s, int hist)
 		       size_str(sc[i].n * VMC_GRANULE_SIZE, b));
 
 	region_counters(st, rg);
-	counters_table("regions and code cache (`vmcctl region list` shows them)", rg, NREGION_COUNTERS);
+	counters_table("regions and code cache (`vmcctl region list` shows them)", rg,
+		       NREGION_COUNTERS);
 	counters(st, k);
 	counters_table("counters", k, NCOUNTERS);
 	attach_counters(&st->attach, a);
