@@ -16,6 +16,7 @@
  */
 #include "pool.h"
 #include "quarantine.h"
+#include "window.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -213,8 +214,11 @@ int pool_take(struct vmc *c, uint32_t vm, uint32_t *out)
 int pool_recycle(struct vmc *c, uint32_t vm, uint32_t index, uint32_t *out)
 {
 	struct vmc_slot *s = &c->slots[c->slot];
-	uint32_t *link = &s->defer_head, n = 0;
+	uint32_t *link = &s->defer_head, n = 0, m = c->win->map[index];
 
+	/* what the window still maps there is the only candidate */
+	if (m >= c->h.ngranules || !(c->gran[m].flags & G_DEFERRED) || c->gran[m].slot != c->slot)
+		return ENOENT;
 	while (*link < c->h.ngranules && n++ < s->defer_count) {
 		uint32_t g = *link;
 		struct vmc_granule *e = &c->gran[g];

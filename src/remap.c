@@ -279,13 +279,15 @@ static void defer_released(struct run *r)
  * cache. */
 static int hand_back(struct run *r)
 {
-	int q = quarantine_needed(r->c, r->vm), err = 0, locked = 0;
+	int q = -1, err = 0, locked = 0;
 
 	for (uint32_t k = 0; k < r->freed.n; k += 2) {
 		uint32_t g = r->freed.v[k];
-		if (g == VMC_NIL) {
+		if (g == VMC_NIL)
 			continue;
-		} else if (q) {
+		if (q < 0)   /* a scan of the slots: only when something goes back */
+			q = quarantine_needed(r->c, r->vm);
+		if (q) {
 			if (!locked && (err = pool_lock(r->c)))
 				return err;
 			locked = 1;

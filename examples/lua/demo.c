@@ -50,32 +50,36 @@ static const char *mib(uint64_t b, char *buf)
 	return buf;
 }
 
-/* `vmcctl stat NAME`, if vmcctl was built next to us (build/X/vmcctl). */
+/* The VM table of `vmcctl stat NAME`, if vmcctl was built next to us
+ * (build/X/vmcctl): the tenants are the VMs of the same names. */
 static void show_vmcctl(const char *name)
 {
-	char self[PATH_MAX], path[PATH_MAX + 32];
+	char self[PATH_MAX], cmd[2 * PATH_MAX], line[512];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	char *slash;
 	if (n <= 0)
 		return;
 	self[n] = 0;
-	char *slash = strrchr(self, '/');
-	if (!slash)
+	if (!(slash = strrchr(self, '/')))
 		return;
 	*slash = 0;
-	snprintf(path, sizeof path, "%s/../../vmcctl", self);
-	if (access(path, X_OK)) {
-		printf("(vmcctl is not next to vmc-lua: run `vmcctl stat %s` while it serves)\n", name);
+	snprintf(cmd, sizeof cmd, "%s/../../vmcctl", self);
+	if (access(cmd, X_OK)) {
+		printf("\n(vmcctl is not next to vmc-lua: `vmcctl stat %s` shows the tenants)\n", name);
 		return;
 	}
-	printf("\n$ vmcctl stat %s\n", name);
+	printf("\n$ vmcctl stat %s      (its VMs and workers)\n", name);
 	fflush(stdout);
-	pid_t pid = fork();
-	if (pid == 0) {
-		execl(path, "vmcctl", "stat", name, (char *)NULL);
-		_exit(127);
+	snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " stat %s", name);
+	FILE *p = popen(cmd, "r");
+	int show = 0;
+	while (p && fgets(line, sizeof line, p)) {
+		show |= !strncmp(line, "VMs", 3);
+		if (show)
+			fputs(line, stdout);
 	}
-	if (pid > 0)
-		waitpid(pid, NULL, 0);
+	if (p)
+		pclose(p);
 }
 
 static int expect(struct vl_host *h, const char *tenant, const char *body, int pin,
@@ -103,6 +107,7 @@ static int run_mode(const struct vl_demo_opts *o, int iso, struct mode_result *m
 	ho.workers = o->workers;
 	ho.isolation = iso;
 	ho.page_kind = o->page_kind;
+	ho.pool_size = 128ull << 20;
 	snprintf(name, sizeof name, "vmc-lua-%d-%s", (int)getpid(), iso ? "strict" : "lazy");
 	ho.name = name;
 	printf("\n== %s isolation (vmc/memory_isolation = %d) ==\n", iso ? "strict" : "lazy", iso);

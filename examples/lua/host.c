@@ -85,6 +85,10 @@ struct vl_host *vl_host_new(const struct vl_host_opts *o, char *err, size_t n)
 	cfg.region_space = 0;
 	cfg.max_vms = 1024;
 	cfg.max_workers = VL_MAX_WORKERS + 16;
+	/* Tenants commit a granule now and then.  A granule cached by one live
+	 * worker cannot be had by another (only a dead worker's cache goes back
+	 * when the free list runs dry), so keep the caches small. */
+	cfg.worker_cache = 4;
 	cfg.memory_isolation = o->isolation;
 	if (o->quiet)
 		cfg.verbose = 0;
@@ -97,7 +101,13 @@ struct vl_host *vl_host_new(const struct vl_host_opts *o, char *err, size_t n)
 		snprintf(h->name, sizeof h->name, "%s", o->name ? o->name : "");
 	if (!o->private_c && !o->name)
 		snprintf(h->name, sizeof h->name, "vmc-lua-%d", (int)h->pid);
-	if ((e = vmc_create(o->private_c ? NULL : h->name, &cfg, &h->c))) {
+	e = vmc_create(o->private_c ? NULL : h->name, &cfg, &h->c);
+	/* page_kind auto probes the free hugepages, then funds: a container
+	 * created meanwhile can take them (ENOMEM).  Probing again sees that. */
+	for (int retry = 0; e == ENOMEM && !o->page_kind && cfg.page_kind == VMC_PAGE_AUTO &&
+			    retry < 2; retry++)
+		e = vmc_create(o->private_c ? NULL : h->name, &cfg, &h->c);
+	if (e) {
 		snprintf(err, n, "creating container %s: %s", o->private_c ? "(private)" : h->name,
 			 *vmc_errmsg() ? vmc_errmsg() : vmc_strerror(e));
 		free(h);

@@ -185,9 +185,18 @@ void vl_sandbox_call(lua_State *L, const char *body, size_t len, struct vl_reply
 	lua_settop(L, 0);
 	lua_pushcfunction(L, call_fn);
 	lua_pushlightuserdata(L, &a);
-	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+	int st = lua_pcall(L, 1, 0, 0);
+	if (st != LUA_OK) {
 		const char *m = errmsg(L);
 		reply_text(r, 1, m, strlen(m));
 	}
 	lua_settop(L, 0);
+	/* After a memory error the failed request's garbage fills the heap up
+	 * to the limit, and Lua's collector has no reason to run soon (its
+	 * debt was set when all of that was live).  Allocations through
+	 * lauxlib buffers (string.rep, table.concat, string.format, ...) call
+	 * the allocator directly, with no emergency collection to retry them,
+	 * so the next request would fail too.  Collect now. */
+	if (st == LUA_ERRMEM)
+		lua_gc(L, LUA_GCCOLLECT);
 }

@@ -286,6 +286,29 @@ static int cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+int vl_host_add_file(struct vl_host *h, const char *name, const char *path, char *err,
+		     size_t n)
+{
+	FILE *f = fopen(path, "r");
+	char *src = NULL, e2[512];
+	long len = -1;
+	int rc = -1;
+
+	if (f && !fseek(f, 0, SEEK_END) && (len = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET) &&
+	    (src = malloc((size_t)len + 1)) && fread(src, 1, (size_t)len, f) == (size_t)len) {
+		rc = vl_host_add(h, name, src, (size_t)len, script_limit(src, (size_t)len), e2,
+				 sizeof e2);
+		if (rc < 0)
+			snprintf(err, n, "%s: %s", path, e2);
+	} else {
+		snprintf(err, n, "%s: %s", path, strerror(errno));
+	}
+	if (f)
+		fclose(f);
+	free(src);
+	return rc;
+}
+
 int vl_host_add_dir(struct vl_host *h, const char *dir, char *err, size_t n)
 {
 	DIR *d = opendir(dir);
@@ -304,39 +327,17 @@ int vl_host_add_dir(struct vl_host *h, const char *dir, char *err, size_t n)
 	}
 	closedir(d);
 	qsort(names, (size_t)k, sizeof names[0], cmp);
-	for (int i = 0; i < k; i++) {
+	for (int i = 0; i < k && added >= 0; i++) {
 		char path[4096], tname[VL_NAME_MAX + 1];
 		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
 		snprintf(tname, sizeof tname, "%.*s", (int)strlen(names[i]) - 4, names[i]);
-		FILE *f = fopen(path, "r");
-		char *src = NULL;
-		long len = -1;
-		if (f && !fseek(f, 0, SEEK_END) && (len = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET) &&
-		    (src = malloc((size_t)len + 1)) && fread(src, 1, (size_t)len, f) == (size_t)len) {
-			char e2[512];
-			if (vl_host_add(h, tname, src, (size_t)len, script_limit(src, (size_t)len), e2,
-					sizeof e2) < 0) {
-				snprintf(err, n, "%s: %s", path, e2);
-				added = -1;
-			}
-		} else {
-			snprintf(err, n, "%s: %s", path, strerror(errno));
-			added = -1;
-		}
-		if (f)
-			fclose(f);
-		free(src);
-		if (added < 0)
-			break;
-		added++;
+		added = vl_host_add_file(h, tname, path, err, n) < 0 ? -1 : added + 1;
 	}
 	for (int i = 0; i < k; i++)
 		free(names[i]);
-	if (added == 0) {
+	if (added == 0)
 		snprintf(err, n, "%s: no *.lua tenants", dir);
-		return -1;
-	}
-	return added;
+	return added > 0 ? added : -1;
 }
 
 static int cmpd(const void *a, const void *b)

@@ -127,8 +127,13 @@ void vl_host_free(struct vl_host *h);
 int vl_host_add(struct vl_host *h, const char *name, const char *src, size_t len,
 		uint64_t limit, char *err, size_t n);
 
-/* Add every DIR/NAME.lua as tenant NAME; a first-lines comment
- * "-- vmc-lua: limit = 4M" sets its limit.  Returns the count or -1. */
+/* Add tenant `name` running the script in file `path`; a first-lines
+ * comment "-- vmc-lua: limit = 4M" sets its limit.  Index or -1 (err). */
+int vl_host_add_file(struct vl_host *h, const char *name, const char *path, char *err,
+		     size_t n);
+
+/* Add every DIR/NAME.lua as tenant NAME (vl_host_add_file), in name
+ * order.  Returns the count or -1. */
 int vl_host_add_dir(struct vl_host *h, const char *dir, char *err, size_t n);
 
 /* VL_VMC: tenant `name` becomes a copy of tenant src (vmc_vm_clone). */

@@ -35,7 +35,10 @@
  *     first, as far as the free budget and the reserve fund can hold their
  *     live data: live objects are copied into fresh to-space pages
  *     (VMC_COMMIT_RESERVE: the heap is full, so this is what the pause-
- *     prevention reserve fund is for) and leave a forwarding pointer;
+ *     prevention reserve fund is for; VMC_COMMIT_POPULATE: the page is
+ *     about to be written whole, so its faults are taken in one call and
+ *     counted as mapping time, not copy time) and leave a forwarding
+ *     pointer;
  *  6. plan the compaction (unless --no-compact): the highest occupied pages
  *     go down into the lowest holes, so the heap's address range shrinks;
  *  7. fix every reference of every live object and every root: forwarded
