@@ -118,7 +118,9 @@ int window_sync(struct vmc *c, uint32_t vm, uint32_t lo, uint32_t hi, int keep_d
 	struct vmc_window *w = c->win;
 	const uint32_t *want = vm == VMC_NIL ? NULL
 				: c->pagemaps + (uint64_t)vm * c->h.window_granules;
-	int populate = c->h.page_kind == VMC_PAGE_HUGETLB ? MAP_POPULATE : 0;
+	/* 2 MiB pages: populating a run costs one page-table entry per granule,
+	 * far less than a fault on first touch; 4K pools fault lazily */
+	int populate = c->h.page_kind != VMC_PAGE_4K ? MAP_POPULATE : 0;
 	uint32_t i;
 
 	if (w->vm != vm) {   /* another VM's view: every index may differ */

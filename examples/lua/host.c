@@ -655,13 +655,16 @@ static uint64_t proc_kb(pid_t pid, const char *file, const char *key)
 	return v;
 }
 
-void vl_host_memory(struct vl_host *h, uint64_t *rss_kb, uint64_t *pss_kb)
+void vl_host_memory(struct vl_host *h, uint64_t *rss_kb, uint64_t *pss_kb,
+		    uint64_t *pss_shmem_kb)
 {
-	*rss_kb = proc_kb(getpid(), "status", "VmRSS:");
-	*pss_kb = proc_kb(getpid(), "smaps_rollup", "Pss:");
-	for (int i = 0; i < h->nw; i++)
-		if (h->w[i].alive) {
-			*rss_kb += proc_kb(h->w[i].pid, "status", "VmRSS:");
-			*pss_kb += proc_kb(h->w[i].pid, "smaps_rollup", "Pss:");
-		}
+	*rss_kb = *pss_kb = *pss_shmem_kb = 0;
+	for (int i = -1; i < h->nw; i++) {
+		pid_t pid = i < 0 ? getpid() : h->w[i].pid;
+		if (i >= 0 && !h->w[i].alive)
+			continue;
+		*rss_kb += proc_kb(pid, "status", "VmRSS:");
+		*pss_kb += proc_kb(pid, "smaps_rollup", "Pss:");
+		*pss_shmem_kb += proc_kb(pid, "smaps_rollup", "Pss_Shmem:");
+	}
 }

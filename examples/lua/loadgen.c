@@ -5,7 +5,7 @@
  *   counter*   "incr"                              -> OK <new count>
  *   wordfreq*  8-24 words from a 64-word vocabulary -> OK <summary>
  *   memhog*    "64" (KiB)                           -> OK
- *              1 in 8: "100000" (~100 MB, far over its limit)
+ *              1 in 8 (vl_mix.overlimit): "100000" (~100 MB, far over its limit)
  *                                                   -> ERR ... not enough memory
  *   other      "ping"                               -> any reply
  * Every reply is checked against that; the counts, the request latency
@@ -50,6 +50,7 @@ void vl_mix_from_host(struct vl_mix *m, struct vl_host *h)
 	};
 	struct vl_tenant_info ti;
 	m->n = 0;
+	m->overlimit = 8;
 	for (int i = 0; i < vl_host_ntenants(h) && m->n < VL_LG_TENANTS; i++) {
 		if (vl_host_tenant(h, i, &ti) || ti.orphaned)
 			continue;
@@ -83,7 +84,7 @@ static size_t make_line(const struct vl_mix *m, uint64_t *rng, char *buf, size_t
 		break;
 	}
 	case VL_K_MEMHOG:
-		*expect = rnd(rng) % 8 ? EXP_OK : EXP_MEMERR;
+		*expect = m->overlimit && rnd(rng) % (uint64_t)m->overlimit == 0 ? EXP_MEMERR : EXP_OK;
 		n = snprintf(buf, cap, "%s %s\n", m->t[t].name, *expect == EXP_OK ? "64" : "100000");
 		break;
 	default:

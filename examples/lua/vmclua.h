@@ -178,8 +178,10 @@ int   vl_host_busy(struct vl_host *h);   /* requests queued or in flight */
 /* Attach figures summed over the worker slots (or the dispatcher's own
  * slot when it runs the requests itself). */
 int   vl_host_attach_stats(struct vl_host *h, vmc_attach_stats_t *out);
-/* Sum of VmRSS and of Pss (kB) of the dispatcher and its workers. */
-void  vl_host_memory(struct vl_host *h, uint64_t *rss_kb, uint64_t *pss_kb);
+/* Sums over the dispatcher and its workers (kB): VmRSS (/proc/PID/status),
+ * Pss and its shared-memory part Pss_Shmem (/proc/PID/smaps_rollup). */
+void  vl_host_memory(struct vl_host *h, uint64_t *rss_kb, uint64_t *pss_kb,
+		     uint64_t *pss_shmem_kb);
 /* Tenant-init timings: median µs of `samples` from-scratch inits
  * (vmc_vm_create, attach, lua_newstate, libraries, detach) and clones of
  * the template (vmc_vm_clone). */
@@ -223,11 +225,13 @@ enum vl_kind { VL_K_OTHER, VL_K_COUNTER, VL_K_WORDS, VL_K_MEMHOG };
 #define VL_LG_TENANTS 256
 struct vl_mix {
 	int n;
+	int overlimit;          /* 1 in this many memhog requests is over its limit; 0: none */
 	struct { char name[VL_NAME_MAX + 1]; int kind; } t[VL_LG_TENANTS];
 };
 
 /* The request mix over the host's tenants: the kind of each comes from
- * its name (counter*, wordfreq*, memhog*; anything else gets "ping"). */
+ * its name (counter*, wordfreq*, memhog*; anything else gets "ping");
+ * overlimit = 8. */
 void vl_mix_from_host(struct vl_mix *m, struct vl_host *h);
 
 struct vl_lg_result {
