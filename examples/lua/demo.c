@@ -111,6 +111,7 @@ static int run_mode(const struct vl_demo_opts *o, int iso, struct mode_result *m
 	snprintf(name, sizeof name, "vmc-lua-%d-%s", (int)getpid(), iso ? "strict" : "lazy");
 	ho.name = name;
 	printf("\n== %s isolation (vmc/memory_isolation = %d) ==\n", iso ? "strict" : "lazy", iso);
+	fflush(stdout);    /* the library's notices go to stderr */
 	if (!res || !mix || !(h = vl_host_new(&ho, err, sizeof err))) {
 		fprintf(stderr, "vmc-lua: %s\n", res && mix ? err : "out of memory");
 		free(mix);

@@ -212,6 +212,10 @@ int main(int argc, char **argv)
 	}
 	if (client_sock)
 		return client(client_sock);
+	if (demo && d.workers < 1) {
+		fprintf(stderr, "vmc-lua: the demo needs at least one worker\n");
+		return 2;
+	}
 	if (demo)
 		return vl_demo(&d) ? 1 : 0;
 	if (sock)

@@ -185,6 +185,10 @@ int vl_host_add(struct vl_host *h, const char *name, const char *src, size_t len
 	limit = round_limit(limit ? limit : h->o.limit);
 	if (check(h, name, err, n))
 		return -1;
+	if (h->o.mode == VL_PROCS && h->nw >= VL_LG_TENANTS) {
+		snprintf(err, n, "at most %d tenant processes", VL_LG_TENANTS);
+		return -1;
+	}
 	if (h->o.mode == VL_VMC) {
 		if (h->o.clone) {
 			if (template_for(h, limit, &tpl, err, n))

@@ -5,13 +5,15 @@
  *   sandbox.c  the sandboxed Lua environment and the protected call of handle()
  *   tenant.c   a lua_State whose every byte lives in a VM (vmc_heap_*)
  *   plain.c    the same environment on the system allocator (baselines)
- *   host.c     the dispatcher: tenants, routing, worker deaths, watchdog
+ *   host.c     the dispatcher: routing, worker deaths, watchdog (host.h: its state)
+ *   hoststats.c  what the dispatcher tells about tenants, workers, memory
+ *   tenants.c  making tenants: templates, clones, scripts from a directory
  *   worker.c   the worker processes
  *   proto.c    the line protocol over a Unix socket (server and client)
  *   loadgen.c  the built-in load generator and its request mix
  *   demo.c     `vmc-lua --demo` (what `make run` shows)
- *   main.c     the command line
- * Public vmc API only (<vmc.h>).
+ *   main.c     the command line;  util.c  clock and sizes
+ * Public vmc API only (<vmc.h>).  README.md explains the design.
  */
 #ifndef VMCLUA_H
 #define VMCLUA_H
