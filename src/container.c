@@ -261,26 +261,13 @@ static int init_tables(struct vmc *c)
 	return 0;
 }
 
-int vmc_create(const char *name, const vmc_config_t *cfg, vmc_t **out)
+/* Build the container with page kind `kind`. */
+static int create_as(const char *name, const vmc_config_t *cfg, int kind, vmc_t **out)
 {
-	vmc_config_t defaults;
 	struct vmc *c;
 	char mpath[300] = "", ppath[sizeof c->h.pool_path] = "";
-	int kind = VMC_PAGE_4K, err;
+	int err;
 
-	vmc_clear_error();
-	if (!out)
-		return vmc_fail(EINVAL, "vmc_create: out is NULL");
-	*out = NULL;
-	if (!cfg) {
-		if ((err = vmc_config_init(&defaults)))
-			return err;
-		cfg = &defaults;
-	}
-	if ((name && (err = check_name(name))) || (err = check_config(cfg)))
-		return err;
-	if ((err = resolve_kind(cfg, name, (uint32_t)(cfg->fund_size >> VMC_GRANULE_SHIFT), &kind)))
-		return err;
 	if (!(c = handle_new()))
 		return vmc_fail(ENOMEM, "out of memory");
 	c->progress = cfg->progress;
@@ -310,6 +297,40 @@ fail:
 	if (ppath[0])
 		os_unlink(ppath);
 	handle_free(c);
+	return err;
+}
+
+int vmc_create(const char *name, const vmc_config_t *cfg, vmc_t **out)
+{
+	vmc_config_t defaults;
+	int kind = VMC_PAGE_4K, err;
+
+	vmc_clear_error();
+	if (!out)
+		return vmc_fail(EINVAL, "vmc_create: out is NULL");
+	*out = NULL;
+	if (!cfg) {
+		if ((err = vmc_config_init(&defaults)))
+			return err;
+		cfg = &defaults;
+	}
+	if ((name && (err = check_name(name))) || (err = check_config(cfg)))
+		return err;
+	if ((err = resolve_kind(cfg, name, (uint32_t)(cfg->fund_size >> VMC_GRANULE_SHIFT), &kind)))
+		return err;
+	err = create_as(name, cfg, kind, out);
+	/* auto: the hugepages it saw free were taken before it could fund them
+	 * (another process got there first); the next best kind will do */
+	if (cfg->page_kind == VMC_PAGE_AUTO && kind == VMC_PAGE_HUGETLB &&
+	    (err == ENOMEM || err == ENOSPC)) {
+		vmc_caps_t caps;
+		vmc_caps_probe(&caps);
+		kind = caps.thp_shmem ? VMC_PAGE_THP : VMC_PAGE_4K;
+		if (cfg->verbose)
+			fprintf(stderr, "vmc: page_kind auto -> %s (the free hugepages were taken: "
+				"%s)\n", vmc_page_kind_name(kind), vmc_errmsg());
+		err = create_as(name, cfg, kind, out);
+	}
 	return err;
 }
 

@@ -46,6 +46,23 @@ int vmc_lock(vmc_lock_t *l, vmc_repair_fn repair, void *arg, uint64_t *repairs)
 			"destroy and re-create the container", err);
 }
 
+int vmc_trylock(vmc_lock_t *l, vmc_repair_fn repair, void *arg, uint64_t *repairs)
+{
+	int err = pthread_mutex_trylock(&l->m);
+
+	if (err == EBUSY)
+		return EBUSY;
+	if (err == EOWNERDEAD) {
+		if (repair)
+			repair(arg);
+		if (repairs)
+			__atomic_add_fetch(repairs, 1, __ATOMIC_RELAXED);
+		pthread_mutex_consistent(&l->m);
+		return 0;
+	}
+	return err ? vmc_fail(VMC_EPANIC, "container lock unrecoverable (%d)", err) : 0;
+}
+
 void vmc_unlock(vmc_lock_t *l)
 {
 	pthread_mutex_unlock(&l->m);

@@ -23,6 +23,8 @@ VMC_HIDDEN int vmc_lock_init(vmc_lock_t *l);
  * *repairs (may be NULL).  Returns 0, or VMC_EPANIC if the lock is
  * unrecoverable (a repair itself died half-way). */
 VMC_HIDDEN int vmc_lock(vmc_lock_t *l, vmc_repair_fn repair, void *arg, uint64_t *repairs);
+/* As vmc_lock, but EBUSY at once if another owner holds it. */
+VMC_HIDDEN int vmc_trylock(vmc_lock_t *l, vmc_repair_fn repair, void *arg, uint64_t *repairs);
 VMC_HIDDEN void vmc_unlock(vmc_lock_t *l);
 
 #endif

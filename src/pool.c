@@ -172,6 +172,23 @@ static int ensure_cached(struct vmc *c, struct vmc_slot *s)
 		if ((err = workers_recover(c, NULL)) || (err = refill(c, s, batch)))
 			return err;
 	}
+	if (s->cache_head == VMC_NIL) {
+		/* and so may live workers' caches: take them back, but only from
+		 * workers not busy right now (we hold our own slot lock, so
+		 * waiting for another could deadlock) */
+		for (uint32_t o = 0; o < c->h.max_workers; o++) {
+			struct slot_repair r = { c, o };
+			if (o == c->slot || !c->slots[o].cache_count ||
+			    vmc_trylock(&c->slots[o].lock, slot_repair, &r, &c->m->cnt.lock_repairs))
+				continue;
+			err = pool_drain(c, o, 0);
+			slot_unlock(c, o);
+			if (err)
+				return err;
+		}
+		if ((err = refill(c, s, batch)))
+			return err;
+	}
 	if (s->cache_head == VMC_NIL)
 		return vmc_fail(VMC_EFUNDS, "the pool has no free funded granule (%u unfunded "
 				"of %u): release memory or deflate the balloon (`vmcctl balloon "
