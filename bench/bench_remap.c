@@ -513,7 +513,7 @@ static int measure_kind(struct bench_report *r, int kind)
 	vmc_config_t cfg;
 	vmc_t *c;
 	uint32_t id;
-	void *base;
+	void *base = NULL;
 	double calls[3];
 	int err;
 
