@@ -19,8 +19,20 @@
 #endif
 
 #define ARENA_ALIGN    (1ull << 30)
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define VMC_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) || defined(VMC_TSAN)
+/* ThreadSanitizer keeps its shadow where the arena normally goes: use the
+ * low application range it leaves to programs */
+#define ARENA_FIRST    0x001000000000ull
+#define ARENA_LIMIT    0x007f00000000ull
+#else
 #define ARENA_FIRST    0x100000000000ull   /* 16 TiB: clear of heap, libs, stacks */
 #define ARENA_LIMIT    0x600000000000ull
+#endif
 
 uint64_t arena_size(uint64_t bytes)
 {
