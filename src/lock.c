@@ -28,12 +28,12 @@ int vmc_lock_init(vmc_lock_t *l)
 	return err;
 }
 
-int vmc_lock(vmc_lock_t *l, vmc_repair_fn repair, void *arg, uint64_t *repairs)
+/* What pthread_mutex_(try)lock said, turned into ours: a dead owner's lock
+ * is repaired and made consistent; EBUSY stays EBUSY. */
+static int settle(vmc_lock_t *l, int err, vmc_repair_fn repair, void *arg, uint64_t *repairs)
 {
-	int err = pthread_mutex_lock(&l->m);
-
-	if (__builtin_expect(err == 0, 1))
-		return 0;
+	if (__builtin_expect(err == 0, 1) || err == EBUSY)
+		return err;
 	if (err == EOWNERDEAD) {
 		if (repair)
 			repair(arg);
@@ -46,21 +46,14 @@ int vmc_lock(vmc_lock_t *l, vmc_repair_fn repair, void *arg, uint64_t *repairs)
 			"destroy and re-create the container", err);
 }
 
+int vmc_lock(vmc_lock_t *l, vmc_repair_fn repair, void *arg, uint64_t *repairs)
+{
+	return settle(l, pthread_mutex_lock(&l->m), repair, arg, repairs);
+}
+
 int vmc_trylock(vmc_lock_t *l, vmc_repair_fn repair, void *arg, uint64_t *repairs)
 {
-	int err = pthread_mutex_trylock(&l->m);
-
-	if (err == EBUSY)
-		return EBUSY;
-	if (err == EOWNERDEAD) {
-		if (repair)
-			repair(arg);
-		if (repairs)
-			__atomic_add_fetch(repairs, 1, __ATOMIC_RELAXED);
-		pthread_mutex_consistent(&l->m);
-		return 0;
-	}
-	return err ? vmc_fail(VMC_EPANIC, "container lock unrecoverable (%d)", err) : 0;
+	return settle(l, pthread_mutex_trylock(&l->m), repair, arg, repairs);
 }
 
 void vmc_unlock(vmc_lock_t *l)
