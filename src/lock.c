@@ -11,6 +11,7 @@
 #include "lock.h"
 
 #include <errno.h>
+#include <time.h>
 
 int vmc_lock_init(vmc_lock_t *l)
 {
@@ -54,6 +55,22 @@ int vmc_lock(vmc_lock_t *l, vmc_repair_fn repair, void *arg, uint64_t *repairs)
 int vmc_trylock(vmc_lock_t *l, vmc_repair_fn repair, void *arg, uint64_t *repairs)
 {
 	return settle(l, pthread_mutex_trylock(&l->m), repair, arg, repairs);
+}
+
+int vmc_lock_timed(vmc_lock_t *l, unsigned seconds, vmc_repair_fn repair, void *arg,
+		   uint64_t *repairs)
+{
+	struct timespec t;
+	int err;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	t.tv_sec += seconds;
+	err = pthread_mutex_timedlock(&l->m, &t);
+	if (err == ETIMEDOUT)
+		return vmc_fail(ETIMEDOUT, "a container lock was held for more than %u s: a "
+				"worker is stuck in the container, or its metadata is corrupt "
+				"(`vmcctl check`)", seconds);
+	return settle(l, err, repair, arg, repairs);
 }
 
 void vmc_unlock(vmc_lock_t *l)

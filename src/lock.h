@@ -25,6 +25,10 @@ VMC_HIDDEN int vmc_lock_init(vmc_lock_t *l);
 VMC_HIDDEN int vmc_lock(vmc_lock_t *l, vmc_repair_fn repair, void *arg, uint64_t *repairs);
 /* As vmc_lock, but EBUSY at once if another owner holds it. */
 VMC_HIDDEN int vmc_trylock(vmc_lock_t *l, vmc_repair_fn repair, void *arg, uint64_t *repairs);
+/* As vmc_lock, but ETIMEDOUT (with a message) after `seconds`: for joining,
+ * where a lock word garbled in a bad metadata file must not hang us. */
+VMC_HIDDEN int vmc_lock_timed(vmc_lock_t *l, unsigned seconds, vmc_repair_fn repair,
+			      void *arg, uint64_t *repairs);
 VMC_HIDDEN void vmc_unlock(vmc_lock_t *l);
 
 #endif

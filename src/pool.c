@@ -56,6 +56,11 @@ int pool_lock(struct vmc *c)
 	return vmc_lock(&c->m->pool_lock, pool_rebuild, c, &c->m->cnt.lock_repairs);
 }
 
+int pool_lock_join(struct vmc *c)
+{
+	return vmc_lock_timed(&c->m->pool_lock, 10, pool_rebuild, c, &c->m->cnt.lock_repairs);
+}
+
 void pool_unlock(struct vmc *c)
 {
 	vmc_unlock(&c->m->pool_lock);

@@ -23,6 +23,8 @@ static inline int gran_is_from(struct vmc *c, const struct vmc_granule *e, uint3
  * list and counters from the granule table after a dead owner. */
 VMC_HIDDEN int pool_lock(struct vmc *c);
 VMC_HIDDEN void pool_unlock(struct vmc *c);
+/* pool_lock for joining: gives up with ETIMEDOUT after 10 s. */
+VMC_HIDDEN int pool_lock_join(struct vmc *c);
 
 /* A worker slot's lock, with the repair that rebuilds its cache list. */
 VMC_HIDDEN int slot_lock(struct vmc *c, uint32_t slot);

@@ -47,7 +47,7 @@ int worker_join(struct vmc *c)
 				(int)pid, vmc_strerror(err));
 
 again:
-	if ((err = pool_lock(c)))
+	if ((err = pool_lock_join(c)))
 		return err;
 	for (uint32_t s = 0; s < c->h.max_workers; s++) {
 		struct vmc_slot *sl = &c->slots[s];
