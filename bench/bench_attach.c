@@ -67,9 +67,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define THP_SHMEM "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
-#define NR_HUGE   "/proc/sys/vm/nr_hugepages"
-
 #define K         8                      /* VMs per container              */
 #define VM_SIZE   (64 * BENCH_MiB)
 #define POOL_SIZE (K * VM_SIZE + 64 * BENCH_MiB)   /* + a worker cache's worth */
@@ -88,139 +85,6 @@
 
 static int runs, p7_runs;
 static uint64_t stride, p7_ns, p7_retry_ns;
-
-/* host settings to put back at the end */
-static long huge_added;
-static char thp_before[32];
-
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "bench_attach: %s: %s: %s\n", what, vmc_strerror(err), vmc_errmsg());
-	exit(1);
-}
-
-static int write_file(const char *path, const char *s)
-{
-	FILE *f = fopen(path, "w");
-	if (!f)
-		return -1;
-	fputs(s, f);
-	return fclose(f) ? -1 : 0;
-}
-
-static long read_long(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long v = -1;
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
-static long long meminfo(const char *key)
-{
-	FILE *f = fopen("/proc/meminfo", "r");
-	char line[256];
-	long long v = -1;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof line, f))
-		if (!strncmp(line, key, strlen(key)))
-			v = strtoll(line + strlen(key), NULL, 10) * 1024;
-	fclose(f);
-	return v;
-}
-
-/* Put back what kind_available() changed; notes go to r (NULL: none, as
- * from the atexit handler when the benchmark dies half-way). */
-static void restore_host(struct bench_report *r)
-{
-	const char *keep = getenv("VMC_BENCH_KEEP_HOST");
-	if (keep && !strcmp(keep, "1"))
-		return;
-	if (huge_added > 0) {
-		long now = read_long(NR_HUGE);
-		char num[32];
-		snprintf(num, sizeof num, "%ld", now - huge_added);
-		if (now >= huge_added && write_file(NR_HUGE, num) == 0 && r)
-			bench_note(r, "host: returned the %ld hugepages reserved for the run "
-				   "(nr_hugepages %ld -> %ld)", huge_added, now, now - huge_added);
-		huge_added = 0;
-	}
-	if (thp_before[0]) {
-		vmc_caps_t caps;
-		vmc_caps_probe(&caps);
-		if (!strcmp(caps.thp_shmem_setting, "advise") &&
-		    write_file(THP_SHMEM, thp_before) == 0 && r)
-			bench_note(r, "host: shmem_enabled put back to \"%s\"", thp_before);
-		thp_before[0] = 0;
-	}
-}
-
-static pid_t main_pid;
-
-static void restore_host_atexit(void)
-{
-	if (getpid() == main_pid)   /* not in a worker that exits */
-		restore_host(NULL);
-}
-
-/* Can this kind be had for two pools?  Sets it up as root; why[] if not. */
-static int kind_available(int kind, char *why, size_t n)
-{
-	vmc_caps_t caps;
-	long need = (long)(2 * POOL_SIZE >> 21), got = 0;
-
-	vmc_caps_probe(&caps);
-	if (kind == VMC_PAGE_HUGETLB) {
-		if (caps.hugepages_free >= need)
-			return 1;
-		if (geteuid() != 0) {
-			snprintf(why, n, "need %ld free hugepages, %ld free and not root: run "
-				 "`vmcctl hugepages %ld` as root", need, caps.hugepages_free, need);
-			return 0;
-		}
-		long before = read_long(NR_HUGE);
-		/* keep the pages that were free for whoever else uses them */
-		int err = vmc_hugepages_setup(need + caps.hugepages_free, &got);
-		long after = read_long(NR_HUGE);
-		if (before >= 0 && after > before)
-			huge_added += after - before;
-		if (err) {
-			snprintf(why, n, "reserving %ld more hugepages failed (%s): %s", need,
-				 vmc_strerror(err), vmc_errmsg());
-			return 0;
-		}
-		return 1;
-	}
-	if (kind == VMC_PAGE_THP) {
-		if (caps.thp_shmem)
-			return 1;
-		if (geteuid() != 0) {
-			snprintf(why, n, "shmem THP is \"%s\" and not root to set it to advise",
-				 caps.thp_shmem_setting);
-			return 0;
-		}
-		snprintf(thp_before, sizeof thp_before, "%s", caps.thp_shmem_setting);
-		if (write_file(THP_SHMEM, "advise") != 0) {
-			thp_before[0] = 0;
-			snprintf(why, n, "cannot write advise to " THP_SHMEM);
-			return 0;
-		}
-		vmc_caps_probe(&caps);
-		if (!caps.thp_shmem) {
-			snprintf(why, n, "shmem THP still \"%s\" after writing advise",
-				 caps.thp_shmem_setting);
-			return 0;
-		}
-		return 1;
-	}
-	return 1;
-}
 
 /* ------------------------------------------------------------ touching */
 
@@ -336,26 +200,19 @@ static uint64_t timed_switches(struct variant *v, uint64_t n)
 	return bench_now_ns() - t0;
 }
 
+static uint64_t timed_fn(void *v, uint64_t n)
+{
+	return timed_switches(v, n);
+}
+
 /* Switches per batch of about BATCH_NS (a multiple of nvm, at least nvm). */
 static uint64_t calibrate(struct variant *v)
 {
-	uint64_t n = v->nvm, ns;
+	/* warm: every VM mapped once */
+	uint64_t n = bench_calibrate(timed_fn, v, 2 * v->nvm, v->nvm, BATCH_NS, 8);
 
-	timed_switches(v, 2 * v->nvm);   /* warm: every VM mapped once */
-	while ((ns = timed_switches(v, n)) < BATCH_NS / 8)
-		n *= 2;
-	n = (uint64_t)((double)n * (double)BATCH_NS / (double)(ns ? ns : 1));
 	n = (n + v->nvm - 1) / v->nvm * v->nvm;
 	return n < v->nvm ? v->nvm : n;
-}
-
-static uint64_t attach_syscalls(vmc_t *c)
-{
-	vmc_stats_t st;
-	int err = vmc_stats(c, &st);
-	if (err)
-		die("vmc_stats", err);
-	return st.attach.syscalls;
 }
 
 /* ------------------------------------------------------------ setup */
@@ -366,17 +223,11 @@ static vmc_t *make_container(int kind, int strict)
 	vmc_t *c;
 	int err;
 
-	if ((err = vmc_config_init(&cfg)))
-		die("vmc_config_init", err);
-	cfg.pool_size = POOL_SIZE;
-	cfg.fund_size = POOL_SIZE;
-	cfg.window_size = VM_SIZE;
-	cfg.region_space = 0;
+	if ((err = bench_config(&cfg, kind, POOL_SIZE, VM_SIZE)))
+		bench_die("vmc_config_init", err);
 	cfg.max_vms = 2 * K;
 	cfg.max_workers = 8;
-	cfg.page_kind = kind;
 	cfg.memory_isolation = strict;
-	cfg.verbose = 0;
 	if ((err = vmc_create(NULL, &cfg, &c))) {
 		fprintf(stderr, "bench_attach: vmc_create (%s, %s): %s: %s\n",
 			vmc_page_kind_name(kind), strict ? "strict" : "lazy", vmc_strerror(err),
@@ -399,11 +250,11 @@ static uint32_t make_vms(vmc_t *c, uint32_t *ids)
 
 		snprintf(name, sizeof name, "vm%u", k);
 		if ((err = vmc_vm_create(c, name, VM_SIZE, &ids[k])))
-			die("vmc_vm_create", err);
+			bench_die("vmc_vm_create", err);
 		if ((err = vmc_attach(c, ids[k], &base)))
-			die("vmc_attach", err);
+			bench_die("vmc_attach", err);
 		if ((err = vmc_commit(c, base, VM_SIZE, 0)))
-			die("vmc_commit", err);
+			bench_die("vmc_commit", err);
 		write_pattern(base, TAG(k));
 		const uint32_t *map = vm_pagemap(c, ids[k]);
 		for (uint32_t i = 0; i < c->h.window_granules; i++)
@@ -411,7 +262,7 @@ static uint32_t make_vms(vmc_t *c, uint32_t *ids)
 			    (i == 0 || map[i - 1] == VMC_NIL || PM_G(map[i]) != PM_G(map[i - 1]) + 1))
 				runs_total++;
 		if ((err = vmc_detach(c, ids[k])))
-			die("vmc_detach", err);
+			bench_die("vmc_detach", err);
 	}
 	return runs_total;
 }
@@ -500,10 +351,10 @@ static void p1(struct bench_report *r, const char *kn, vmc_t *cs, const uint32_t
 	/* interleaved: each round runs one batch of every variant */
 	for (int j = 0; j < runs; j++)
 		for (int i = 0; i < NV; i++) {
-			uint64_t k0 = i < 2 ? attach_syscalls(v[i].c) : 0;
+			uint64_t k0 = i < 2 ? bench_attach_syscalls(v[i].c) : 0;
 			uint64_t ns = timed_switches(&v[i], n[i]);
 			if (i < 2) {
-				calls[i] += attach_syscalls(v[i].c) - k0;
+				calls[i] += bench_attach_syscalls(v[i].c) - k0;
 				nsw[i] += n[i];
 			}
 			us[i][j] = (double)ns / 1e3 / (double)n[i];
@@ -554,10 +405,23 @@ static void reattach_loop(vmc_t *c, uint32_t id, uint64_t n, uint64_t *attach_ns
 			err = vmc_attach(c, id, NULL);
 		}
 		if (err)
-			die("vmc_attach (re-attach)", err);
+			bench_die("vmc_attach (re-attach)", err);
 		if ((err = vmc_detach(c, id)))
-			die("vmc_detach (re-attach)", err);
+			bench_die("vmc_detach (re-attach)", err);
 	}
+}
+
+struct reattach_arg {
+	vmc_t *c;
+	uint32_t id;
+};
+
+static uint64_t reattach_timed(void *arg, uint64_t n)
+{
+	struct reattach_arg *a = arg;
+	uint64_t t0 = bench_now_ns();
+	reattach_loop(a->c, a->id, n, NULL, NULL);
+	return bench_now_ns() - t0;
 }
 
 /* Cost of an empty clock bracket, ns (subtracted from attach-alone). */
@@ -579,34 +443,26 @@ static void p2(struct bench_report *r, const char *kn, vmc_t *c, uint32_t id, in
 	       double clk, uint64_t *out_calls_attach, double *out_calls_pair)
 {
 	double pair[MAX_RUNS], alone[MAX_RUNS], calls[MAX_RUNS];
-	uint64_t n = 1024, ns, acalls = 0;
+	struct reattach_arg arg = { c, id };
+	uint64_t n, acalls = 0;
 	char name[96], vs[96];
 	void *base;
 	int err;
 
 	/* the VM in use: every page of it touched through this window */
 	if ((err = vmc_attach(c, id, &base)))
-		die("vmc_attach", err);
+		bench_die("vmc_attach", err);
 	write_pattern(base, TAG(0));
 	if ((err = vmc_detach(c, id)))
-		die("vmc_detach", err);
-	reattach_loop(c, id, 16, NULL, NULL);
-	for (;;) {
-		uint64_t t0 = bench_now_ns();
-		reattach_loop(c, id, n, NULL, NULL);
-		ns = bench_now_ns() - t0;
-		if (ns >= BATCH_NS / 8)
-			break;
-		n *= 2;
-	}
-	n = (uint64_t)((double)n * (double)BATCH_NS / (double)ns);
+		bench_die("vmc_detach", err);
+	n = bench_calibrate(reattach_timed, &arg, 16, 1024, BATCH_NS, 8);
 	if (n < 16)
 		n = 16;
 	for (int j = 0; j < runs; j++) {
-		uint64_t k0 = attach_syscalls(c), t0 = bench_now_ns(), a = 0;
+		uint64_t k0 = bench_attach_syscalls(c), t0 = bench_now_ns(), a = 0;
 		reattach_loop(c, id, n, NULL, NULL);
 		uint64_t t1 = bench_now_ns();
-		calls[j] = (double)(attach_syscalls(c) - k0) / (double)n;
+		calls[j] = (double)(bench_attach_syscalls(c) - k0) / (double)n;
 		pair[j] = (double)(t1 - t0) / (double)n;
 		reattach_loop(c, id, n, &a, &acalls);
 		alone[j] = (double)a / (double)n - clk;
@@ -856,19 +712,13 @@ static int measure_kind(struct bench_report *r, int kind, int *fds, char **maps,
 {
 	const char *kn = vmc_page_kind_name(kind);
 	uint32_t ids_s[K], ids_l[K], runs_s, runs_l;
-	char why[512] = "", name[96];
+	char name[96];
 	vmc_t *cs, *cl;
 	int failed = 0;
 
-	const char *only = getenv("VMC_BENCH_KINDS");
-	if (only && *only && !strstr(only, kn)) {
-		bench_note(r, "%s skipped: not in VMC_BENCH_KINDS=%s", kn, only);
+	/* hugepages for two pools */
+	if (!bench_kind_wanted(r, kn) || !bench_kind_ready(r, kind, (long)(2 * POOL_SIZE >> 21)))
 		return 1;
-	}
-	if (!kind_available(kind, why, sizeof why)) {
-		bench_note(r, "%s skipped: %s", kn, why);
-		return 1;
-	}
 	printf("%s: two containers of %llu MiB (strict, lazy), %d VMs of 64 MiB each ...\n",
 	       kn, (unsigned long long)(POOL_SIZE >> 20), K);
 	fflush(stdout);
@@ -890,8 +740,8 @@ static int measure_kind(struct bench_report *r, int kind, int *fds, char **maps,
 	if (kind == VMC_PAGE_THP) {
 		/* the lazy window still maps the last VM: PMD-mapped or not? */
 		bench_note(r, "thp: ShmemPmdMapped %lld MiB, ShmemHugePages %lld MiB while the "
-			   "lazy window maps a 64 MiB VM", meminfo("ShmemPmdMapped:") >> 20,
-			   meminfo("ShmemHugePages:") >> 20);
+			   "lazy window maps a 64 MiB VM", bench_meminfo("ShmemPmdMapped:") >> 20,
+			   bench_meminfo("ShmemHugePages:") >> 20);
 	}
 	bench_note(r, "%s: the %d VMs' page maps have %u (strict) and %u (lazy) contiguous "
 		   "pool runs in all (%d would be one per VM)", kn, K, runs_s, runs_l, K);
@@ -977,21 +827,13 @@ int main(void)
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	main_pid = getpid();
-	atexit(restore_host_atexit);
 	printf("bench_attach: %d VMs of 64 MiB, touch every %s, %d batches per figure, "
 	       "P7 %d x %llu ms\n", K, bench_fmt_size(stride, sz, sizeof sz), runs, p7_runs,
 	       (unsigned long long)(p7_ns / 1000000));
 	r = bench_report_new("attach", "hugetlb,thp,4k");
 	{
-		FILE *f = fopen("/proc/loadavg", "r");
-		char la[64] = "?";
-		if (f) {
-			if (!fgets(la, sizeof la, f))
-				snprintf(la, sizeof la, "?");
-			la[strcspn(la, "\n")] = 0;
-			fclose(f);
-		}
+		char la[64];
+		bench_loadavg(la, sizeof la);
 		bench_note(r, "load average at start: %s; touch stride %s", la,
 			   bench_fmt_size(stride, sz, sizeof sz));
 	}
@@ -1000,20 +842,17 @@ int main(void)
 	cpu_steal(&steal0, &total0);
 	memset(vd, 0, sizeof vd);
 	for (int i = 0; i < 3; i++) {
-		int res = measure_kind(r, kinds[i], fds, maps, clk, &vd[i]);
-		if (res < 0)
+		if (bench_kind_outcome(measure_kind(r, kinds[i], fds, maps, clk, &vd[i]), kinds[i],
+				       measured, sizeof measured))
 			failed = 1;
-		if (res == 0)
-			snprintf(measured + strlen(measured), sizeof measured - strlen(measured),
-				 "%s%s", measured[0] ? "," : "", vmc_page_kind_name(kinds[i]));
 	}
 	cpu_steal(&steal1, &total1);
 	free_stock(fds, fds_b, maps);
 	if (total1 > total0)
 		bench_note(r, "CPU time stolen by the hypervisor during the run: %.1f%%",
 			   100.0 * (double)(steal1 - steal0) / (double)(total1 - total0));
-	bench_report_set_page_kind(r, measured[0] ? measured : "none");
-	restore_host(r);
+	bench_report_set_page_kind(r, measured);
+	bench_host_restore(r);
 	bench_note(r, "clock bracket cost subtracted from the attach-alone figures: %.1f ns", clk);
 	for (int i = 0; i < 3; i++) {
 		const char *kn = vmc_page_kind_name(kinds[i]);

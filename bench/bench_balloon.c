@@ -42,8 +42,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define THP_SHMEM "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
-#define NR_HUGE   "/proc/sys/vm/nr_hugepages"
 #define MAX_RUNS  64
 #define STEP_REPS 51   /* one-granule balloon steps timed per kind */
 #define STALL_RUNS 3   /* balloons with a worker refilling alongside, per kind */
@@ -53,98 +51,19 @@
 static uint64_t pool;
 static int runs;
 
-/* host settings to put back at the end */
-static long huge_added;            /* hugepages we made the kernel reserve */
-static char thp_before[32];        /* shmem_enabled before we changed it   */
-
-static int write_file(const char *path, const char *s)
-{
-	FILE *f = fopen(path, "w");
-	if (!f)
-		return -1;
-	fputs(s, f);
-	return fclose(f) ? -1 : 0;
-}
-
-static long read_long(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long v = -1;
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
-static void restore_host(struct bench_report *r)
-{
-	const char *keep = getenv("VMC_BENCH_KEEP_HOST");
-	if (keep && !strcmp(keep, "1"))
-		return;
-	if (huge_added > 0) {
-		long now = read_long(NR_HUGE);
-		char num[32];
-		snprintf(num, sizeof num, "%ld", now - huge_added);
-		if (now >= huge_added && write_file(NR_HUGE, num) == 0)
-			bench_note(r, "host: returned the %ld hugepages reserved for the run "
-				   "(nr_hugepages %ld -> %ld)", huge_added, now, now - huge_added);
-	}
-	if (thp_before[0]) {
-		vmc_caps_t caps;
-		vmc_caps_probe(&caps);
-		if (!strcmp(caps.thp_shmem_setting, "advise") &&
-		    write_file(THP_SHMEM, thp_before) == 0)
-			bench_note(r, "host: shmem_enabled put back to \"%s\"", thp_before);
-	}
-}
-
-/* A /proc/meminfo value in bytes ("ShmemHugePages:"), -1 if absent. */
-static long long meminfo(const char *key)
-{
-	FILE *f = fopen("/proc/meminfo", "r");
-	char line[256];
-	long long v = -1;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof line, f))
-		if (!strncmp(line, key, strlen(key)))
-			v = strtoll(line + strlen(key), NULL, 10) * 1024;
-	fclose(f);
-	return v;
-}
-
-static double gbps(uint64_t bytes, uint64_t ns)
-{
-	return ns ? (double)bytes / (double)ns : 0;   /* bytes/ns == GB/s */
-}
-
 /* --------------------------------------------------- baselines (anon) */
-
-static void *map_anon(uint64_t len)
-{
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED) {
-		perror("mmap");
-		exit(1);
-	}
-	return p;
-}
 
 static void measure_memset(struct bench_report *r)
 {
 	double v[MAX_RUNS];
-	char *buf = map_anon(pool);
+	char *buf = bench_map_anon(pool, PROT_READ | PROT_WRITE);
 
 	memset(buf, 1, pool);                   /* fault it in */
 	for (int i = 0; i < runs; i++) {
 		uint64_t t0 = bench_now_ns();
 		memset(buf, i & 0xff, pool);
 		__asm__ __volatile__("" : : "r"(buf) : "memory");
-		v[i] = gbps(pool, bench_now_ns() - t0);
+		v[i] = bench_gbps(pool, bench_now_ns() - t0);
 	}
 	munmap(buf, pool);
 	bench_row_runs(r, "memset (faulted-in anon)", "GB/s", v, runs, NULL, "anon");
@@ -155,70 +74,17 @@ static void measure_first_touch(struct bench_report *r)
 	double v[MAX_RUNS];
 
 	for (int i = 0; i < runs; i++) {
-		volatile char *buf = map_anon(pool);
+		volatile char *buf = bench_map_anon(pool, PROT_READ | PROT_WRITE);
 		uint64_t t0 = bench_now_ns();
 		for (uint64_t off = 0; off < pool; off += 4096)
 			buf[off] = 1;
-		v[i] = gbps(pool, bench_now_ns() - t0);
+		v[i] = bench_gbps(pool, bench_now_ns() - t0);
 		munmap((void *)buf, pool);
 	}
 	bench_row_runs(r, "first touch (fresh anon, 4K pages)", "GB/s", v, runs, NULL, "anon");
 }
 
 /* ------------------------------------------------------ page kinds */
-
-/* Can this kind be had?  Sets it up as root; fills why[] if not. */
-static int kind_available(int kind, char *why, size_t n)
-{
-	vmc_caps_t caps;
-	long need = (long)(pool >> 21), got = 0;
-
-	vmc_caps_probe(&caps);
-	if (kind == VMC_PAGE_HUGETLB) {
-		if (caps.hugepages_free >= need)
-			return 1;
-		if (geteuid() != 0) {
-			snprintf(why, n, "need %ld free hugepages, %ld free and not root: run "
-				 "`vmcctl hugepages %ld` as root", need, caps.hugepages_free, need);
-			return 0;
-		}
-		/* keep the pages that were free for whoever else uses them */
-		long before = read_long(NR_HUGE);
-		int err = vmc_hugepages_setup(need + caps.hugepages_free, &got);
-		long after = read_long(NR_HUGE);
-		if (before >= 0 && after > before)
-			huge_added += after - before;
-		if (err) {
-			snprintf(why, n, "reserving %ld more hugepages failed (%s): %s", need,
-				 vmc_strerror(err), vmc_errmsg());
-			return 0;
-		}
-		return 1;
-	}
-	if (kind == VMC_PAGE_THP) {
-		if (caps.thp_shmem)
-			return 1;
-		if (geteuid() != 0) {
-			snprintf(why, n, "shmem THP is \"%s\" and not root to set it to advise",
-				 caps.thp_shmem_setting);
-			return 0;
-		}
-		snprintf(thp_before, sizeof thp_before, "%s", caps.thp_shmem_setting);
-		if (write_file(THP_SHMEM, "advise") != 0) {
-			thp_before[0] = 0;
-			snprintf(why, n, "cannot write advise to " THP_SHMEM);
-			return 0;
-		}
-		vmc_caps_probe(&caps);
-		if (!caps.thp_shmem) {
-			snprintf(why, n, "shmem THP still \"%s\" after writing advise",
-				 caps.thp_shmem_setting);
-			return 0;
-		}
-		return 1;
-	}
-	return 1;
-}
 
 static int balloon_to(vmc_t *c, uint64_t target, const char *what)
 {
@@ -344,30 +210,22 @@ static int measure_kind(struct bench_report *r, int kind)
 	double sdef[STALL_RUNS], sinf[STALL_RUNS], ddef[STALL_RUNS], dinf[STALL_RUNS];
 	int stall = pool >= 2 * STALL_FLOOR;
 	uint64_t calls_in = 0, calls_out = 0, calls_sout = 0;
-	char why[512] = "", name[96], sz[32];
+	char name[96], sz[32];
 	vmc_config_t cfg;
 	vmc_t *c;
 	int err;
 
-	if (!kind_available(kind, why, sizeof why)) {
-		bench_note(r, "%s skipped: %s", kn, why);
+	if (!bench_kind_ready(r, kind, (long)(pool >> 21)))
 		return 1;
-	}
-	if ((err = vmc_config_init(&cfg))) {
+	if ((err = bench_config(&cfg, kind, pool, 64 * BENCH_MiB))) {
 		fprintf(stderr, "bench_balloon: vmc_config_init: %s\n", vmc_errmsg());
 		return -1;
 	}
-	cfg.pool_size = pool;
-	cfg.fund_size = pool;
-	cfg.window_size = 64 * BENCH_MiB;
-	cfg.region_space = 0;
 	cfg.max_workers = 4;
 	cfg.max_vms = 4;
-	cfg.page_kind = kind;
-	cfg.verbose = 0;
 	printf("%s: funding a %s pool ...\n", kn, bench_fmt_size(pool, sz, sizeof sz));
 	fflush(stdout);
-	long long shm_huge0 = meminfo("ShmemHugePages:");
+	long long shm_huge0 = bench_meminfo("ShmemHugePages:");
 	if ((err = vmc_create(NULL, &cfg, &c))) {
 		bench_note(r, "%s skipped: vmc_create: %s: %s", kn, vmc_strerror(err), vmc_errmsg());
 		return 1;
@@ -383,8 +241,8 @@ static int measure_kind(struct bench_report *r, int kind)
 		if (balloon_to(c, 0, "deflate"))
 			goto fail;
 		uint64_t t2 = bench_now_ns(), k2 = vmc_os_calls_total();
-		in[i] = gbps(pool, t1 - t0);
-		out[i] = gbps(pool, t2 - t1);
+		in[i] = bench_gbps(pool, t1 - t0);
+		out[i] = bench_gbps(pool, t2 - t1);
 		calls_in = k1 - k0;
 		calls_out = k2 - k1;
 	}
@@ -406,7 +264,7 @@ static int measure_kind(struct bench_report *r, int kind)
 	if (kind == VMC_PAGE_THP) {
 		/* is the THP pool really in huge pages? (other processes may
 		 * move the figure a little) */
-		long long grew = meminfo("ShmemHugePages:") - shm_huge0;
+		long long grew = bench_meminfo("ShmemHugePages:") - shm_huge0;
 		bench_note(r, "thp: ShmemHugePages grew by %lld MiB while the %llu MiB pool "
 			   "was funded", grew >> 20, (unsigned long long)(pool >> 20));
 	}
@@ -472,14 +330,11 @@ int main(int argc, char **argv)
 	measure_first_touch(r);
 	/* 4K first, so that hugetlb and THP can be compared with it */
 	for (int i = 2; i >= 0; i--) {
-		int res = measure_kind(r, kinds[i]);
-		if (res < 0)
+		if (bench_kind_outcome(measure_kind(r, kinds[i]), kinds[i], measured,
+				       sizeof measured))
 			failed = 1;
-		if (res == 0)
-			snprintf(measured + strlen(measured), sizeof measured - strlen(measured),
-				 "%s%s", measured[0] ? "," : "", vmc_page_kind_name(kinds[i]));
 	}
-	bench_report_set_page_kind(r, measured[0] ? measured : "none");
+	bench_report_set_page_kind(r, measured);
 	{
 		/* every pool_fund() (so every deflate) probes the host first */
 		double v[STEP_REPS];
@@ -492,7 +347,7 @@ int main(int argc, char **argv)
 		bench_row_runs(r, "vmc_caps_probe (done by every fund)", "us", v, STEP_REPS,
 			       NULL, "-");
 	}
-	restore_host(r);
+	bench_host_restore(r);
 	{
 		double hin = bench_row_median(r, "hugetlb inflate");
 		double mem = bench_row_median(r, "memset (faulted-in anon)");

@@ -48,12 +48,6 @@ static const char *const vname[] = {
 
 static int runs;
 
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "bench_cache: %s: %s: %s\n", what, vmc_strerror(err), vmc_errmsg());
-	exit(1);
-}
-
 /* n round trips of variant v on container c; returns 0 or an error. */
 static int loop(struct vmc *c, enum variant v, uint64_t n)
 {
@@ -110,19 +104,28 @@ static uint64_t timed(struct vmc *c, enum variant v, uint64_t n)
 	uint64_t t0 = bench_now_ns();
 	int err = loop(c, v, n);
 	if (err)
-		die(vname[v], err);
+		bench_die(vname[v], err);
 	return bench_now_ns() - t0;
+}
+
+struct timed_arg {
+	struct vmc *c;
+	enum variant v;
+};
+
+static uint64_t timed_fn(void *arg, uint64_t n)
+{
+	struct timed_arg *a = arg;
+	return timed(a->c, a->v, n);
 }
 
 /* Round trips that take about TARGET_NS. */
 static uint64_t calibrate(struct vmc *c, enum variant v)
 {
-	uint64_t n = 1 << 12, ns;
+	struct timed_arg a = { c, v };
+	/* warm: fills the cache, faults the tables in */
+	uint64_t n = bench_calibrate(timed_fn, &a, 1 << 12, 1 << 12, TARGET_NS, 10);
 
-	timed(c, v, n);   /* warm: fills the cache, faults the tables in */
-	while ((ns = timed(c, v, n)) < TARGET_NS / 10)
-		n *= 2;
-	n = (uint64_t)((double)n * (double)TARGET_NS / (double)ns);
 	return n < 1000 ? 1000 : n;
 }
 
@@ -268,19 +271,15 @@ static struct vmc *make(uint32_t worker_cache)
 	vmc_t *c;
 	int err;
 
-	if ((err = vmc_config_init(&cfg)))
-		die("vmc_config_init", err);
-	cfg.pool_size = 256 * BENCH_MiB;   /* 128 granules: room for 3 workers' caches */
-	cfg.fund_size = cfg.pool_size;
-	cfg.window_size = 64 * BENCH_MiB;
-	cfg.region_space = 0;
+	/* 128 granules: room for 3 workers' caches; 4K pages: take/put never
+	 * touch the memory itself */
+	if ((err = bench_config(&cfg, VMC_PAGE_4K, 256 * BENCH_MiB, 64 * BENCH_MiB)))
+		bench_die("vmc_config_init", err);
 	cfg.max_workers = 8;
 	cfg.max_vms = 4;
 	cfg.worker_cache = worker_cache;
-	cfg.page_kind = VMC_PAGE_4K;       /* take/put never touch the memory itself */
-	cfg.verbose = 0;
 	if ((err = vmc_create(NULL, &cfg, &c)))
-		die("vmc_create", err);
+		bench_die("vmc_create", err);
 	return c;
 }
 

@@ -55,7 +55,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define NR_HUGE    "/proc/sys/vm/nr_hugepages"
 #define CODE_SIZE  (256 * BENCH_MiB)
 #define VM_SIZE    (16 * BENCH_MiB)
 #define NVM        2
@@ -69,7 +68,6 @@
 #define TAG(k)     (0x5a5a000000000000ull | ((uint64_t)(k) + 1))
 
 static int runs, touch_code;
-static long huge_added;   /* hugepages we made the kernel reserve */
 
 enum { V_NONE, V_STATIC, V_STATIC1, V_PROTECT, NV };
 enum { W_REATTACH, W_SWITCH, NW };
@@ -86,80 +84,7 @@ struct variant {
 	uint32_t runs;         /* contiguous pool runs of the VMs' memory, in all */
 };
 
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "bench_code: %s: %s: %s\n", what, vmc_strerror(err), vmc_errmsg());
-	exit(1);
-}
-
-/* ------------------------------------------------------------ the host */
-
-static int write_file(const char *path, const char *s)
-{
-	FILE *f = fopen(path, "w");
-	if (!f)
-		return -1;
-	fputs(s, f);
-	return fclose(f) ? -1 : 0;
-}
-
-static long read_long(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long v = -1;
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
-static void restore_host(struct bench_report *r)
-{
-	const char *keep = getenv("VMC_BENCH_KEEP_HOST");
-	if ((keep && !strcmp(keep, "1")) || huge_added <= 0)
-		return;
-	long now = read_long(NR_HUGE);
-	char num[32];
-	snprintf(num, sizeof num, "%ld", now - huge_added);
-	if (now >= huge_added && write_file(NR_HUGE, num) == 0)
-		bench_note(r, "host: returned the %ld hugepages reserved for the run "
-			   "(nr_hugepages %ld -> %ld)", huge_added, now, now - huge_added);
-	huge_added = 0;
-}
-
-/* Can `kind` be had for the three containers of one isolation mode (they
- * are made one mode at a time)?  Reserves hugepages as root; why[] if not. */
-static int kind_available(int kind, char *why, size_t n)
-{
-	long need = (long)((3 * POOL_CODE + POOL_NONE) >> 21), got = 0;
-	vmc_caps_t caps;
-
-	if (kind != VMC_PAGE_HUGETLB)
-		return 1;
-	vmc_caps_probe(&caps);
-	if (caps.hugepages_free >= need)
-		return 1;
-	if (geteuid() != 0) {
-		snprintf(why, n, "need %ld free hugepages, %ld free and not root: run "
-			 "`vmcctl hugepages %ld` as root", need, caps.hugepages_free, need);
-		return 0;
-	}
-	/* keep the pages that were free for whoever else uses them */
-	long before = read_long(NR_HUGE);
-	int err = vmc_hugepages_setup(need + caps.hugepages_free, &got);
-	long after = read_long(NR_HUGE);
-	/* at most what we asked for: others on the host may raise it too */
-	if (before >= 0 && after > before)
-		huge_added += after - before < need ? after - before : need;
-	if (err) {
-		snprintf(why, n, "reserving %ld more hugepages failed (%s): %s", need,
-			 vmc_strerror(err), vmc_errmsg());
-		return 0;
-	}
-	return 1;
-}
+/* ------------------------------------------------------------ mappings */
 
 /* The permissions ("r-xs") of the mapping holding addr, from
  * /proc/self/maps; "none" if no mapping holds it. */
@@ -190,20 +115,15 @@ static void make_variant(struct variant *v, int kind, int strict, int var)
 	int err;
 
 	memset(v, 0, sizeof *v);
-	if ((err = vmc_config_init(&cfg)))
-		die("vmc_config_init", err);
-	cfg.pool_size = cfg.fund_size = var == V_NONE ? POOL_NONE : POOL_CODE;
-	cfg.window_size = VM_SIZE;
+	if ((err = bench_config(&cfg, kind, var == V_NONE ? POOL_NONE : POOL_CODE, VM_SIZE)))
+		bench_die("vmc_config_init", err);
 	cfg.code_cache_size = var == V_NONE ? 0 : CODE_SIZE;
 	cfg.code_cache_protect = var == V_PROTECT;
-	cfg.region_space = 0;
 	cfg.reserve_size = 0;
 	cfg.max_vms = 4;
 	cfg.max_workers = 4;
 	cfg.worker_cache = WCACHE;
-	cfg.page_kind = kind;
 	cfg.memory_isolation = strict;
-	cfg.verbose = 0;
 	if ((err = vmc_create(NULL, &cfg, &v->c))) {
 		v->c = NULL;
 		return;   /* the caller says why */
@@ -212,19 +132,19 @@ static void make_variant(struct variant *v, int kind, int strict, int var)
 		char name[16];
 		snprintf(name, sizeof name, "vm%u", k);
 		if ((err = vmc_vm_create(v->c, name, VM_SIZE, &v->ids[k])))
-			die("vmc_vm_create", err);
+			bench_die("vmc_vm_create", err);
 		if ((err = vmc_attach(v->c, v->ids[k], &base)))
-			die("vmc_attach", err);
+			bench_die("vmc_attach", err);
 		if (var != V_STATIC1) {
 			if ((err = vmc_commit(v->c, base, VM_SIZE, 0)))
-				die("vmc_commit", err);
+				bench_die("vmc_commit", err);
 		} else {
 			/* a granule at a time from the top: the worker cache hands
 			 * them out in descending order, so the VM gets one run */
 			for (uint64_t off = VM_SIZE; off > 0; off -= VMC_GRANULE_SIZE)
 				if ((err = vmc_commit(v->c, (char *)base + off - VMC_GRANULE_SIZE,
 						      VMC_GRANULE_SIZE, 0)))
-					die("vmc_commit", err);
+					bench_die("vmc_commit", err);
 		}
 		for (uint64_t off = 0; off < VM_SIZE; off += PAGE)
 			*(volatile uint64_t *)((char *)base + off) = TAG(k);
@@ -232,19 +152,19 @@ static void make_variant(struct variant *v, int kind, int strict, int var)
 		for (uint64_t off = 0, prev = UINT64_MAX; off < VM_SIZE; off += VMC_GRANULE_SIZE) {
 			vmc_probe_t pr;
 			if ((err = vmc_probe(v->c, (char *)base + off, &pr)))
-				die("vmc_probe", err);
+				bench_die("vmc_probe", err);
 			if (prev == UINT64_MAX || pr.granule != prev + 1)
 				v->runs++;
 			prev = pr.granule;
 		}
 		if ((err = vmc_detach(v->c, v->ids[k])))
-			die("vmc_detach", err);
+			bench_die("vmc_detach", err);
 	}
 	if (var == V_NONE)
 		return;
 	/* a full code cache: one allocation of all of it */
 	if ((err = vmc_code_alloc(v->c, CODE_SIZE, &rx, &rw)))
-		die("vmc_code_alloc", err);
+		bench_die("vmc_code_alloc", err);
 	v->rx = rx;
 	if (!touch_code)
 		return;
@@ -253,7 +173,7 @@ static void make_variant(struct variant *v, int kind, int strict, int var)
 	vmc_code_flush(rx, CODE_SIZE);
 	/* read it through the r-x view, attached (protect opens it then) */
 	if ((err = vmc_attach(v->c, v->ids[0], NULL)))
-		die("vmc_attach", err);
+		bench_die("vmc_attach", err);
 	for (uint64_t off = 0; off < CODE_SIZE; off += PAGE)
 		if (((volatile char *)rx)[off] != (char)0xc3) {
 			fprintf(stderr, "bench_code: the code cache's r-x view does not show "
@@ -262,7 +182,7 @@ static void make_variant(struct variant *v, int kind, int strict, int var)
 			exit(1);
 		}
 	if ((err = vmc_detach(v->c, v->ids[0])))
-		die("vmc_detach", err);
+		bench_die("vmc_detach", err);
 }
 
 /* The r-x view is r-x while attached in both variants, and --- while
@@ -276,10 +196,10 @@ static void check_protection(const struct variant *v, int var)
 		return;
 	perms(v->rx, p);
 	if ((err = vmc_attach(v->c, v->ids[0], NULL)))
-		die("vmc_attach", err);
+		bench_die("vmc_attach", err);
 	perms(v->rx, q);
 	if ((err = vmc_detach(v->c, v->ids[0])))
-		die("vmc_detach", err);
+		bench_die("vmc_detach", err);
 	if (strncmp(q, "r-x", 3) || strncmp(p, var == V_PROTECT ? "---" : "r-x", 3)) {
 		fprintf(stderr, "bench_code: %s: the code cache is %s detached and %s attached "
 			"(expected %s and r-x)\n", vname[var], p, q,
@@ -295,7 +215,7 @@ static void check_vms(const struct variant *v)
 		void *base;
 		int err = vmc_attach(v->c, v->ids[k], &base);
 		if (err)
-			die("vmc_attach", err);
+			bench_die("vmc_attach", err);
 		volatile char *code = touch_code ? (volatile char *)v->rx : NULL;
 		if (*(volatile uint64_t *)((char *)base + VM_SIZE - PAGE) != TAG(k) ||
 		    (code && code[CODE_SIZE - PAGE] != (char)0xc3)) {
@@ -304,7 +224,7 @@ static void check_vms(const struct variant *v)
 			exit(1);
 		}
 		if ((err = vmc_detach(v->c, v->ids[k])))
-			die("vmc_detach", err);
+			bench_die("vmc_detach", err);
 	}
 }
 
@@ -321,9 +241,9 @@ static void pairs(struct variant *v, int w, uint64_t n)
 			v->cur ^= 1;
 		id = v->ids[w == W_SWITCH ? v->cur : 0];
 		if ((err = vmc_attach(v->c, id, NULL)))
-			die("vmc_attach", err);
+			bench_die("vmc_attach", err);
 		if ((err = vmc_detach(v->c, id)))
-			die("vmc_detach", err);
+			bench_die("vmc_detach", err);
 	}
 }
 
@@ -334,26 +254,25 @@ static uint64_t timed(struct variant *v, int w, uint64_t n)
 	return bench_now_ns() - t0;
 }
 
+struct timed_arg {
+	struct variant *v;
+	int w;
+};
+
+static uint64_t timed_fn(void *arg, uint64_t n)
+{
+	struct timed_arg *a = arg;
+	return timed(a->v, a->w, n);
+}
+
 /* Pairs per batch of about BATCH_NS (even, at least 16). */
 static uint64_t calibrate(struct variant *v, int w)
 {
-	uint64_t n = 16, ns;
+	struct timed_arg a = { v, w };
+	uint64_t n = bench_calibrate(timed_fn, &a, 64, 16, BATCH_NS, 8);
 
-	timed(v, w, 64);
-	while ((ns = timed(v, w, n)) < BATCH_NS / 8)
-		n *= 2;
-	n = (uint64_t)((double)n * (double)BATCH_NS / (double)(ns ? ns : 1));
 	n &= ~1ull;
 	return n < 16 ? 16 : n;
-}
-
-static uint64_t attach_syscalls(vmc_t *c)
-{
-	vmc_stats_t st;
-	int err = vmc_stats(c, &st);
-	if (err)
-		die("vmc_stats", err);
-	return st.attach.syscalls;
 }
 
 /* ------------------------------------------------------------ per mode */
@@ -392,9 +311,9 @@ static int measure_mode(struct bench_report *r, int kind, int strict)
 	for (int j = 0; j < runs; j++)
 		for (int w = 0; w < NW; w++)
 			for (int i = 0; i < NV; i++) {
-				uint64_t k0 = attach_syscalls(v[i].c);
+				uint64_t k0 = bench_attach_syscalls(v[i].c);
 				ns[w][i][j] = (double)timed(&v[i], w, n[w][i]) / (double)n[w][i];
-				calls[w][i] += attach_syscalls(v[i].c) - k0;
+				calls[w][i] += bench_attach_syscalls(v[i].c) - k0;
 				done[w][i] += n[w][i];
 			}
 	for (int i = 0; i < NV; i++) {
@@ -431,18 +350,13 @@ static int measure_mode(struct bench_report *r, int kind, int strict)
 /* Returns 0, 1 if skipped. */
 static int measure_kind(struct bench_report *r, int kind)
 {
-	const char *kn = vmc_page_kind_name(kind), *only = getenv("VMC_BENCH_KINDS");
-	char why[512] = "";
 	int skipped = 0;
 
-	if (only && *only && !strstr(only, kn)) {
-		bench_note(r, "%s skipped: not in VMC_BENCH_KINDS=%s", kn, only);
+	/* hugepages for the four containers of one isolation mode (they are
+	 * made one mode at a time) */
+	if (!bench_kind_wanted(r, vmc_page_kind_name(kind)) ||
+	    !bench_kind_ready(r, kind, (long)((3 * POOL_CODE + POOL_NONE) >> 21)))
 		return 1;
-	}
-	if (!kind_available(kind, why, sizeof why)) {
-		bench_note(r, "%s skipped: %s", kn, why);
-		return 1;
-	}
 	for (int strict = 1; strict >= 0; strict--)
 		skipped += measure_mode(r, kind, strict);
 	return skipped == 2;
@@ -468,14 +382,8 @@ int main(void)
 	       (unsigned long long)(VM_SIZE >> 20), runs);
 	r = bench_report_new("code", "hugetlb,4k");
 	{
-		FILE *f = fopen("/proc/loadavg", "r");
-		char la[64] = "?";
-		if (f) {
-			if (!fgets(la, sizeof la, f))
-				snprintf(la, sizeof la, "?");
-			la[strcspn(la, "\n")] = 0;
-			fclose(f);
-		}
+		char la[64];
+		bench_loadavg(la, sizeof la);
 		bench_note(r, "load average at start: %s", la);
 	}
 	bench_note(r, "code cache %llu MiB, %s; VMs of %llu MiB, window %llu MiB; "
@@ -485,11 +393,9 @@ int main(void)
 			      : "cold (untouched)",
 		   (unsigned long long)(VM_SIZE >> 20), (unsigned long long)(VM_SIZE >> 20));
 	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
-		if (measure_kind(r, kinds[i]) == 0)
-			snprintf(measured + strlen(measured), sizeof measured - strlen(measured),
-				 "%s%s", measured[0] ? "," : "", vmc_page_kind_name(kinds[i]));
-	bench_report_set_page_kind(r, measured[0] ? measured : "none");
-	restore_host(r);
+		bench_kind_outcome(measure_kind(r, kinds[i]), kinds[i], measured, sizeof measured);
+	bench_report_set_page_kind(r, measured);
+	bench_host_restore(r);
 	/* what the naive protection adds per attach+detach */
 	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
 		for (int strict = 1; strict >= 0; strict--)

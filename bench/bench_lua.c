@@ -225,9 +225,27 @@ static struct outcome last[NMIX][MAXK + 1][NV];
 static const int order[] = { V_STRICT, V_LAZY, V_STRICT1, V_LAZY1 };
 static const char *const num[] = { "(1)", "(2)", "(5)", "(6)" };
 
+/* The rows of one memory measure `what` in MiB: (3) and (1), (2) on each
+ * kind against (4). */
+static void mem_rows(struct bench_report *r, const char *what, double (*v)[NV][MAXRUNS],
+		     char **kinds, int nk, int runs)
+{
+	char name[200], mref[200];
+
+	snprintf(mref, sizeof mref, "(4) %s", what);
+	snprintf(name, sizeof name, "(3) %s", what);
+	bench_row_runs(r, name, "MiB", v[nk][V_ONEPROC], runs, mref, "-");
+	bench_row_runs(r, mref, "MiB", v[nk][V_PROCS], runs, NULL, "-");
+	for (int k = 0; k < nk; k++)
+		for (int i = 0; i < 2; i++) {
+			snprintf(name, sizeof name, "%s %s %s", num[i], kinds[k], what);
+			bench_row_runs(r, name, "MiB", v[k][order[i]], runs, mref, kinds[k]);
+		}
+}
+
 static void rows(struct bench_report *r, char **kinds, int nk, int runs)
 {
-	char name[200], ref[200], mref[200];
+	char name[200], ref[200];
 	for (int x = 0; x < NMIX; x++) {
 		snprintf(ref, sizeof ref, "%s: (3) %s", mix_name[x], vdefs[V_ONEPROC].name);
 		bench_row_runs(r, ref, "req/s", rps[x][nk][V_ONEPROC], runs, NULL, "-");
@@ -240,22 +258,8 @@ static void rows(struct bench_report *r, char **kinds, int nk, int runs)
 				bench_row_runs(r, name, "req/s", rps[x][k][order[i]], runs, ref, kinds[k]);
 			}
 	}
-	snprintf(mref, sizeof mref, "(4) sum of VmRSS");
-	bench_row_runs(r, "(3) sum of VmRSS", "MiB", rss[nk][V_ONEPROC], runs, mref, "-");
-	bench_row_runs(r, mref, "MiB", rss[nk][V_PROCS], runs, NULL, "-");
-	for (int k = 0; k < nk; k++)
-		for (int i = 0; i < 2; i++) {
-			snprintf(name, sizeof name, "%s %s sum of VmRSS", num[i], kinds[k]);
-			bench_row_runs(r, name, "MiB", rss[k][order[i]], runs, mref, kinds[k]);
-		}
-	snprintf(mref, sizeof mref, "(4) memory in use");
-	bench_row_runs(r, "(3) memory in use", "MiB", mem[nk][V_ONEPROC], runs, mref, "-");
-	bench_row_runs(r, mref, "MiB", mem[nk][V_PROCS], runs, NULL, "-");
-	for (int k = 0; k < nk; k++)
-		for (int i = 0; i < 2; i++) {
-			snprintf(name, sizeof name, "%s %s memory in use", num[i], kinds[k]);
-			bench_row_runs(r, name, "MiB", mem[k][order[i]], runs, mref, kinds[k]);
-		}
+	mem_rows(r, "sum of VmRSS", rss, kinds, nk, runs);
+	mem_rows(r, "memory in use", mem, kinds, nk, runs);
 }
 
 static void notes(struct bench_report *r, char **kinds, int nk)
@@ -321,8 +325,7 @@ int main(void)
 			continue;
 		}
 		kinds[nk++] = k;
-		snprintf(kind_list + strlen(kind_list), sizeof kind_list - strlen(kind_list), "%s%s",
-			 nk > 1 ? "," : "", k);
+		bench_list_add(kind_list, sizeof kind_list, k);
 	}
 	if (!nk) {
 		fprintf(stderr, "bench_lua: no page kind to measure\n");

@@ -54,9 +54,6 @@
 #define MADV_POPULATE_WRITE 23
 #endif
 
-#define THP_SHMEM  "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
-#define THP_ANON   "/sys/kernel/mm/transparent_hugepage/enabled"
-#define NR_HUGE    "/proc/sys/vm/nr_hugepages"
 #define G          VMC_GRANULE_SIZE
 #define RANGE      (64 * BENCH_MiB)           /* the P4 range: 32 granules */
 #define RANGE_G    (RANGE / G)
@@ -68,148 +65,6 @@
 #define TARGET_NS  100000000ull              /* ~0.1 s per P6 timed loop */
 
 static int reps, runs;
-static long huge_added;
-static char thp_before[32];
-
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "bench_remap: %s: %s: %s\n", what, vmc_strerror(err), vmc_errmsg());
-	exit(1);
-}
-
-static double gbps(uint64_t bytes, uint64_t ns)
-{
-	return ns ? (double)bytes / (double)ns : 0;
-}
-
-/* -------------------------------------------------------- host setup */
-
-static int write_file(const char *path, const char *s)
-{
-	FILE *f = fopen(path, "w");
-	if (!f)
-		return -1;
-	fputs(s, f);
-	return fclose(f) ? -1 : 0;
-}
-
-static long read_long(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long v = -1;
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
-/* The bracketed word of a THP setting file ("madvise"), "" if unreadable. */
-static void thp_setting(const char *path, char *out, size_t n)
-{
-	FILE *f = fopen(path, "r");
-	char line[256] = "", *a, *b;
-
-	out[0] = 0;
-	if (!f)
-		return;
-	if (fgets(line, sizeof line, f) && (a = strchr(line, '[')) && (b = strchr(a, ']'))) {
-		*b = 0;
-		snprintf(out, n, "%s", a + 1);
-	}
-	fclose(f);
-}
-
-static int kind_available(int kind, char *why, size_t n)
-{
-	vmc_caps_t caps;
-	long need = POOL_G, got = 0;
-
-	vmc_caps_probe(&caps);
-	if (kind == VMC_PAGE_HUGETLB) {
-		if (caps.hugepages_free >= need)
-			return 1;
-		if (geteuid() != 0) {
-			snprintf(why, n, "need %ld free hugepages, %ld free and not root: run "
-				 "`vmcctl hugepages %ld` as root", need, caps.hugepages_free, need);
-			return 0;
-		}
-		long before = read_long(NR_HUGE);
-		int err = vmc_hugepages_setup(need + caps.hugepages_free, &got);
-		long after = read_long(NR_HUGE);
-		/* never count more than this call can have added: another
-		 * process may raise nr_hugepages at the same time */
-		if (before >= 0 && after > before)
-			huge_added += after - before < need ? after - before : need;
-		if (err) {
-			snprintf(why, n, "reserving %ld more hugepages failed (%s): %s", need,
-				 vmc_strerror(err), vmc_errmsg());
-			return 0;
-		}
-		return 1;
-	}
-	if (kind == VMC_PAGE_THP) {
-		if (caps.thp_shmem)
-			return 1;
-		if (geteuid() != 0) {
-			snprintf(why, n, "shmem THP is \"%s\" and not root to set it to advise",
-				 caps.thp_shmem_setting);
-			return 0;
-		}
-		snprintf(thp_before, sizeof thp_before, "%s", caps.thp_shmem_setting);
-		if (write_file(THP_SHMEM, "advise") != 0) {
-			thp_before[0] = 0;
-			snprintf(why, n, "cannot write advise to " THP_SHMEM);
-			return 0;
-		}
-		vmc_caps_probe(&caps);
-		if (!caps.thp_shmem) {
-			snprintf(why, n, "shmem THP still \"%s\" after writing advise",
-				 caps.thp_shmem_setting);
-			return 0;
-		}
-		return 1;
-	}
-	return 1;
-}
-
-static void restore_host(struct bench_report *r)
-{
-	const char *keep = getenv("VMC_BENCH_KEEP_HOST");
-	if (keep && !strcmp(keep, "1"))
-		return;
-	if (huge_added > 0) {
-		long now = read_long(NR_HUGE);
-		char num[32];
-		snprintf(num, sizeof num, "%ld", now - huge_added);
-		if (now >= huge_added && write_file(NR_HUGE, num) == 0)
-			bench_note(r, "host: returned the %ld hugepages reserved for the run "
-				   "(nr_hugepages %ld -> %ld)", huge_added, now, now - huge_added);
-	}
-	if (thp_before[0]) {
-		char cur[32];
-		thp_setting(THP_SHMEM, cur, sizeof cur);
-		if (!strcmp(cur, "advise") && write_file(THP_SHMEM, thp_before) == 0)
-			bench_note(r, "host: shmem_enabled put back to \"%s\"", thp_before);
-	}
-}
-
-/* A field of /proc/self/smaps_rollup or /proc/meminfo in bytes, -1 if absent. */
-static long long kb_field(const char *path, const char *key)
-{
-	FILE *f = fopen(path, "r");
-	char line[256];
-	long long v = -1;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof line, f))
-		if (!strncmp(line, key, strlen(key)))
-			v = strtoll(line + strlen(key), NULL, 10) * 1024;
-	fclose(f);
-	return v;
-}
 
 /* Populate [p, p+len) for writing; touch it if the kernel has no
  * MADV_POPULATE_WRITE. */
@@ -229,12 +84,7 @@ static void populate(void *p, size_t len)
 
 static char *reserve(size_t len)
 {
-	void *p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED) {
-		perror("bench_remap: mmap");
-		exit(1);
-	}
-	return p;
+	return bench_map_anon(len, PROT_NONE);
 }
 
 static void measure_memcpy(struct bench_report *r)
@@ -252,7 +102,7 @@ static void measure_memcpy(struct bench_report *r)
 		uint64_t t0 = bench_now_ns();
 		memcpy(i & 1 ? a : b, i & 1 ? b : a, RANGE);
 		__asm__ __volatile__("" : : "r"(a), "r"(b) : "memory");
-		v[i] = gbps(RANGE, bench_now_ns() - t0);
+		v[i] = bench_gbps(RANGE, bench_now_ns() - t0);
 	}
 	munmap(a, RANGE);
 	munmap(b, RANGE);
@@ -271,7 +121,7 @@ static int measure_mremap(struct bench_report *r, const char *name, size_t offse
 	char *res = reserve(span);
 	char *base = (char *)(((uintptr_t)res + G - 1) & ~(G - 1)) + offset;
 	char *a = base, *b = base + RANGE + G;
-	long long huge0 = kb_field("/proc/self/smaps_rollup", "AnonHugePages:");
+	long long huge0 = bench_kb_field("/proc/self/smaps_rollup", "AnonHugePages:");
 
 	if (mmap(a, RANGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
 	    == MAP_FAILED) {
@@ -285,7 +135,7 @@ static int measure_mremap(struct bench_report *r, const char *name, size_t offse
 	}
 	memset(a, 0x5a, RANGE);
 	if (thp) {
-		long long grew = kb_field("/proc/self/smaps_rollup", "AnonHugePages:") - huge0;
+		long long grew = bench_kb_field("/proc/self/smaps_rollup", "AnonHugePages:") - huge0;
 		if (grew < (long long)RANGE / 2) {
 			snprintf(why, nwhy, "only %lld MiB of the 64 MiB became THP (AnonHugePages)",
 				 grew >> 20);
@@ -304,7 +154,7 @@ static int measure_mremap(struct bench_report *r, const char *name, size_t offse
 			perror("bench_remap: mremap");
 			exit(1);
 		}
-		v[i] = gbps(RANGE, t1 - t0);
+		v[i] = bench_gbps(RANGE, t1 - t0);
 	}
 	/* still populated and intact where it ended up */
 	char *at = reps & 1 ? b : a;
@@ -351,6 +201,22 @@ static void row(struct kind_ctx *x, const char *what, const char *unit, double *
 	bench_row_runs(x->r, name, unit, v, n, vs, x->kn);
 }
 
+/* n one-granule moves from `from` to `to` in one batch; dies if the batch
+ * cannot be built, returns vmc_batch_commit's error. */
+static int batch_moves(struct kind_ctx *x, char *from, char *to, uint32_t n)
+{
+	vmc_batch_t *bt;
+	int err;
+
+	if ((err = vmc_batch_begin(x->c, &bt)))
+		bench_die("vmc_batch_begin", err);
+	for (uint32_t g = 0; g < n && !err; g++)
+		err = vmc_batch_move(bt, from + (size_t)g * G, to + (size_t)g * G, G, 0);
+	if (err)
+		bench_die("vmc_batch_move", err);
+	return vmc_batch_commit(bt);
+}
+
 /* P4: move the populated 64 MiB range back and forth. mode: 0 one call,
  * 1 a batch of 32 one-granule moves, 2 one call + repopulate destination. */
 static void p4(struct kind_ctx *x, int mode, double *calls)
@@ -364,21 +230,14 @@ static void p4(struct kind_ctx *x, int mode, double *calls)
 	int err;
 
 	if ((err = vmc_commit(x->c, a, RANGE, VMC_COMMIT_POPULATE)))
-		die("commit 64 MiB", err);
+		bench_die("commit 64 MiB", err);
 	pattern(a, RANGE_G, 0x1000 * (mode + 1));
 	for (int i = 0; i < reps; i++) {
 		char *from = i & 1 ? b : a, *to = i & 1 ? a : b;
 		populate(from, RANGE);
 		uint64_t k0 = vmc_os_calls_total(), t0 = bench_now_ns();
 		if (mode == 1) {
-			vmc_batch_t *bt;
-			if ((err = vmc_batch_begin(x->c, &bt)))
-				die("vmc_batch_begin", err);
-			for (uint32_t g = 0; g < RANGE_G && !err; g++)
-				err = vmc_batch_move(bt, from + g * G, to + g * G, G, 0);
-			if (err)
-				die("vmc_batch_move", err);
-			err = vmc_batch_commit(bt);
+			err = batch_moves(x, from, to, RANGE_G);
 		} else {
 			err = vmc_move(x->c, from, to, RANGE, 0);
 		}
@@ -386,14 +245,14 @@ static void p4(struct kind_ctx *x, int mode, double *calls)
 			populate(to, RANGE);
 		uint64_t t1 = bench_now_ns(), k1 = vmc_os_calls_total();
 		if (err)
-			die(what[mode], err);
-		v[i] = gbps(RANGE, t1 - t0);
+			bench_die(what[mode], err);
+		v[i] = bench_gbps(RANGE, t1 - t0);
 		k[i] = (double)(k1 - k0) - (mode == 2);   /* the bench's own madvise is no vmc call */
 	}
 	char *at = reps & 1 ? b : a;
 	check_pattern(what[mode], at, RANGE_G, 0x1000 * (mode + 1));
 	if ((err = vmc_release(x->c, at, RANGE, 0)))
-		die("release 64 MiB", err);
+		bench_die("release 64 MiB", err);
 	row(x, what[mode], "GB/s", v, reps, "mremap 64 MiB, 4K pages, 4K-offset");
 	*calls = bench_median(k, reps);
 }
@@ -410,7 +269,7 @@ static void batch_test(struct kind_ctx *x, uint32_t n)
 	if (passes > MAX_REPS)
 		passes = MAX_REPS;
 	if ((err = vmc_commit(x->c, a, (size_t)n * G, VMC_COMMIT_POPULATE)))
-		die("commit the run", err);
+		bench_die("commit the run", err);
 	pattern(a, n, 0x7000);
 	for (int pass = 0; pass < 2 * passes; pass++) {
 		int batched = pass >= passes, i = pass % passes;
@@ -418,19 +277,12 @@ static void batch_test(struct kind_ctx *x, uint32_t n)
 		populate(from, (size_t)n * G);
 		uint64_t k0 = vmc_os_calls_total(), t0 = bench_now_ns();
 		if (batched) {
-			vmc_batch_t *bt;
-			if ((err = vmc_batch_begin(x->c, &bt)))
-				die("vmc_batch_begin", err);
-			for (uint32_t g = 0; g < n && !err; g++)
-				err = vmc_batch_move(bt, from + g * G, to + g * G, G, 0);
-			if (err)
-				die("vmc_batch_move", err);
-			if ((err = vmc_batch_commit(bt)))
-				die("vmc_batch_commit", err);
+			if ((err = batch_moves(x, from, to, n)))
+				bench_die("vmc_batch_commit", err);
 		} else {
 			for (uint32_t g = 0; g < n; g++)
 				if ((err = vmc_move(x->c, from + g * G, to + g * G, G, 0)))
-					die("vmc_move 1 granule", err);
+					bench_die("vmc_move 1 granule", err);
 		}
 		uint64_t t1 = bench_now_ns(), k1 = vmc_os_calls_total();
 		double rate = (double)n * 1e3 / (double)(t1 - t0);   /* M granules/s */
@@ -445,7 +297,7 @@ static void batch_test(struct kind_ctx *x, uint32_t n)
 	}
 	check_pattern("batch test", 2 * passes & 1 ? b : a, n, 0x7000);
 	if ((err = vmc_release(x->c, a, (size_t)n * G, 0)))
-		die("release the run", err);
+		bench_die("release the run", err);
 	snprintf(name, sizeof name, "move run of %u, 1 call/granule", n);
 	row(x, name, "M gran/s", one, passes, NULL);
 	snprintf(vs, sizeof vs, "%s %s", x->kn, name);
@@ -465,26 +317,37 @@ static uint64_t p6_loop(struct kind_ctx *x, char *p, uint64_t n, int rflags, uin
 
 	for (uint64_t i = 0; i < n; i++) {
 		if ((err = vmc_commit(x->c, p, G, VMC_COMMIT_NOZERO)))
-			die("P6 commit", err);
+			bench_die("P6 commit", err);
 		if ((err = vmc_release(x->c, p, G, rflags)))
-			die("P6 release", err);
+			bench_die("P6 release", err);
 	}
 	uint64_t ns = bench_now_ns() - t0;
 	*calls = vmc_os_calls_total() - k0;
 	return ns;
 }
 
+struct p6_arg {
+	struct kind_ctx *x;
+	char *p;
+	int rflags;
+};
+
+static uint64_t p6_timed(void *arg, uint64_t n)
+{
+	struct p6_arg *a = arg;
+	uint64_t calls;
+	return p6_loop(a->x, a->p, n, a->rflags, &calls);
+}
+
 static void p6(struct kind_ctx *x, int rflags)
 {
 	double v[MAX_RUNS], k[MAX_RUNS];
 	char *p = x->base + (size_t)(WINDOW_G - 1) * G;
-	uint64_t n = 256, ns, calls;
+	struct p6_arg arg = { x, p, rflags };
+	uint64_t n, ns, calls;
 	int err;
 
-	p6_loop(x, p, n, rflags, &calls);   /* warm up */
-	while ((ns = p6_loop(x, p, n, rflags, &calls)) < TARGET_NS / 10)
-		n *= 2;
-	n = (uint64_t)((double)n * (double)TARGET_NS / (double)ns);
+	n = bench_calibrate(p6_timed, &arg, 256, 256, TARGET_NS, 10);
 	if (n < 256)
 		n = 256;
 	for (int i = 0; i < runs; i++) {
@@ -493,7 +356,7 @@ static void p6(struct kind_ctx *x, int rflags)
 		k[i] = (double)calls / (double)n;
 	}
 	if ((err = vmc_flush(x->c)))
-		die("vmc_flush", err);
+		bench_die("vmc_flush", err);
 	if (rflags & VMC_RELEASE_DEFER) {
 		row(x, "commit+release, deferred (P6)", "M ops/s", v, runs, NULL);
 		row(x, "syscalls/op, commit+release deferred", "calls", k, runs, NULL);
@@ -509,7 +372,6 @@ static void p6(struct kind_ctx *x, int rflags)
 static int measure_kind(struct bench_report *r, int kind)
 {
 	const char *kn = vmc_page_kind_name(kind);
-	char why[512] = "";
 	vmc_config_t cfg;
 	vmc_t *c;
 	uint32_t id;
@@ -517,22 +379,14 @@ static int measure_kind(struct bench_report *r, int kind)
 	double calls[3];
 	int err;
 
-	if (!kind_available(kind, why, sizeof why)) {
-		bench_note(r, "%s skipped: %s", kn, why);
+	if (!bench_kind_ready(r, kind, POOL_G))
 		return 1;
-	}
-	if ((err = vmc_config_init(&cfg))) {
+	/* max_workers and max_vms stay at their defaults: the hot path's cost
+	 * may depend on them (P6 is "per worker" in a default container) */
+	if ((err = bench_config(&cfg, kind, (uint64_t)POOL_G * G, (uint64_t)WINDOW_G * G))) {
 		fprintf(stderr, "bench_remap: vmc_config_init: %s\n", vmc_errmsg());
 		return -1;
 	}
-	cfg.pool_size = (uint64_t)POOL_G * G;
-	cfg.fund_size = cfg.pool_size;
-	cfg.window_size = (uint64_t)WINDOW_G * G;
-	cfg.region_space = 0;
-	/* max_workers and max_vms stay at their defaults: the hot path's cost
-	 * may depend on them (P6 is "per worker" in a default container) */
-	cfg.page_kind = kind;
-	cfg.verbose = 0;
 	printf("%s: funding a %llu MiB pool ...\n", kn, (unsigned long long)(cfg.pool_size >> 20));
 	if ((err = vmc_create(NULL, &cfg, &c))) {
 		bench_note(r, "%s skipped: vmc_create: %s: %s", kn, vmc_strerror(err), vmc_errmsg());
@@ -540,7 +394,7 @@ static int measure_kind(struct bench_report *r, int kind)
 	}
 	if ((err = vmc_vm_create(c, "bench", cfg.window_size, &id)) ||
 	    (err = vmc_attach(c, id, &base)))
-		die("VM", err);
+		bench_die("VM", err);
 
 	struct kind_ctx x = { c, base, kn, r };
 	for (int mode = 0; mode < 3; mode++)
@@ -593,23 +447,20 @@ int main(int argc, char **argv)
 	measure_mremap(r, "mremap 64 MiB, 4K pages, 4K-offset", 4096, 0, why, sizeof why);
 	{
 		char set[32];
-		thp_setting(THP_ANON, set, sizeof set);
+		bench_thp_setting(BENCH_THP_ANON, set, sizeof set);
 		if (!strcmp(set, "never"))
-			bench_note(r, "mremap THP baseline skipped: " THP_ANON " is \"never\"");
+			bench_note(r, "mremap THP baseline skipped: " BENCH_THP_ANON " is \"never\"");
 		else if (measure_mremap(r, "mremap 64 MiB, THP", 0, 1, why, sizeof why))
 			bench_note(r, "mremap THP baseline skipped: %s", why);
 	}
 	/* 4K first, then the huge kinds */
 	for (int i = 2; i >= 0; i--) {
-		int res = measure_kind(r, kinds[i]);
-		if (res < 0)
+		if (bench_kind_outcome(measure_kind(r, kinds[i]), kinds[i], measured,
+				       sizeof measured))
 			failed = 1;
-		if (res == 0)
-			snprintf(measured + strlen(measured), sizeof measured - strlen(measured),
-				 "%s%s", measured[0] ? "," : "", vmc_page_kind_name(kinds[i]));
 	}
-	bench_report_set_page_kind(r, measured[0] ? measured : "none");
-	restore_host(r);
+	bench_report_set_page_kind(r, measured);
+	bench_host_restore(r);
 
 	/* verdicts */
 	double m4k = bench_row_median(r, "mremap 64 MiB, 4K pages, 4K-offset");

@@ -1,7 +1,11 @@
 /*
  * benchlib.c - timing, medians, machine information and the table/JSON
- * report shared by the benchmarks (see benchlib.h).  Nothing here uses the
- * library: a benchmark's report must not depend on the code it measures.
+ * report shared by the benchmarks (see benchlib.h), then the helpers they
+ * share around it: calibrated loops, /proc readers, the host set-up for a
+ * page kind (hugepages, shmem THP) and its restoration, and the starting
+ * container configuration.  The report uses nothing of the library (a
+ * benchmark's report must not depend on the code it measures); the host
+ * and library helpers at the end use its public API only.
  */
 #include "benchlib.h"
 
@@ -10,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -212,7 +217,8 @@ struct bench_report *bench_report_new(const char *bench, const char *page_kind)
 
 void bench_report_set_page_kind(struct bench_report *r, const char *page_kind)
 {
-	snprintf(r->page_kind, sizeof r->page_kind, "%s", page_kind ? page_kind : "");
+	snprintf(r->page_kind, sizeof r->page_kind, "%s",
+		 page_kind && *page_kind ? page_kind : "none");
 }
 
 void bench_row(struct bench_report *r, const char *name, const char *unit,
@@ -454,4 +460,291 @@ int bench_report_finish(struct bench_report *r)
 		free(r->notes[i]);
 	free(r);
 	return err;
+}
+
+/* ------------------------------------------------------------ timing */
+
+double bench_gbps(uint64_t bytes, uint64_t ns)
+{
+	return ns ? (double)bytes / (double)ns : 0;   /* bytes/ns == GB/s */
+}
+
+uint64_t bench_calibrate(bench_timed_fn timed, void *arg, uint64_t warm, uint64_t n0,
+			 uint64_t target_ns, unsigned div)
+{
+	uint64_t n = n0, ns;
+
+	timed(arg, warm);   /* warm: caches filled, tables faulted in */
+	while ((ns = timed(arg, n)) < target_ns / div)
+		n *= 2;
+	return (uint64_t)((double)n * (double)target_ns / (double)(ns ? ns : 1));
+}
+
+void *bench_map_anon(size_t len, int prot)
+{
+	void *p = mmap(NULL, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (p == MAP_FAILED) {
+		fprintf(stderr, "%s: mmap: %s\n", program_invocation_short_name, strerror(errno));
+		exit(1);
+	}
+	return p;
+}
+
+/* ------------------------------------------------------------ /proc */
+
+long long bench_kb_field(const char *path, const char *key)
+{
+	FILE *f = fopen(path, "r");
+	char line[256];
+	size_t k = strlen(key);
+	long long v = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		if (!strncmp(line, key, k))
+			v = strtoll(line + k, NULL, 10) * 1024;
+	fclose(f);
+	return v;
+}
+
+long long bench_meminfo(const char *key)
+{
+	return bench_kb_field("/proc/meminfo", key);
+}
+
+long bench_read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+int bench_write_file(const char *path, const char *s)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		return -1;
+	fputs(s, f);
+	return fclose(f) ? -1 : 0;
+}
+
+void bench_thp_setting(const char *path, char *out, size_t n)
+{
+	FILE *f = fopen(path, "r");
+	char line[256] = "", *a, *b;
+
+	out[0] = 0;
+	if (!f)
+		return;
+	if (fgets(line, sizeof line, f) && (a = strchr(line, '[')) && (b = strchr(a, ']'))) {
+		*b = 0;
+		snprintf(out, n, "%s", a + 1);
+	}
+	fclose(f);
+}
+
+void bench_loadavg(char *out, size_t n)
+{
+	FILE *f = fopen("/proc/loadavg", "r");
+
+	snprintf(out, n, "?");
+	if (!f)
+		return;
+	if (!fgets(out, (int)n, f))
+		snprintf(out, n, "?");
+	out[strcspn(out, "\n")] = 0;
+	fclose(f);
+}
+
+void bench_list_add(char *list, size_t n, const char *item)
+{
+	size_t len = strlen(list);
+
+	if (len < n)
+		snprintf(list + len, n - len, "%s%s", len ? "," : "", item);
+}
+
+/* ------------------------------------------------------------ the host */
+
+/* what to put back at the end */
+static long huge_added;            /* hugepages we made the kernel reserve */
+static char thp_before[32];        /* shmem_enabled before we changed it   */
+static pid_t host_pid;             /* the process that changed them        */
+
+static void host_restore_atexit(void)
+{
+	if (getpid() == host_pid)   /* not in a forked worker that exits */
+		bench_host_restore(NULL);
+}
+
+/* The first change to the host arms the restore at exit. */
+static void host_changing(void)
+{
+	if (host_pid)
+		return;
+	host_pid = getpid();
+	atexit(host_restore_atexit);
+}
+
+static int hugetlb_available(long need, char *why, size_t n)
+{
+	vmc_caps_t caps;
+	long before, after, got = 0;
+	int err;
+
+	vmc_caps_probe(&caps);
+	if (caps.hugepages_free >= need)
+		return 1;
+	if (geteuid() != 0) {
+		snprintf(why, n, "need %ld free hugepages, %ld free and not root: run "
+			 "`vmcctl hugepages %ld` as root", need, caps.hugepages_free, need);
+		return 0;
+	}
+	host_changing();
+	/* keep the pages that were free for whoever else uses them */
+	before = bench_read_long(BENCH_NR_HUGE);
+	err = vmc_hugepages_setup(need + caps.hugepages_free, &got);
+	after = bench_read_long(BENCH_NR_HUGE);
+	/* never count more than this call can have added: another process
+	 * may raise nr_hugepages at the same time */
+	if (before >= 0 && after > before)
+		huge_added += after - before < need ? after - before : need;
+	if (err) {
+		snprintf(why, n, "reserving %ld more hugepages failed (%s): %s", need,
+			 vmc_strerror(err), vmc_errmsg());
+		return 0;
+	}
+	return 1;
+}
+
+static int thp_available(char *why, size_t n)
+{
+	vmc_caps_t caps;
+
+	vmc_caps_probe(&caps);
+	if (caps.thp_shmem)
+		return 1;
+	if (geteuid() != 0) {
+		snprintf(why, n, "shmem THP is \"%s\" and not root to set it to advise",
+			 caps.thp_shmem_setting);
+		return 0;
+	}
+	host_changing();
+	snprintf(thp_before, sizeof thp_before, "%s", caps.thp_shmem_setting);
+	if (bench_write_file(BENCH_THP_SHMEM, "advise") != 0) {
+		thp_before[0] = 0;
+		snprintf(why, n, "cannot write advise to " BENCH_THP_SHMEM);
+		return 0;
+	}
+	vmc_caps_probe(&caps);
+	if (!caps.thp_shmem) {
+		snprintf(why, n, "shmem THP still \"%s\" after writing advise",
+			 caps.thp_shmem_setting);
+		return 0;
+	}
+	return 1;
+}
+
+int bench_kind_available(int kind, long hugepages, char *why, size_t n)
+{
+	if (kind == VMC_PAGE_HUGETLB)
+		return hugetlb_available(hugepages, why, n);
+	if (kind == VMC_PAGE_THP)
+		return thp_available(why, n);
+	return 1;
+}
+
+int bench_kind_ready(struct bench_report *r, int kind, long hugepages)
+{
+	char why[512] = "";
+
+	if (bench_kind_available(kind, hugepages, why, sizeof why))
+		return 1;
+	bench_note(r, "%s skipped: %s", vmc_page_kind_name(kind), why);
+	return 0;
+}
+
+int bench_kind_wanted(struct bench_report *r, const char *kn)
+{
+	const char *only = getenv("VMC_BENCH_KINDS");
+
+	if (!only || !*only || strstr(only, kn))
+		return 1;
+	bench_note(r, "%s skipped: not in VMC_BENCH_KINDS=%s", kn, only);
+	return 0;
+}
+
+int bench_kind_outcome(int res, int kind, char *measured, size_t n)
+{
+	if (res == 0)
+		bench_list_add(measured, n, vmc_page_kind_name(kind));
+	return res < 0;
+}
+
+void bench_host_restore(struct bench_report *r)
+{
+	const char *keep = getenv("VMC_BENCH_KEEP_HOST");
+
+	if (keep && !strcmp(keep, "1"))
+		return;
+	if (huge_added > 0) {
+		long now = bench_read_long(BENCH_NR_HUGE);
+		char num[32];
+		snprintf(num, sizeof num, "%ld", now - huge_added);
+		if (now >= huge_added && bench_write_file(BENCH_NR_HUGE, num) == 0 && r)
+			bench_note(r, "host: returned the %ld hugepages reserved for the run "
+				   "(nr_hugepages %ld -> %ld)", huge_added, now, now - huge_added);
+		huge_added = 0;
+	}
+	if (thp_before[0]) {
+		char cur[32];
+		bench_thp_setting(BENCH_THP_SHMEM, cur, sizeof cur);
+		if (!strcmp(cur, "advise") && bench_write_file(BENCH_THP_SHMEM, thp_before) == 0 &&
+		    r)
+			bench_note(r, "host: shmem_enabled put back to \"%s\"", thp_before);
+		thp_before[0] = 0;
+	}
+}
+
+/* ------------------------------------------------------------ the library */
+
+void bench_die(const char *what, int err)
+{
+	fprintf(stderr, "%s: %s: %s: %s\n", program_invocation_short_name, what,
+		vmc_strerror(err), vmc_errmsg());
+	exit(1);
+}
+
+int bench_config(vmc_config_t *cfg, int kind, uint64_t pool, uint64_t window)
+{
+	int err = vmc_config_init(cfg);
+
+	if (err)
+		return err;
+	cfg->pool_size = pool;
+	cfg->fund_size = pool;
+	cfg->window_size = window;
+	cfg->region_space = 0;
+	cfg->page_kind = kind;
+	cfg->verbose = 0;
+	return 0;
+}
+
+uint64_t bench_attach_syscalls(vmc_t *c)
+{
+	vmc_stats_t st;
+	int err = vmc_stats(c, &st);
+
+	if (err)
+		bench_die("vmc_stats", err);
+	return st.attach.syscalls;
 }

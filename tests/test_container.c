@@ -26,34 +26,6 @@
 
 #define G VMC_GRANULE_SIZE
 
-static const char *self_exe = "/proc/self/exe";
-
-/* Every name handed out, so that main can destroy what a test that stopped
- * early (REQUIRE) left behind. */
-static char made[64][64];
-static int nmade;
-
-static const char *tname(const char *tag)
-{
-	const char *n = test_name(tag);
-	if (nmade < 64)
-		snprintf(made[nmade++], sizeof made[0], "%s", n);
-	return n;
-}
-
-static void destroy_all(void)
-{
-	for (int i = 0; i < nmade; i++)
-		vmc_destroy(made[i]);
-}
-
-static int has(const char *needle)
-{
-	if (strstr(vmc_errmsg(), needle))
-		return 1;
-	fprintf(stderr, "  errmsg \"%s\" lacks \"%s\"\n", vmc_errmsg(), needle);
-	return 0;
-}
 
 static void shm_file(char *buf, size_t n, const char *name, const char *what)
 {
@@ -64,100 +36,6 @@ static int exists(const char *path)
 {
 	struct stat st;
 	return stat(path, &st) == 0;
-}
-
-/* Granule counts add up to the pool (invariant 5). */
-static int conserved(const vmc_stats_t *s)
-{
-	uint64_t sum = (uint64_t)s->unfunded + s->free + s->cached + s->used + s->quarantined;
-	if (sum == s->granules)
-		return 1;
-	fprintf(stderr, "  states add up to %llu of %u granules\n", (unsigned long long)sum,
-		s->granules);
-	return 0;
-}
-
-static int check_clean(vmc_t *c)
-{
-	vmc_check_report_t r;
-	int err = vmc_check(c, &r);
-	if (err == 0 && r.errors == 0)
-		return 1;
-	fprintf(stderr, "  vmc_check: %d (%s): %s\n", err, vmc_strerror(err), r.first);
-	return 0;
-}
-
-/* A VM to own the granules taken with pool_take below.  vmc_check
- * cross-checks used granules against the VMs' page maps, so the helpers
- * keep the page map in step, as the VM layer does. */
-static uint32_t make_vm(vmc_t *c, const char *name)
-{
-	uint32_t id = VMC_NIL;
-	int err = vmc_vm_create(c, name, c->h.window_size, &id);
-	if (err)
-		fprintf(stderr, "  vmc_vm_create(%s): %d %s\n", name, err, vmc_errmsg());
-	return id;
-}
-
-/* Take n granules for VM `vm` (at its lowest free window indices) into g[],
- * through this worker's cache. */
-static int take_n(vmc_t *c, uint32_t vm, uint32_t n, uint32_t *g)
-{
-	uint32_t *map, i = 0;
-	int err;
-
-	if (vm >= c->h.max_vms)
-		return EINVAL;
-	map = c->pagemaps + (uint64_t)vm * c->h.window_granules;
-	if ((err = slot_lock(c, c->slot)))
-		return err;
-	for (uint32_t k = 0; !err && k < n; k++) {
-		while (i < c->h.window_granules && map[i] != VMC_NIL)
-			i++;
-		if (i == c->h.window_granules) {
-			err = ENOSPC;
-			break;
-		}
-		if (!(err = pool_take(c, vm, &g[k]))) {
-			map[i] = g[k];
-			c->gran[g[k]].index = i;
-			c->gran[g[k]].views = 1;
-			c->vms[vm].committed++;
-		}
-	}
-	slot_unlock(c, c->slot);
-	return err;
-}
-
-/* Give used granules back into this worker's cache (the page map first). */
-static int put_n(vmc_t *c, uint32_t n, const uint32_t *g)
-{
-	int err = slot_lock(c, c->slot);
-	for (uint32_t k = 0; !err && k < n; k++) {
-		struct vmc_granule *e = &c->gran[g[k]];
-		if (e->state == G_USED && e->owner < c->h.max_vms &&
-		    e->index < c->h.window_granules) {
-			c->pagemaps[(uint64_t)e->owner * c->h.window_granules + e->index] = VMC_NIL;
-			c->vms[e->owner].committed--;
-		}
-		err = pool_put(c, g[k]);
-	}
-	slot_unlock(c, c->slot);
-	return err;
-}
-
-/* Run this binary again as an unrelated process: argv[1] is the mode. */
-static int run_child(char *const argv[])
-{
-	pid_t pid;
-
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0) {
-		execv(self_exe, argv);
-		_exit(126);
-	}
-	return pid < 0 ? -1 : test_wait(pid);
 }
 
 /* ------------------------------------------------------ child modes */
@@ -276,7 +154,7 @@ TEST(create_open_close_destroy)
 	o = (vmc_t *)1;
 	CHECK_EQ(vmc_open(name, &o), ENOENT);
 	CHECK(o == NULL);
-	CHECK(has(name));
+	CHECK(errmsg_has(name));
 }
 
 TEST(create_existing_is_eexist)
@@ -300,7 +178,7 @@ TEST(create_existing_is_eexist)
 	d = (vmc_t *)1;
 	CHECK_EQ(vmc_create(name, &other, &d), EEXIST);
 	CHECK(d == NULL);
-	CHECK(has(name));
+	CHECK(errmsg_has(name));
 	CHECK(stat(meta, &m2) == 0 && stat(pool, &p2) == 0);
 	CHECK(m1.st_ino == m2.st_ino && m1.st_size == m2.st_size);
 	CHECK(p1.st_ino == p2.st_ino && p1.st_size == p2.st_size);
@@ -472,7 +350,7 @@ TEST(unrelated_process_opens_by_name)
 	snprintf(a[6], 32, "%#llx", (unsigned long long)s.arena_base);
 	char *argv[] = { "test_container", "--child-open", (char *)name, a[0], a[1], a[2],
 			 a[3], a[4], a[5], a[6], NULL };
-	CHECK_EQ(run_child(argv), 0);
+	CHECK_EQ(run_self(argv), 0);
 	/* the opener left: its slot is free again, nothing changed */
 	vmc_stats_t s2;
 	CHECK(vmc_stats(c, &s2) == 0);
@@ -502,9 +380,9 @@ TEST(arena_taken_in_opener)
 	char mid[32];
 	snprintf(mid, sizeof mid, "%#llx", (unsigned long long)(s.arena_base + s.arena_size / 2));
 	char *argv[] = { "test_container", "--child-arena", (char *)name, base, base, NULL };
-	CHECK_EQ(run_child(argv), 0);
+	CHECK_EQ(run_self(argv), 0);
 	char *argv2[] = { "test_container", "--child-arena", (char *)name, mid, base, NULL };
-	CHECK_EQ(run_child(argv2), 0);
+	CHECK_EQ(run_self(argv2), 0);
 	CHECK(vmc_stats(c, &s) == 0 && s.workers == 1);   /* no slot was left taken */
 	CHECK(check_clean(c));
 	vmc_close(c);
@@ -921,7 +799,7 @@ TEST(exhaustion)
 	REQUIRE(slot_lock(c, c->slot) == 0);
 	vmc_clear_error();
 	CHECK_EQ(pool_take(c, vm, &extra), VMC_EFUNDS);
-	CHECK(has("balloon"));
+	CHECK(errmsg_has("balloon"));
 	CHECK_EQ(pool_take(c, vm, &extra), VMC_EFUNDS);   /* and again: no crash */
 	slot_unlock(c, c->slot);
 	CHECK(vmc_stats(c, &s) == 0 && s.used == 8 && s.free == 0 && s.cached == 0);
@@ -1067,7 +945,7 @@ TEST(corrupt_metadata)
 		CHECK(write_all(meta, orig, len) == 0);
 		CHECK(POKE32(meta, offsetof(struct vmc_meta, version), VMC_VERSION + 1) == 0);
 		CHECK_EQ(vmc_open(name, &x), VMC_EVERSION);
-		CHECK(has("version"));
+		CHECK(errmsg_has("version"));
 	}
 	CASE("hdr_size", 0, POKE32(meta, offsetof(struct vmc_meta, hdr_size), 8));
 	CASE("ngranules+1", 0, POKE32(meta, offsetof(struct vmc_meta, ngranules), h.ngranules + 1));
@@ -1187,7 +1065,7 @@ TEST(pool_file_damaged)
 	c = (vmc_t *)1;
 	CHECK_EQ(vmc_open(name, &c), VMC_ECORRUPT);
 	CHECK(c == NULL);
-	CHECK(has("truncated"));
+	CHECK(errmsg_has("truncated"));
 	CHECK(truncate(pool, 16 * MiB) == 0);
 	CHECK_EQ(vmc_open(name, &c), VMC_ECORRUPT);
 	CHECK(truncate(pool, 32 * MiB) == 0);
@@ -1197,7 +1075,7 @@ TEST(pool_file_damaged)
 		vmc_close(c);
 	CHECK(unlink(pool) == 0);
 	CHECK_EQ(vmc_open(name, &c), VMC_ECORRUPT);
-	CHECK(has(pool));
+	CHECK(errmsg_has(pool));
 	CHECK_EQ(test_count_fds(), fds);
 	CHECK_EQ(vmc_destroy(name), 0);
 	CHECK_EQ(vmc_destroy(name), ENOENT);

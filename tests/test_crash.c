@@ -24,106 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-
 #define G VMC_GRANULE_SIZE
-
-/* Like REQUIRE, but stops only if this condition fails (REQUIRE also stops
- * after any earlier failed CHECK, which would leave children unreaped). */
-#define NEED(cond) do { if (!(cond)) { CHECK(cond); return; } } while (0)
-
-static char made[64][64];
-static int nmade;
-
-static const char *tname(const char *tag)
-{
-	const char *n = test_name(tag);
-	if (nmade < 64)
-		snprintf(made[nmade++], sizeof made[0], "%s", n);
-	return n;
-}
-
-static int check_clean(vmc_t *c)
-{
-	vmc_check_report_t r;
-	int err = vmc_check(c, &r);
-	if (!err && !r.errors)
-		return 1;
-	fprintf(stderr, "  vmc_check: %d: %s [%s]\n", err, r.first, vmc_errmsg());
-	return 0;
-}
-
-static int conserved(vmc_t *c, vmc_stats_t *s)
-{
-	if (vmc_stats(c, s))
-		return 0;
-	if ((uint64_t)s->unfunded + s->free + s->cached + s->used + s->quarantined == s->granules)
-		return 1;
-	fprintf(stderr, "  states do not add up to %u\n", s->granules);
-	return 0;
-}
-
-/* Memory really behind the pool file (4K tmpfs): must be exactly the
- * funded granules, or a crash left memory behind a hole. */
-static uint64_t pool_file_bytes(vmc_t *c)
-{
-	struct stat st;
-	if (fstat(c->pool_fd, &st))
-		return ~0ull;
-	return (uint64_t)st.st_blocks * 512;
-}
-
-static uint32_t make_vm(vmc_t *c, const char *name)
-{
-	uint32_t id = VMC_NIL;
-	int err = vmc_vm_create(c, name, c->h.window_size, &id);
-	if (err)
-		fprintf(stderr, "  vmc_vm_create(%s): %d %s\n", name, err, vmc_errmsg());
-	return id;
-}
-
-/* pool_take / pool_put with the page map kept in step (vmc_check
- * cross-checks used granules against the page maps). */
-static int take_n(vmc_t *c, uint32_t vm, uint32_t n, uint32_t *g)
-{
-	uint32_t *map = c->pagemaps + (uint64_t)vm * c->h.window_granules, i = 0;
-	int err = slot_lock(c, c->slot);
-	for (uint32_t k = 0; !err && k < n; k++) {
-		while (i < c->h.window_granules && map[i] != VMC_NIL)
-			i++;
-		if (i == c->h.window_granules)
-			err = ENOSPC;
-		else if (!(err = pool_take(c, vm, &g[k]))) {
-			map[i] = g[k];
-			c->gran[g[k]].index = i;
-			c->gran[g[k]].views = 1;
-			c->vms[vm].committed++;
-		}
-	}
-	slot_unlock(c, c->slot);
-	return err;
-}
-
-static int put_n(vmc_t *c, uint32_t n, const uint32_t *g)
-{
-	int err = slot_lock(c, c->slot);
-	for (uint32_t k = 0; !err && k < n; k++) {
-		struct vmc_granule *e = &c->gran[g[k]];
-		if (e->state == G_USED) {
-			c->pagemaps[(uint64_t)e->owner * c->h.window_granules + e->index] = VMC_NIL;
-			c->vms[e->owner].committed--;
-		}
-		err = pool_put(c, g[k]);
-	}
-	slot_unlock(c, c->slot);
-	return err;
-}
 
 static int pipes[2];
 
@@ -181,7 +82,7 @@ TEST(killed_worker_cache_returns)
 	CHECK(slot != c->slot);
 	CHECK_EQ(kill_and_reap(pid), 128 + SIGKILL);
 
-	CHECK(conserved(c, &s));
+	CHECK(stats_conserved(c, &s));
 	CHECK_EQ(s.dead_workers, 1);
 	CHECK_EQ(s.cached, cached);
 	CHECK_EQ(vmc_worker_stats(c, slot, &w), 0);
@@ -192,7 +93,7 @@ TEST(killed_worker_cache_returns)
 	CHECK_EQ(rr.granules_returned, cached);
 	CHECK_EQ(vmc_worker_stats(c, slot, &w), 0);
 	CHECK_EQ(w.pid, 0);
-	CHECK(conserved(c, &s));
+	CHECK(stats_conserved(c, &s));
 	CHECK_EQ(s.cached, 0);
 	CHECK_EQ(s.free, 32);
 	CHECK_EQ(s.dead_workers, 0);
@@ -321,7 +222,7 @@ TEST(pid_reuse_does_not_fool_liveness)
 	CHECK_EQ(vmc_recover(c, &rr), 0);
 	CHECK_EQ(rr.workers_reclaimed, 0);
 	CHECK(vmc_worker_stats(c, 7, &w) == 0 && w.pid == kid && w.cached == 2);
-	CHECK(conserved(c, &s) && s.workers == 2 && s.cached == 2);
+	CHECK(stats_conserved(c, &s) && s.workers == 2 && s.cached == 2);
 
 	/* killed but not reaped (a zombie) is dead */
 	kill(kid, SIGKILL);
@@ -332,7 +233,7 @@ TEST(pid_reuse_does_not_fool_liveness)
 	CHECK_EQ(rr.workers_reclaimed, 1);
 	CHECK_EQ(rr.granules_returned, 2);
 	CHECK_EQ(test_wait(kid), 128 + SIGKILL);
-	CHECK(conserved(c, &s) && s.cached == 0 && s.free == 32 && s.workers == 1);
+	CHECK(stats_conserved(c, &s) && s.cached == 0 && s.free == 32 && s.workers == 1);
 	CHECK(check_clean(c));
 	vmc_close(c);
 	CHECK_EQ(vmc_destroy(name), 0);
@@ -367,13 +268,13 @@ TEST(killed_holding_pool_lock)
 
 	test_config(&cfg, 64 * MiB, 32 * MiB);
 	NEED(vmc_create(name, &cfg, &c) == 0);
-	CHECK(conserved(c, &s0));
+	CHECK(stats_conserved(c, &s0));
 	pid_t pid = test_fork(pool_lock_holder, c);
 	NEED(pid > 0);
 	CHECK(hear(&v));
 	CHECK_EQ(kill_and_reap(pid), 128 + SIGKILL);
 
-	CHECK(conserved(c, &s));
+	CHECK(stats_conserved(c, &s));
 	CHECK_EQ(s.lock_repairs - s0.lock_repairs, 1);
 	CHECK_EQ(s.free, 16);
 	CHECK_EQ(s.unfunded, 16);
@@ -387,7 +288,7 @@ TEST(killed_holding_pool_lock)
 	CHECK(check_clean(c));
 	CHECK_EQ(vmc_recover(c, &rr), 0);
 	CHECK_EQ(rr.workers_reclaimed, 1);
-	CHECK(conserved(c, &s) && s.free == 32 && s.lock_repairs - s0.lock_repairs == 1);
+	CHECK(stats_conserved(c, &s) && s.free == 32 && s.lock_repairs - s0.lock_repairs == 1);
 	vmc_close(c);
 	CHECK_EQ(vmc_destroy(name), 0);
 }
@@ -439,13 +340,13 @@ TEST(killed_in_deflate_holding_slot_lock)
 	test_config(&cfg, 64 * MiB, 32 * MiB);
 	NEED(vmc_create(name, &cfg, &c) == 0);
 	struct deflate_arg a = { c, make_vm(c, "vm"), 1, 1, 0 };
-	CHECK(conserved(c, &s0));
+	CHECK(stats_conserved(c, &s0));
 	pid_t pid = test_fork(deflater, &a);
 	NEED(pid > 0);
 	CHECK_EQ(test_wait(pid), 128 + SIGKILL);
 
 	CHECK(check_clean(c));           /* takes every lock: both repairs run */
-	CHECK(conserved(c, &s));
+	CHECK(stats_conserved(c, &s));
 	CHECK(s.lock_repairs - s0.lock_repairs >= 2);
 	CHECK_EQ(s.unfunded, 16);
 	CHECK_EQ(s.cached, 4);           /* the dead worker's cache: refill 4, take 2, put 2 */
@@ -454,7 +355,7 @@ TEST(killed_in_deflate_holding_slot_lock)
 	CHECK_EQ(rr.workers_reclaimed, 1);
 	CHECK_EQ(rr.granules_returned, 4);
 	CHECK_EQ(vmc_balloon(c, 0, NULL), 0);
-	CHECK(conserved(c, &s) && s.unfunded == 0 && s.free == 32 && s.cached == 0);
+	CHECK(stats_conserved(c, &s) && s.unfunded == 0 && s.free == 32 && s.cached == 0);
 	CHECK_EQ(pool_file_bytes(c), 64 * MiB);
 	CHECK(check_clean(c));
 
@@ -462,14 +363,14 @@ TEST(killed_in_deflate_holding_slot_lock)
 	 * repair must punch that memory out again */
 	CHECK_EQ(vmc_balloon(c, 32 * MiB, NULL), 0);
 	CHECK_EQ(pool_file_bytes(c), 32 * MiB);
-	CHECK(conserved(c, &s0));
+	CHECK(stats_conserved(c, &s0));
 	a.partial = 1;
 	a.hold_slot = 0;
 	pid = test_fork(deflater, &a);
 	NEED(pid > 0);
 	CHECK_EQ(test_wait(pid), 128 + SIGKILL);
 	CHECK(check_clean(c));
-	CHECK(conserved(c, &s));
+	CHECK(stats_conserved(c, &s));
 	CHECK(s.lock_repairs > s0.lock_repairs);
 	CHECK_EQ(s.unfunded, 16);
 	CHECK_EQ(pool_file_bytes(c), (uint64_t)(32 - s.unfunded) * G);
@@ -523,7 +424,7 @@ TEST(killed_at_every_fallocate_of_a_deflate)
 	NEED(vmc_create(name, &cfg, &c) == 0);
 	NEED(fragment(c) == 0);
 	NEED(holes_are_odd(c));
-	CHECK(conserved(c, &s0));
+	CHECK(stats_conserved(c, &s0));
 	for (uint64_t n = 1; n < 64; n++) {
 		struct deflate_arg a = { c, VMC_NIL, n, 0, 0 };
 		pid_t pid = test_fork(deflater, &a);
@@ -533,7 +434,7 @@ TEST(killed_at_every_fallocate_of_a_deflate)
 			break;                 /* the deflate finished before call n */
 		CHECK_EQ(st, 128 + SIGKILL);
 		kills++;
-		if (!check_clean(c) || !conserved(c, &s)) {
+		if (!check_clean(c) || !stats_conserved(c, &s)) {
 			fprintf(stderr, "  after a kill at fallocate #%llu\n", (unsigned long long)n);
 			CHECK(0);
 			break;
@@ -549,7 +450,7 @@ TEST(killed_at_every_fallocate_of_a_deflate)
 	}
 	fprintf(stderr, "  %d kills\n", kills);
 	CHECK_EQ(kills, 16);
-	CHECK(conserved(c, &s));
+	CHECK(stats_conserved(c, &s));
 	CHECK(s.lock_repairs - s0.lock_repairs >= 16);
 	CHECK_EQ(s.unfunded, 0);
 	CHECK_EQ(pool_file_bytes(c), 64 * MiB);
@@ -873,7 +774,7 @@ TEST(killed_at_every_instruction_of_commit_release)
 		}
 		else if (!check_clean(c))
 			bad = 2;
-		else if (!conserved(c, &s))
+		else if (!stats_conserved(c, &s))
 			bad = 3;
 		else if (vmc_vm_stats(c, a.vm, &vs))
 			bad = 4;
@@ -884,7 +785,7 @@ TEST(killed_at_every_instruction_of_commit_release)
 			bad = 6;
 		else if (vmc_vm_stats(c, a.vm, &vs) || vs.state != VMC_VM_IDLE)
 			bad = 7;
-		else if (!check_clean(c) || !conserved(c, &s) || s.used != vs.committed / G)
+		else if (!check_clean(c) || !stats_conserved(c, &s) || s.used != vs.committed / G)
 			bad = 8;
 		if (bad) {
 			if (failures < 8)
@@ -922,7 +823,6 @@ int main(void)
 	RUN(killed_in_deflate_holding_slot_lock);
 	RUN(killed_at_every_fallocate_of_a_deflate);
 	RUN(killed_at_every_instruction_of_commit_release);
-	for (int i = 0; i < nmade; i++)
-		vmc_destroy(made[i]);
+	destroy_all();
 	return test_done();
 }

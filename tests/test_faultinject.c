@@ -29,26 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-
 #define G VMC_GRANULE_SIZE
-
-static char made[64][64];
-static int nmade;
-
-static const char *tname(const char *tag)
-{
-	const char *n = test_name(tag);
-	if (nmade < 64)
-		snprintf(made[nmade++], sizeof made[0], "%s", n);
-	return n;
-}
 
 /* ------------------------------------------------- injection helpers */
 
@@ -199,24 +180,6 @@ static int exists(const char *name, const char *what)
 	return 0;
 }
 
-static int conserved(vmc_t *c, vmc_stats_t *s)
-{
-	if (vmc_stats(c, s))
-		return 0;
-	return (uint64_t)s->unfunded + s->free + s->cached + s->used + s->quarantined ==
-	       s->granules && s->funded_bytes == (uint64_t)(s->granules - s->unfunded) * G;
-}
-
-static int check_clean(vmc_t *c)
-{
-	vmc_check_report_t r;
-	int err = vmc_check(c, &r);
-	if (!err && !r.errors)
-		return 1;
-	fprintf(stderr, "  vmc_check: %d: %s\n", err, r.first);
-	return 0;
-}
-
 /* Our own slot is recorded so that every other process sees it alive. */
 static int slot_alive(vmc_t *c)
 {
@@ -332,7 +295,7 @@ static int op_create(void *p, int e, uint64_t n, int injected)
 			bad = 5;
 		else if (e != VMC_OS_GETPID && !slot_alive(c))   /* getpid cannot fail */
 			bad = 7;
-		else if (!conserved(c, &s) || s.funded_bytes != 16 * MiB ||
+		else if (!stats_conserved(c, &s) || s.funded_bytes != 16 * MiB ||
 			 s.workers + s.dead_workers != 1 || s.page_kind != a->kind) {
 			fprintf(stderr, "  created: funded %llu MiB, %u workers, page kind %d\n",
 				(unsigned long long)(s.funded_bytes >> 20), s.workers, s.page_kind);
@@ -400,7 +363,7 @@ static int op_open(void *p, int e, uint64_t n, int injected)
 	} else {
 		if (e != VMC_OS_GETPID && !slot_alive(c))   /* getpid cannot fail */
 			bad = 4;
-		else if (!check_clean(c) || !conserved(c, &s) || s.workers + s.dead_workers != 1 ||
+		else if (!check_clean(c) || !stats_conserved(c, &s) || s.workers + s.dead_workers != 1 ||
 		    s.funded_bytes != 16 * MiB) {
 			fprintf(stderr, "  opened: funded %llu MiB, %u workers\n",
 				(unsigned long long)(s.funded_bytes >> 20), s.workers);
@@ -529,7 +492,7 @@ static int op_fund(void *p, int e, uint64_t n, int injected)
 	err = vmc_balloon(a->c, 0, &got);
 	inject_clear();
 	int msg = vmc_errmsg()[0] != 0;
-	if (!check_clean(a->c) || !conserved(a->c, &s))
+	if (!check_clean(a->c) || !stats_conserved(a->c, &s))
 		bad = 1;
 	else if (got != (uint64_t)s.unfunded * G || s.used != 16)
 		bad = 2;
@@ -568,7 +531,7 @@ static int op_unfund(void *p, int e, uint64_t n, int injected)
 	err = vmc_balloon(a->c, 32 * MiB, &got);
 	inject_clear();
 	int msg = vmc_errmsg()[0] != 0;
-	if (!check_clean(a->c) || !conserved(a->c, &s))
+	if (!check_clean(a->c) || !stats_conserved(a->c, &s))
 		bad = 1;
 	else if (got != (uint64_t)s.unfunded * G || s.used != 16)
 		bad = 2;
@@ -869,7 +832,6 @@ int main(void)
 	RUN(balloon_under_injection_thp);
 	RUN(caps_and_destroy_under_injection);
 	RUN(recover_under_injection_spares_live_workers);
-	for (int i = 0; i < nmade; i++)
-		vmc_destroy(made[i]);
+	destroy_all();
 	return test_done();
 }

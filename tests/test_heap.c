@@ -88,7 +88,7 @@ static int heap_ok(vmc_t *c)
 	return err == 0;
 }
 
-static vmc_t *make(int isolation, uint64_t pool, uint64_t window)
+static vmc_t *make_window(int isolation, uint64_t pool, uint64_t window)
 {
 	vmc_config_t cfg;
 	vmc_t *c = NULL;
@@ -107,7 +107,7 @@ static vmc_t *make(int isolation, uint64_t pool, uint64_t window)
 static vmc_t *make_attached(int isolation, uint64_t pool, uint64_t window, uint64_t limit,
 			    uint32_t *id, void **base)
 {
-	vmc_t *c = make(isolation, pool, window);
+	vmc_t *c = make_window(isolation, pool, window);
 	if (!c)
 		return NULL;
 	if (vmc_vm_create(c, "heap", limit, id) || vmc_attach(c, *id, base)) {
@@ -589,7 +589,7 @@ TEST(heap_travels_lazy)
 /* Two VMs, two heaps at the same address, switched back and forth. */
 TEST(two_vms_two_heaps)
 {
-	vmc_t *c = make(0, 64 * MiB, 32 * MiB);
+	vmc_t *c = make_window(0, 64 * MiB, 32 * MiB);
 	uint32_t a, b;
 	void *base;
 
@@ -623,7 +623,7 @@ TEST(two_vms_two_heaps)
 
 TEST(no_vm_attached)
 {
-	vmc_t *c = make(1, 64 * MiB, 32 * MiB);
+	vmc_t *c = make_window(1, 64 * MiB, 32 * MiB);
 	vmc_heap_stats_t st;
 	uint32_t id;
 	void *base;

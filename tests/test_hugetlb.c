@@ -26,40 +26,12 @@
 
 #define G VMC_GRANULE_SIZE
 
-/* Stop the test if this condition fails (REQUIRE also stops after any
- * earlier failed CHECK). */
-#define NEED(cond) do { if (!(cond)) { CHECK(cond); return; } } while (0)
-
-static char made[32][64];
-static int nmade;
 static long orig_nr = -1;
 static int huge_ran;           /* some hugetlb part really ran */
 static char skip_why[300];
 static char orig_thp[32];
 
-static const char *tname(const char *tag)
-{
-	const char *n = test_name(tag);
-	if (nmade < 32)
-		snprintf(made[nmade++], sizeof made[0], "%s", n);
-	return n;
-}
-
 /* ----------------------------------------------------------- host state */
-
-static long meminfo(const char *key)
-{
-	FILE *f = fopen("/proc/meminfo", "r");
-	char line[256];
-	long v = -1;
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof line, f))
-		if (!strncmp(line, key, strlen(key)))
-			v = strtol(line + strlen(key), NULL, 10);
-	fclose(f);
-	return v;
-}
 
 /* Pages free for new reservations (what vmc counts as free). */
 static long huge_free(void)
@@ -138,32 +110,6 @@ static int meta_exists(const char *name)
 	return stat(p, &st) == 0;
 }
 
-/* Memory allocated to the pool file: for every kind, exactly the funded
- * granules (a per-file count, so other processes' hugepages do not matter). */
-static uint64_t pool_bytes(vmc_t *c)
-{
-	struct stat st;
-	return fstat(c->pool_fd, &st) ? ~0ull : (uint64_t)st.st_blocks * 512;
-}
-
-static int check_clean(vmc_t *c)
-{
-	vmc_check_report_t r;
-	int err = vmc_check(c, &r);
-	if (!err && !r.errors)
-		return 1;
-	fprintf(stderr, "  vmc_check: %d: %s\n", err, r.first);
-	return 0;
-}
-
-static int has(const char *needle)
-{
-	if (strstr(vmc_errmsg(), needle))
-		return 1;
-	fprintf(stderr, "  errmsg \"%s\" lacks \"%s\"\n", vmc_errmsg(), needle);
-	return 0;
-}
-
 /* Any SIGBUS during this test is a failure (invariant 7): count them. */
 static volatile sig_atomic_t sigbus_seen;
 
@@ -239,18 +185,6 @@ static int child_open(char **a)
 	return 0;
 }
 
-static int run_child(char *const argv[])
-{
-	pid_t pid;
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0) {
-		execv("/proc/self/exe", argv);
-		_exit(126);
-	}
-	return pid < 0 ? -1 : test_wait(pid);
-}
-
 /* ----------------------------------------------------------- tests */
 
 static void one_kind(int kind)
@@ -275,14 +209,14 @@ static void one_kind(int kind)
 	CHECK(vmc_stats(c, &s) == 0);
 	CHECK_EQ(s.page_kind, kind);
 	CHECK_EQ(s.funded_bytes, 8 * MiB);
-	CHECK_EQ(pool_bytes(c), 8 * MiB);
+	CHECK_EQ(pool_file_bytes(c), 8 * MiB);
 	/* balloon up (all unfunded), down (all funded) */
 	CHECK_EQ(vmc_balloon(c, 16 * MiB, &got), 0);
 	CHECK_EQ(got, 16 * MiB);
-	CHECK_EQ(pool_bytes(c), 0);
+	CHECK_EQ(pool_file_bytes(c), 0);
 	CHECK_EQ(vmc_balloon(c, 0, &got), 0);
 	CHECK_EQ(got, 0);
-	CHECK_EQ(pool_bytes(c), 16 * MiB);
+	CHECK_EQ(pool_file_bytes(c), 16 * MiB);
 	CHECK(vmc_stats(c, &s) == 0 && s.funded_bytes == 16 * MiB && s.page_kind == kind);
 	CHECK(check_clean(c));
 	/* real memory: a VM writes it, an unrelated process reads it back */
@@ -292,7 +226,7 @@ static void one_kind(int kind)
 	snprintf(k, sizeof k, "%d", kind);
 	snprintf(funded, sizeof funded, "%llu", (unsigned long long)s.funded_bytes);
 	char *argv[] = { "test_hugetlb", "--child-open", (char *)name, k, funded, NULL };
-	CHECK_EQ(run_child(argv), 0);
+	CHECK_EQ(run_self(argv), 0);
 	CHECK(check_clean(c));
 	CHECK_EQ(vmc_close(c), 0);
 	CHECK_EQ(vmc_destroy(name), 0);
@@ -377,8 +311,8 @@ TEST(hugepage_exhaustion)
 	cfg.page_kind = VMC_PAGE_HUGETLB;
 	CHECK_EQ(vmc_create(name, &cfg, &c), ENOMEM);
 	CHECK(c == NULL);
-	CHECK(has("hugepages"));
-	CHECK(has("vmcctl hugepages"));
+	CHECK(errmsg_has("hugepages"));
+	CHECK(errmsg_has("vmcctl hugepages"));
 	CHECK(!meta_exists(name));
 	CHECK(!pool_file_exists(name, VMC_PAGE_HUGETLB));
 	CHECK_EQ(huge_free(), 4);
@@ -391,7 +325,7 @@ TEST(hugepage_exhaustion)
 	vmc_os.read = real_read;
 	CHECK(err == ENOSPC || err == ENOMEM);
 	CHECK(c == NULL);
-	CHECK(has("hugepages"));
+	CHECK(errmsg_has("hugepages"));
 	CHECK(!meta_exists(name));
 	CHECK(!pool_file_exists(name, VMC_PAGE_HUGETLB));
 	CHECK_EQ(huge_free(), 4);            /* what fallocate took is back */
@@ -401,13 +335,13 @@ TEST(hugepage_exhaustion)
 	c = NULL;
 	NEED(vmc_create(name, &cfg, &c) == 0);
 	CHECK_EQ(huge_free(), 2);
-	CHECK_EQ(pool_bytes(c), 4 * MiB);
+	CHECK_EQ(pool_file_bytes(c), 4 * MiB);
 	CHECK(vmc_stats(c, &s) == 0 && s.page_kind == VMC_PAGE_HUGETLB && s.funded_bytes == 4 * MiB);
 
 	/* deflating beyond the pages there are: refused up front ... */
 	got = 0;
 	CHECK_EQ(vmc_balloon(c, 0, &got), ENOMEM);
-	CHECK(has("vmcctl hugepages"));
+	CHECK(errmsg_has("vmcctl hugepages"));
 	CHECK_EQ(got, 28 * MiB);
 	CHECK(check_clean(c));
 	CHECK_EQ(huge_free(), 2);
@@ -416,12 +350,12 @@ TEST(hugepage_exhaustion)
 	err = vmc_balloon(c, 0, &got);
 	vmc_os.read = real_read;
 	CHECK(err == ENOSPC || err == ENOMEM);
-	CHECK(has("hugepages"));
+	CHECK(errmsg_has("hugepages"));
 	CHECK(vmc_stats(c, &s) == 0);
 	CHECK_EQ(got, (uint64_t)s.unfunded * G);
 	CHECK(s.funded_bytes >= 4 * MiB && s.funded_bytes <= 8 * MiB);
 	CHECK(check_clean(c));
-	CHECK_EQ(pool_bytes(c), s.funded_bytes);   /* what fallocate took is back */
+	CHECK_EQ(pool_file_bytes(c), s.funded_bytes);   /* what fallocate took is back */
 	CHECK_EQ(huge_free(), 2 - (long)((s.funded_bytes - 4 * MiB) / G));
 	/* what there is can still be funded and used */
 	CHECK_EQ(vmc_balloon(c, 24 * MiB, &got), 0);
@@ -511,9 +445,9 @@ TEST(private_hugetlb_memfd)
 	target[n > 0 ? n : 0] = 0;
 	CHECK(!strncmp(target, "/memfd:", 7));
 	CHECK(vmc_stats(c, &s) == 0 && s.page_kind == VMC_PAGE_HUGETLB);
-	CHECK_EQ(pool_bytes(c), 8 * MiB);
+	CHECK_EQ(pool_file_bytes(c), 8 * MiB);
 	CHECK_EQ(vmc_balloon(c, 0, NULL), 0);
-	CHECK_EQ(pool_bytes(c), 16 * MiB);
+	CHECK_EQ(pool_file_bytes(c), 16 * MiB);
 	CHECK_EQ(fill_vm(c, "data", 0x77), 0);
 	CHECK_EQ(test_wait(test_fork(private_child, c)), 0);
 	CHECK(vm_reads(c, "child", 0x11));   /* what the forked child wrote */
@@ -545,8 +479,7 @@ int main(int argc, char **argv)
 	RUN(hugepage_exhaustion);
 	RUN(auto_choice);
 	RUN(private_hugetlb_memfd);
-	for (int i = 0; i < nmade; i++)
-		vmc_destroy(made[i]);
+	destroy_all();
 	restore_host();
 	if (!huge_ran && !test_failed_)
 		test_skip(skip_why[0] ? skip_why : "no hugepages could be had");

@@ -33,169 +33,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-
 #define G VMC_GRANULE_SIZE
 
-static char made[64][64];
-static int nmade;
-
-static const char *tname(const char *tag)
-{
-	const char *n = test_name(tag);
-	if (nmade < 64)
-		snprintf(made[nmade++], sizeof made[0], "%s", n);
-	return n;
-}
-
-static void destroy_all(void)
-{
-	for (int i = 0; i < nmade; i++)
-		vmc_destroy(made[i]);
-}
-
 /* ------------------------------------------------------------- helpers */
-
-/* 1 if one byte at p can be read, without a signal: the kernel copies it
- * into a pipe or fails with EFAULT.  One pipe per process. */
-static int readable(const void *p)
-{
-	static int fds[2] = { -1, -1 };
-	static pid_t owner;
-	char b;
-
-	if (owner != getpid()) {
-		if (fds[0] >= 0) {
-			close(fds[0]);
-			close(fds[1]);
-		}
-		if (pipe(fds))
-			abort();
-		owner = getpid();
-	}
-	if (write(fds[1], p, 1) != 1)
-		return 0;
-	if (read(fds[0], &b, 1) != 1)
-		abort();
-	return 1;
-}
-
-static void *at(void *base, uint32_t i)
-{
-	return (char *)base + (size_t)i * G;
-}
-
-/* The pattern word of VM-tag `vm`, window index i. */
-static uint64_t pat(uint32_t vm, uint32_t i)
-{
-	return 0xa5a5000000000000ull | ((uint64_t)vm << 16) | i;
-}
-
-/* Write the pattern at the start, middle and end of granule i. */
-static void put_pat(void *base, uint32_t vm, uint32_t i)
-{
-	uint64_t *g = at(base, i), v = pat(vm, i);
-	g[0] = v;
-	g[G / 16] = v;
-	g[G / 8 - 1] = v;
-}
-
-static int has_pat(void *base, uint32_t vm, uint32_t i)
-{
-	uint64_t *g = at(base, i), v = pat(vm, i);
-	return g[0] == v && g[G / 16] == v && g[G / 8 - 1] == v;
-}
-
-static int all_zero(const void *p, size_t n)
-{
-	const uint64_t *w = p;
-	for (size_t k = 0; k < n / 8; k++)
-		if (w[k])
-			return 0;
-	return 1;
-}
-
-static int conserved(const vmc_stats_t *s)
-{
-	uint64_t sum = (uint64_t)s->unfunded + s->free + s->cached + s->used + s->quarantined;
-	if (sum == s->granules)
-		return 1;
-	fprintf(stderr, "  states add up to %llu of %u granules\n", (unsigned long long)sum,
-		s->granules);
-	return 0;
-}
-
-static int check_clean(vmc_t *c)
-{
-	vmc_check_report_t r;
-	int err = vmc_check(c, &r);
-	if (err == 0 && r.errors == 0)
-		return 1;
-	fprintf(stderr, "  vmc_check: %d (%s): %s\n", err, vmc_strerror(err), r.first);
-	return 0;
-}
-
-static int errmsg_has(const char *needle)
-{
-	if (strstr(vmc_errmsg(), needle))
-		return 1;
-	fprintf(stderr, "  errmsg \"%s\" lacks \"%s\"\n", vmc_errmsg(), needle);
-	return 0;
-}
-
-static vmc_t *make(const char *tag, int isolation, uint64_t pool, uint64_t fund)
-{
-	vmc_config_t cfg;
-	vmc_t *c = NULL;
-	int err;
-
-	test_config(&cfg, pool, fund);
-	cfg.memory_isolation = isolation;
-	if ((err = vmc_create(tname(tag), &cfg, &c))) {
-		fprintf(stderr, "  vmc_create: %d %s\n", err, vmc_errmsg());
-		return NULL;
-	}
-	return c;
-}
-
-static void finish(vmc_t *c)
-{
-	char name[VMC_NAME_MAX];
-	snprintf(name, sizeof name, "%s", c->h.name);
-	vmc_close(c);
-	vmc_destroy(name);
-}
-
-static uint32_t mkvm(vmc_t *c, const char *name, size_t limit)
-{
-	uint32_t id = VMC_NIL;
-	int err = vmc_vm_create(c, name, limit, &id);
-	if (err)
-		fprintf(stderr, "  vmc_vm_create(%s): %d %s\n", name, err, vmc_errmsg());
-	return id;
-}
-
-/* In this worker: attach vm, commit indices [i, i+n), write their
- * patterns, detach.  Returns 0 or the first error. */
-static int fill(vmc_t *c, uint32_t vm, uint32_t i, uint32_t n)
-{
-	void *base;
-	int err;
-
-	if ((err = vmc_attach(c, vm, &base)))
-		return err;
-	if (!(err = vmc_commit(c, at(base, i), (size_t)n * G, 0)))
-		for (uint32_t k = i; k < i + n; k++)
-			put_pat(base, vm, k);
-	int e2 = vmc_detach(c, vm);
-	return err ? err : e2;
-}
 
 /* A forked child whose stderr is captured. */
 struct run {
@@ -306,8 +146,8 @@ static void tail_case(int strict)
 	REQUIRE(c);
 	struct iso x = { c, mkvm(c, "heap-A", 16 * MiB), mkvm(c, "heap-B", 16 * MiB), 4, strict };
 	REQUIRE(x.a != VMC_NIL && x.b != VMC_NIL);
-	REQUIRE(fill(c, x.a, 0, 4) == 0);
-	REQUIRE(fill(c, x.b, 0, 1) == 0);
+	REQUIRE(commit_fill(c, x.a, 0, 4) == 0);
+	REQUIRE(commit_fill(c, x.b, 0, 1) == 0);
 	run_child(child_tail, &x, &r);
 	const char *want[] = { "vmc: SIGSEGV", "attached VM \"heap-B\"", "\"heap-A\"",
 			       "window offset 0x401000",
@@ -366,7 +206,7 @@ static void shrink_case(int strict)
 	REQUIRE(c);
 	struct iso x = { c, mkvm(c, "shrinker", 16 * MiB), VMC_NIL, 4, strict };
 	REQUIRE(x.a != VMC_NIL);
-	REQUIRE(fill(c, x.a, 0, 4) == 0);
+	REQUIRE(commit_fill(c, x.a, 0, 4) == 0);
 	run_child(child_shrink, &x, &r);
 	const char *want[] = { "vmc: SIGSEGV", "\"shrinker\"", "window offset 0x400000",
 			       strict ? "isolation strict" : "isolation lazy", NULL };
@@ -411,7 +251,7 @@ TEST(strict_detach_revokes_everything)
 	REQUIRE(c);
 	struct iso x = { c, mkvm(c, "stale-vm", 16 * MiB), VMC_NIL, 3, 1 };
 	REQUIRE(x.a != VMC_NIL);
-	REQUIRE(fill(c, x.a, 0, 3) == 0);
+	REQUIRE(commit_fill(c, x.a, 0, 3) == 0);
 	run_child(child_stale, &x, &r);
 	const char *want[] = { "vmc: SIGSEGV", "attached VM none", "\"stale-vm\"",
 			       "window offset 0x200038", "isolation strict", NULL };
@@ -442,8 +282,8 @@ TEST(lazy_window_replaced_by_next_attach)
 	REQUIRE(c);
 	uint32_t a = mkvm(c, "lazy-A", 16 * MiB), b = mkvm(c, "lazy-B", 16 * MiB);
 	REQUIRE(a != VMC_NIL && b != VMC_NIL);
-	REQUIRE(fill(c, a, 0, 4) == 0);
-	REQUIRE(fill(c, b, 2, 1) == 0);
+	REQUIRE(commit_fill(c, a, 0, 4) == 0);
+	REQUIRE(commit_fill(c, b, 2, 1) == 0);
 	REQUIRE(vmc_attach(c, a, &base) == 0);
 	REQUIRE(vmc_detach(c, a) == 0);
 	for (uint32_t i = 0; i < 4; i++)
@@ -687,7 +527,7 @@ TEST(attach_race_two_processes)
 	void *base;
 	REQUIRE(c);
 	uint32_t a = mkvm(c, "race-A", 16 * MiB);
-	REQUIRE(a != VMC_NIL && fill(c, a, 0, 1) == 0);
+	REQUIRE(a != VMC_NIL && commit_fill(c, a, 0, 1) == 0);
 	int *inside = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	REQUIRE(inside != MAP_FAILED);
 	struct race rc = { c, a, 20000, inside };
@@ -767,7 +607,7 @@ static void fork_case(int strict, int parent_detached)
 	struct iso x = { c, mkvm(c, "forked-A", 16 * MiB), VMC_NIL, 2, strict };
 	REQUIRE(x.a != VMC_NIL);
 	REQUIRE(vmc_fault_install(c, 0) == 0);
-	REQUIRE(fill(c, x.a, 0, 2) == 0);
+	REQUIRE(commit_fill(c, x.a, 0, 2) == 0);
 	REQUIRE(vmc_attach(c, x.a, &base) == 0);
 	REQUIRE(has_pat(base, x.a, 1));
 	if (parent_detached) {
@@ -1041,7 +881,7 @@ static void map_failure_case(int strict)
 	void *base;
 	REQUIRE(c);
 	uint32_t a = mkvm(c, "mf-A", 32 * MiB);
-	REQUIRE(a != VMC_NIL && fill(c, a, 0, 3) == 0);
+	REQUIRE(a != VMC_NIL && commit_fill(c, a, 0, 3) == 0);
 	REQUIRE(vmc_attach(c, a, &base) == 0);
 
 	vmc_os_inject(VMC_OS_MMAP, 1, ENOMEM);

@@ -32,139 +32,7 @@
 
 #define G VMC_GRANULE_SIZE
 
-static char made[64][64];
-static int nmade;
-
-static const char *tname(const char *tag)
-{
-	const char *n = test_name(tag);
-	if (nmade < 64)
-		snprintf(made[nmade++], sizeof made[0], "%s", n);
-	return n;
-}
-
 /* ------------------------------------------------------------- helpers */
-
-static int readable(const void *p)
-{
-	static int fds[2] = { -1, -1 };
-	static pid_t owner;
-	char b;
-
-	if (owner != getpid()) {
-		if (fds[0] >= 0) {
-			close(fds[0]);
-			close(fds[1]);
-		}
-		if (pipe(fds))
-			abort();
-		owner = getpid();
-	}
-	if (write(fds[1], p, 1) != 1)
-		return 0;
-	if (read(fds[0], &b, 1) != 1)
-		abort();
-	return 1;
-}
-
-static void *at(void *base, uint32_t i)
-{
-	return (char *)base + (size_t)i * G;
-}
-
-static uint64_t pat(uint32_t vm, uint32_t i)
-{
-	return 0xa5a5000000000000ull | ((uint64_t)vm << 16) | i;
-}
-
-static void put_pat(void *base, uint32_t vm, uint32_t i)
-{
-	uint64_t *g = at(base, i), v = pat(vm, i);
-	g[0] = v;
-	g[G / 16] = v;
-	g[G / 8 - 1] = v;
-}
-
-static int has_pat(void *base, uint32_t vm, uint32_t i)
-{
-	uint64_t *g = at(base, i), v = pat(vm, i);
-	return g[0] == v && g[G / 16] == v && g[G / 8 - 1] == v;
-}
-
-static int all_zero(const void *p, size_t n)
-{
-	const uint64_t *w = p;
-	for (size_t k = 0; k < n / 8; k++)
-		if (w[k])
-			return 0;
-	return 1;
-}
-
-static int conserved(const vmc_stats_t *s)
-{
-	uint64_t sum = (uint64_t)s->unfunded + s->free + s->cached + s->used + s->quarantined;
-	if (sum == s->granules)
-		return 1;
-	fprintf(stderr, "  states add up to %llu of %u granules\n", (unsigned long long)sum,
-		s->granules);
-	return 0;
-}
-
-static int check_clean(vmc_t *c)
-{
-	vmc_check_report_t r;
-	int err = vmc_check(c, &r);
-	if (err == 0 && r.errors == 0)
-		return 1;
-	fprintf(stderr, "  vmc_check: %d (%s): %s\n", err, vmc_strerror(err), r.first);
-	return 0;
-}
-
-static vmc_t *make(const char *tag, int isolation, uint64_t pool, uint64_t fund)
-{
-	vmc_config_t cfg;
-	vmc_t *c = NULL;
-	int err;
-
-	test_config(&cfg, pool, fund);
-	cfg.memory_isolation = isolation;
-	if ((err = vmc_create(tname(tag), &cfg, &c))) {
-		fprintf(stderr, "  vmc_create: %d %s\n", err, vmc_errmsg());
-		return NULL;
-	}
-	return c;
-}
-
-static void finish(vmc_t *c)
-{
-	char name[VMC_NAME_MAX];
-	snprintf(name, sizeof name, "%s", c->h.name);
-	vmc_close(c);
-	vmc_destroy(name);
-}
-
-static uint32_t mkvm(vmc_t *c, const char *name, size_t limit)
-{
-	uint32_t id = VMC_NIL;
-	int err = vmc_vm_create(c, name, limit, &id);
-	if (err)
-		fprintf(stderr, "  vmc_vm_create(%s): %d %s\n", name, err, vmc_errmsg());
-	return id;
-}
-
-static int fill(vmc_t *c, uint32_t vm, uint32_t i, uint32_t n)
-{
-	void *base;
-	int err;
-
-	if ((err = vmc_attach(c, vm, &base)))
-		return err;
-	if (!(err = vmc_commit(c, at(base, i), (size_t)n * G, 0)))
-		for (uint32_t k = i; k < i + n; k++)
-			put_pat(base, vm, k);
-	int e2 = vmc_detach(c, vm);
-	return err ? err : e2;
-}
 
 static uint64_t calls(enum vmc_os_entry e) { return vmc_os_calls(e); }
 
@@ -209,9 +77,9 @@ TEST(lazy_reattach_makes_no_system_call)
 	REQUIRE(c);
 	uint32_t a = mkvm(c, "aff-A", 32 * MiB), b = mkvm(c, "aff-B", 32 * MiB);
 	REQUIRE(a != VMC_NIL && b != VMC_NIL);
-	REQUIRE(fill(c, a, 0, 2) == 0);
-	REQUIRE(fill(c, a, 4, 2) == 0);
-	REQUIRE(fill(c, b, 0, 1) == 0);
+	REQUIRE(commit_fill(c, a, 0, 2) == 0);
+	REQUIRE(commit_fill(c, a, 4, 2) == 0);
+	REQUIRE(commit_fill(c, b, 0, 1) == 0);
 
 	/* the first attach of A after B remaps; the detach costs nothing */
 	uint64_t m0 = calls(VMC_OS_MMAP), t0 = vmc_os_calls_total(), h0 = hits(c);
@@ -276,10 +144,10 @@ TEST(lazy_reattach_makes_no_system_call)
 	CHECK_EQ(test_wait(test_fork(child_other, &o)), 0);
 	uint32_t a2 = mkvm(c, "aff-A2", 32 * MiB);
 	CHECK_EQ(a2, a);
-	CHECK_EQ(fill(c, b, 1, 1), 0);   /* and something else in between */
+	CHECK_EQ(commit_fill(c, b, 1, 1), 0);   /* and something else in between */
 	REQUIRE(vmc_attach(c, b, &base) == 0);
 	REQUIRE(vmc_detach(c, b) == 0);
-	REQUIRE(fill(c, a2, 0, 1) == 0); /* commits: a fresh page map */
+	REQUIRE(commit_fill(c, a2, 0, 1) == 0); /* commits: a fresh page map */
 	h0 = hits(c);
 	CHECK_EQ(vmc_attach(c, a2, &base), 0);
 	CHECK_EQ(hits(c), h0 + 1);       /* fill left it mapped, unchanged */
@@ -304,7 +172,7 @@ TEST(lazy_reattach_after_recreate_remaps)
 	void *base;
 	REQUIRE(c);
 	uint32_t a = mkvm(c, "rc-A", 32 * MiB);
-	REQUIRE(a != VMC_NIL && fill(c, a, 0, 3) == 0);
+	REQUIRE(a != VMC_NIL && commit_fill(c, a, 0, 3) == 0);
 	REQUIRE(vmc_attach(c, a, &base) == 0);     /* a hit: shows A lazily */
 	REQUIRE(vmc_detach(c, a) == 0);
 	struct other o = { c, a, 3 };
@@ -340,8 +208,8 @@ TEST(strict_reattach_mprotect_only)
 	REQUIRE(c);
 	uint32_t a = mkvm(c, "sr-A", 32 * MiB), b = mkvm(c, "sr-B", 32 * MiB);
 	REQUIRE(a != VMC_NIL && b != VMC_NIL);
-	REQUIRE(fill(c, a, 0, 4) == 0);
-	REQUIRE(fill(c, b, 0, 1) == 0);
+	REQUIRE(commit_fill(c, a, 0, 4) == 0);
+	REQUIRE(commit_fill(c, b, 0, 1) == 0);
 	REQUIRE(vmc_attach(c, a, &base) == 0);
 	REQUIRE(vmc_detach(c, a) == 0);
 
@@ -495,8 +363,8 @@ static void quarantine_case(enum letgo how)
 	uint32_t x = mkvm(c, "quar-X", 64 * MiB), y = mkvm(c, "quar-Y", 64 * MiB);
 	uint32_t z = mkvm(c, "quar-Z", 4 * MiB);
 	REQUIRE(x != VMC_NIL && y != VMC_NIL && z != VMC_NIL);
-	REQUIRE(fill(c, x, 0, 4) == 0);
-	REQUIRE(fill(c, z, 0, 1) == 0);
+	REQUIRE(commit_fill(c, x, 0, 4) == 0);
+	REQUIRE(commit_fill(c, z, 0, 1) == 0);
 	/* this worker (Q) moves its own window off X */
 	REQUIRE(vmc_attach(c, z, &base) == 0 && vmc_detach(c, z) == 0);
 
@@ -608,8 +476,8 @@ TEST(quarantine_destroyed_vm)
 	REQUIRE(c);
 	uint32_t x = mkvm(c, "qd-X", 64 * MiB), z = mkvm(c, "qd-Z", 4 * MiB);
 	REQUIRE(x != VMC_NIL && z != VMC_NIL);
-	REQUIRE(fill(c, x, 0, 4) == 0);
-	REQUIRE(fill(c, z, 0, 1) == 0);
+	REQUIRE(commit_fill(c, x, 0, 4) == 0);
+	REQUIRE(commit_fill(c, z, 0, 1) == 0);
 	uint32_t xg[4];
 	memcpy(xg, vm_pagemap(c, x), sizeof xg);
 	REQUIRE(vmc_attach(c, z, &base) == 0 && vmc_detach(c, z) == 0);
@@ -654,7 +522,7 @@ TEST(strict_needs_no_quarantine)
 	REQUIRE(c);
 	uint32_t x = mkvm(c, "qs-X", 64 * MiB), y = mkvm(c, "qs-Y", 64 * MiB);
 	REQUIRE(x != VMC_NIL && y != VMC_NIL);
-	REQUIRE(fill(c, x, 0, 4) == 0);
+	REQUIRE(commit_fill(c, x, 0, 4) == 0);
 	REQUIRE(p_start(&p, c) == 0);
 	struct prsp r = p_do(&p, 'a', x);
 	REQUIRE(r.err == 0 && r.readable && r.w[0] == pat(x, 0));
@@ -693,8 +561,8 @@ TEST(quarantine_two_stale_workers)
 	uint32_t x = mkvm(c, "q2-X", 64 * MiB), y = mkvm(c, "q2-Y", 64 * MiB);
 	uint32_t z = mkvm(c, "q2-Z", 4 * MiB);
 	REQUIRE(x != VMC_NIL && y != VMC_NIL && z != VMC_NIL);
-	REQUIRE(fill(c, x, 0, 4) == 0);
-	REQUIRE(fill(c, z, 0, 1) == 0);
+	REQUIRE(commit_fill(c, x, 0, 4) == 0);
+	REQUIRE(commit_fill(c, z, 0, 1) == 0);
 	REQUIRE(vmc_attach(c, z, &base) == 0 && vmc_detach(c, z) == 0);
 	REQUIRE(p_start(&p1, c) == 0 && p_start(&p2, c) == 0);
 	REQUIRE(p_do(&p1, 'a', x).err == 0);
@@ -811,7 +679,7 @@ static void pointer_case(int strict)
 	uint32_t decoy = mkvm(c, "decoy", 32 * MiB);
 	struct list_arg a = { c, mkvm(c, "list-A", 32 * MiB), 1000 };
 	REQUIRE(a.vm != VMC_NIL && decoy != VMC_NIL);
-	REQUIRE(fill(c, decoy, 0, 10) == 0);   /* other granules in the way */
+	REQUIRE(commit_fill(c, decoy, 0, 10) == 0);   /* other granules in the way */
 	CHECK_EQ(test_wait(test_fork(child_build, &a)), 0);     /* worker 1 */
 	CHECK_EQ(test_wait(test_fork(child_walk, &a)), 0);      /* worker 2 */
 	CHECK_EQ(walk(c, a.vm, 1050, 0), 0);                     /* and this one */
@@ -836,7 +704,6 @@ int main(void)
 	RUN(quarantine_two_stale_workers);
 	RUN(pointer_stability_strict);
 	RUN(pointer_stability_lazy);
-	for (int i = 0; i < nmade; i++)
-		vmc_destroy(made[i]);
+	destroy_all();
 	return test_done();
 }

@@ -169,27 +169,6 @@ static int new_ident(uint32_t serial, int nozero)
 	abort();
 }
 
-static int readable(const void *p)
-{
-	static int fds[2] = { -1, -1 };
-	static pid_t owner;
-	char b;
-	if (owner != getpid()) {
-		if (fds[0] >= 0) {
-			close(fds[0]);
-			close(fds[1]);
-		}
-		if (pipe(fds))
-			abort();
-		owner = getpid();
-	}
-	if (write(fds[1], p, 1) != 1)
-		return 0;
-	if (read(fds[0], &b, 1) != 1)
-		abort();
-	return 1;
-}
-
 /* Store v at p without a signal: the kernel copies it out of a pipe, or
  * fails with EFAULT if p is not writable.  Returns 1 if stored. */
 static int store(uint64_t *p, uint64_t v)

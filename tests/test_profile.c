@@ -5,6 +5,7 @@
  */
 #include "vmc.h"
 #include "test.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -21,14 +22,6 @@ static void clear_env(void)
 {
 	for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++)
 		unsetenv(env_names[i]);
-}
-
-static int has(const char *needle)
-{
-	if (strstr(vmc_errmsg(), needle))
-		return 1;
-	fprintf(stderr, "  errmsg \"%s\" lacks \"%s\"\n", vmc_errmsg(), needle);
-	return 0;
 }
 
 /* Write text into a fresh file under /tmp; path gets its name. */
@@ -186,8 +179,8 @@ TEST(bad_values)
 
 		snprintf(full, sizeof full, "vmc/%s", name);
 		CHECK_EQ(vmc_config_set(&c, t[i].key, t[i].val), VMC_EPROFILE);
-		CHECK(has(full));
-		CHECK(has(t[i].want));
+		CHECK(errmsg_has(full));
+		CHECK(errmsg_has(t[i].want));
 		CHECK(memcmp(&c, &before, sizeof c) == 0);   /* unchanged */
 	}
 }
@@ -197,9 +190,9 @@ TEST(unknown_key)
 	vmc_config_t c = fresh();
 
 	CHECK_EQ(vmc_config_set(&c, "vmc/pool_sise", "1G"), VMC_EPROFILE);
-	CHECK(has("unknown key \"vmc/pool_sise\""));
-	CHECK(has("known: vmc/pool_size"));
-	CHECK(has("vmc/verbose"));
+	CHECK(errmsg_has("unknown key \"vmc/pool_sise\""));
+	CHECK(errmsg_has("known: vmc/pool_size"));
+	CHECK(errmsg_has("vmc/verbose"));
 	CHECK_EQ(vmc_config_set(&c, "vmc/", "1"), VMC_EPROFILE);
 	CHECK_EQ(vmc_config_set(&c, "", "1"), VMC_EPROFILE);
 	CHECK_EQ(vmc_config_set(&c, "progress", "1"), VMC_EPROFILE);
@@ -259,7 +252,7 @@ TEST(profile_then_env)
 
 	setenv("VMC_MAX_VMS", "abc", 1);
 	CHECK_EQ(vmc_config_init(&c), VMC_EPROFILE);
-	CHECK(has("environment VMC_MAX_VMS=abc: expected a number 1..65536"));
+	CHECK(errmsg_has("environment VMC_MAX_VMS=abc: expected a number 1..65536"));
 	clear_env();
 	unlink(path);
 }
@@ -274,7 +267,7 @@ TEST(profile_unknown_key)
 	CHECK_EQ(vmc_config_load(&c, path), VMC_EPROFILE);
 	snprintf(want, sizeof want, "profile %s line 3: unknown key "
 		 "\"vmc/pool_sise\" (known: vmc/pool_size", path);
-	CHECK(has(want));
+	CHECK(errmsg_has(want));
 	CHECK_EQ(c.max_vms, 9);        /* applied before the bad line */
 	CHECK_EQ(c.max_workers, 64);   /* not after it */
 	unlink(path);
@@ -289,7 +282,7 @@ TEST(profile_bad_value)
 	CHECK_EQ(vmc_config_load(&c, path), VMC_EPROFILE);
 	snprintf(want, sizeof want, "profile %s line 4: vmc/memory_isolation = 2: "
 		 "expected 0 or 1", path);
-	CHECK(has(want));
+	CHECK(errmsg_has(want));
 	unlink(path);
 }
 
@@ -301,8 +294,8 @@ TEST(profile_missing_equals)
 	REQUIRE(write_tmp(path, "vmc/pool_size = 1G\nvmc/verbose 0\n") == 0);
 	CHECK_EQ(vmc_config_load(&c, path), VMC_EPROFILE);
 	snprintf(want, sizeof want, "profile %s line 2:", path);
-	CHECK(has(want));
-	CHECK(has("vmc/verbose 0"));
+	CHECK(errmsg_has(want));
+	CHECK(errmsg_has("vmc/verbose 0"));
 	unlink(path);
 }
 
@@ -313,12 +306,12 @@ TEST(profile_missing_file)
 
 	unlink(p);
 	CHECK_EQ(vmc_config_load(&c, p), ENOENT);
-	CHECK(has(p));
+	CHECK(errmsg_has(p));
 	CHECK_EQ(vmc_config_load(&c, NULL), EINVAL);
 
 	setenv("VMC_PROFILE", p, 1);
 	CHECK_EQ(vmc_config_init(&c), ENOENT);
-	CHECK(has(p));
+	CHECK(errmsg_has(p));
 	clear_env();
 }
 
@@ -334,7 +327,7 @@ TEST(profile_too_big)
 		fputs("# padding......\n", f);   /* 16 bytes */
 	fclose(f);
 	CHECK_EQ(vmc_config_load(&c, path), EFBIG);
-	CHECK(has(path));
+	CHECK(errmsg_has(path));
 
 	REQUIRE((f = fopen(path, "w")) != NULL); /* exactly 64 KiB is fine */
 	for (int i = 0; i < 64 * 1024 / 16; i++)
@@ -353,9 +346,9 @@ TEST(init_bad_profile)
 	clear_env();
 	setenv("VMC_PROFILE", path, 1);
 	CHECK_EQ(vmc_config_init(&c), VMC_EPROFILE);
-	CHECK(has(path));
-	CHECK(has("line 2"));
-	CHECK(has("vmc/max_workers"));
+	CHECK(errmsg_has(path));
+	CHECK(errmsg_has("line 2"));
+	CHECK(errmsg_has("vmc/max_workers"));
 	CHECK_EQ(c.max_workers, 5);     /* defaults + lines before the bad one */
 	CHECK(c.pool_size == 1ull << 30);
 	clear_env();

@@ -31,139 +31,7 @@
 
 #define G VMC_GRANULE_SIZE
 
-static char made[64][64];
-static int nmade;
-
-static const char *tname(const char *tag)
-{
-	const char *n = test_name(tag);
-	if (nmade < 64)
-		snprintf(made[nmade++], sizeof made[0], "%s", n);
-	return n;
-}
-
 /* ------------------------------------------------------------- helpers */
-
-static int readable(const void *p)
-{
-	static int fds[2] = { -1, -1 };
-	static pid_t owner;
-	char b;
-
-	if (owner != getpid()) {
-		if (fds[0] >= 0) {
-			close(fds[0]);
-			close(fds[1]);
-		}
-		if (pipe(fds))
-			abort();
-		owner = getpid();
-	}
-	if (write(fds[1], p, 1) != 1)
-		return 0;
-	if (read(fds[0], &b, 1) != 1)
-		abort();
-	return 1;
-}
-
-static void *at(void *base, uint32_t i)
-{
-	return (char *)base + (size_t)i * G;
-}
-
-static uint64_t pat(uint32_t vm, uint32_t i)
-{
-	return 0xa5a5000000000000ull | ((uint64_t)vm << 16) | i;
-}
-
-static void put_pat(void *base, uint32_t vm, uint32_t i)
-{
-	uint64_t *g = at(base, i), v = pat(vm, i);
-	g[0] = v;
-	g[G / 16] = v;
-	g[G / 8 - 1] = v;
-}
-
-static int has_pat(void *base, uint32_t vm, uint32_t i)
-{
-	uint64_t *g = at(base, i), v = pat(vm, i);
-	return g[0] == v && g[G / 16] == v && g[G / 8 - 1] == v;
-}
-
-static int all_zero(const void *p, size_t n)
-{
-	const uint64_t *w = p;
-	for (size_t k = 0; k < n / 8; k++)
-		if (w[k])
-			return 0;
-	return 1;
-}
-
-static int conserved(const vmc_stats_t *s)
-{
-	uint64_t sum = (uint64_t)s->unfunded + s->free + s->cached + s->used + s->quarantined;
-	if (sum == s->granules)
-		return 1;
-	fprintf(stderr, "  states add up to %llu of %u granules\n", (unsigned long long)sum,
-		s->granules);
-	return 0;
-}
-
-static int check_clean(vmc_t *c)
-{
-	vmc_check_report_t r;
-	int err = vmc_check(c, &r);
-	if (err == 0 && r.errors == 0)
-		return 1;
-	fprintf(stderr, "  vmc_check: %d (%s): %s\n", err, vmc_strerror(err), r.first);
-	return 0;
-}
-
-static vmc_t *make(const char *tag, int isolation, uint64_t pool, uint64_t fund)
-{
-	vmc_config_t cfg;
-	vmc_t *c = NULL;
-	int err;
-
-	test_config(&cfg, pool, fund);
-	cfg.memory_isolation = isolation;
-	if ((err = vmc_create(tname(tag), &cfg, &c))) {
-		fprintf(stderr, "  vmc_create: %d %s\n", err, vmc_errmsg());
-		return NULL;
-	}
-	return c;
-}
-
-static void finish(vmc_t *c)
-{
-	char name[VMC_NAME_MAX];
-	snprintf(name, sizeof name, "%s", c->h.name);
-	vmc_close(c);
-	vmc_destroy(name);
-}
-
-static uint32_t mkvm(vmc_t *c, const char *name, size_t limit)
-{
-	uint32_t id = VMC_NIL;
-	int err = vmc_vm_create(c, name, limit, &id);
-	if (err)
-		fprintf(stderr, "  vmc_vm_create(%s): %d %s\n", name, err, vmc_errmsg());
-	return id;
-}
-
-static int fill(vmc_t *c, uint32_t vm, uint32_t i, uint32_t n)
-{
-	void *base;
-	int err;
-
-	if ((err = vmc_attach(c, vm, &base)))
-		return err;
-	if (!(err = vmc_commit(c, at(base, i), (size_t)n * G, 0)))
-		for (uint32_t k = i; k < i + n; k++)
-			put_pat(base, vm, k);
-	int e2 = vmc_detach(c, vm);
-	return err ? err : e2;
-}
 
 /* Granules in all VMs' page maps of this container. */
 static uint32_t committed_total(vmc_t *c)
@@ -340,14 +208,14 @@ static int kill_case(int strict, enum point point, int nth, int how)
 	uint32_t victim = point == P_REAP_OPEN ? k.y : k.a;
 	/* A: two runs, indices 0-1 and 4-5 */
 	if (k.a == VMC_NIL || k.d == VMC_NIL || k.y == VMC_NIL || x == VMC_NIL ||
-	    fill(c, k.a, 0, 2) || fill(c, k.a, 4, 2))
+	    commit_fill(c, k.a, 0, 2) || commit_fill(c, k.a, 4, 2))
 		goto out;
-	if (point != P_COMMIT_DRY_OPEN && fill(c, k.y, 0, 1))
+	if (point != P_COMMIT_DRY_OPEN && commit_fill(c, k.y, 0, 1))
 		goto out;
 	if (point == P_REAP_OPEN) {
 		/* a quarantined granule of X, held back by a live lazy worker */
 		int err = -1;
-		if (fill(c, x, 0, 2) || pipe(bl.ready) || pipe(bl.go))
+		if (commit_fill(c, x, 0, 2) || pipe(bl.ready) || pipe(bl.go))
 			goto out;
 		bl.c = c;
 		bl.x = x;
@@ -537,7 +405,7 @@ TEST(orphan_destroy_and_reclaim_refusals)
 	int err = -1;
 	REQUIRE(c);
 	struct kp k = { c, mkvm(c, "orph-A", 32 * MiB), VMC_NIL, VMC_NIL, P_PLAIN, 0, { -1, -1 } };
-	REQUIRE(k.a != VMC_NIL && fill(c, k.a, 0, 3) == 0);
+	REQUIRE(k.a != VMC_NIL && commit_fill(c, k.a, 0, 3) == 0);
 	REQUIRE(pipe(k.ready) == 0);
 	pid_t pid = test_fork(child_hold, &k);
 	REQUIRE(read(k.ready[0], &err, sizeof err) == sizeof err && err == 0);
@@ -592,7 +460,7 @@ TEST(many_workers_die_at_once)
 		snprintf(nm, sizeof nm, "m%d", i);
 		k[i] = (struct kp){ c, mkvm(c, nm, 8 * MiB), VMC_NIL, VMC_NIL, P_PLAIN, 0,
 				    { -1, -1 } };
-		REQUIRE(k[i].a != VMC_NIL && fill(c, k[i].a, (uint32_t)i, 2) == 0);
+		REQUIRE(k[i].a != VMC_NIL && commit_fill(c, k[i].a, (uint32_t)i, 2) == 0);
 		REQUIRE(pipe(k[i].ready) == 0);
 		pids[i] = test_fork(child_hold, &k[i]);
 	}
@@ -683,7 +551,7 @@ TEST(pid_reuse_uses_start_time)
 	uint32_t dead_slot = VMC_NIL, live_slot = VMC_NIL;
 	REQUIRE(c);
 	struct kp k = { c, mkvm(c, "reuse-A", 32 * MiB), VMC_NIL, VMC_NIL, P_PLAIN, 0, { -1, -1 } };
-	REQUIRE(k.a != VMC_NIL && fill(c, k.a, 0, 2) == 0);
+	REQUIRE(k.a != VMC_NIL && commit_fill(c, k.a, 0, 2) == 0);
 	REQUIRE(pipe(k.ready) == 0);
 
 	CHECK(start_of(getpid()) != 0);
@@ -751,7 +619,6 @@ int main(void)
 	RUN(orphan_destroy_and_reclaim_refusals);
 	RUN(many_workers_die_at_once);
 	RUN(pid_reuse_uses_start_time);
-	for (int i = 0; i < nmade; i++)
-		vmc_destroy(made[i]);
+	destroy_all();
 	return test_done();
 }

@@ -43,23 +43,6 @@
 
 #define G VMC_GRANULE_SIZE
 
-static const char *self_exe = "/proc/self/exe";
-static char made[64][64];
-static int nmade;
-
-static const char *tname(const char *tag)
-{
-	const char *n = test_name(tag);
-	if (nmade < 64)
-		snprintf(made[nmade++], sizeof made[0], "%s", n);
-	return n;
-}
-
-static void destroy_all(void)
-{
-	for (int i = 0; i < nmade; i++)
-		vmc_destroy(made[i]);
-}
 
 /* A config for these tests: 4K pages, the given pool and fund, a code
  * cache and region space. */
@@ -73,7 +56,7 @@ static void cfg_of(vmc_config_t *cfg, uint64_t pool, uint64_t fund, uint64_t cod
 	cfg->code_cache_protect = 0;
 }
 
-static vmc_t *make(const char *tag, const vmc_config_t *cfg, const char **name)
+static vmc_t *make_named(const char *tag, const vmc_config_t *cfg, const char **name)
 {
 	vmc_t *c = NULL;
 	const char *n = tname(tag);
@@ -87,7 +70,7 @@ static vmc_t *make(const char *tag, const vmc_config_t *cfg, const char **name)
 	return c;
 }
 
-static void finish(vmc_t *c, const char *name)
+static void finish_named(vmc_t *c, const char *name)
 {
 	vmc_check_report_t r;
 	CHECK_EQ(vmc_check(c, &r), 0);
@@ -95,57 +78,6 @@ static void finish(vmc_t *c, const char *name)
 		fprintf(stderr, "  vmc_check: %s\n", r.first);
 	CHECK_EQ(vmc_close(c), 0);
 	CHECK_EQ(vmc_destroy(name), 0);
-}
-
-static int conserved(const vmc_stats_t *s)
-{
-	return (uint64_t)s->unfunded + s->free + s->cached + s->used + s->quarantined ==
-	       s->granules;
-}
-
-/* Run this binary again as an unrelated process; argv[1] is the mode. */
-static int run_child(char *const argv[])
-{
-	pid_t pid;
-
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0) {
-		execv(self_exe, argv);
-		_exit(126);
-	}
-	return pid < 0 ? -1 : test_wait(pid);
-}
-
-/* 1 if one byte at p can be read, without a signal (write(2) from it into
- * a pipe fails with EFAULT otherwise).  One pipe per process. */
-static int readable(const void *p)
-{
-	static int fds[2] = { -1, -1 };
-	static pid_t owner;
-	char b;
-
-	if (owner != getpid()) {
-		if (fds[0] >= 0) {
-			close(fds[0]);
-			close(fds[1]);
-		}
-		if (pipe(fds))
-			abort();
-		owner = getpid();
-	}
-	if (write(fds[1], p, 1) != 1)
-		return 0;
-	if (read(fds[0], &b, 1) != 1)
-		abort();
-	return 1;
-}
-
-/* Die of SIGSEGV, even under ASan (whose handler would exit(1)). */
-static void default_segv(void)
-{
-	signal(SIGSEGV, SIG_DFL);
-	signal(SIGBUS, SIG_DFL);
 }
 
 static int child_store(void *p)
@@ -287,7 +219,7 @@ TEST(code_shared_between_processes)
 	void *v[2];
 
 	cfg_of(&cfg, 32 * MiB, 16 * MiB, 4 * MiB, 16 * MiB);
-	vmc_t *c = make("code", &cfg, &name);
+	vmc_t *c = make_named("code", &cfg, &name);
 	REQUIRE(c);
 	REQUIRE(pipe(fds) == 0);
 
@@ -306,7 +238,7 @@ TEST(code_shared_between_processes)
 	snprintf(rx, sizeof rx, "%" PRIxPTR, (uintptr_t)j.rx);
 	snprintf(k, sizeof k, "%x", K_SHARED);
 	char *argv[] = { "test_region", "--child-call", (char *)name, rx, k, NULL };
-	CHECK_EQ(run_child(argv), 0);
+	CHECK_EQ(run_self(argv), 0);
 
 	/* W^X: rx is not writable, rw is not executable */
 	CHECK_EQ(test_wait(test_fork(child_store, j.rx)), 128 + SIGSEGV);
@@ -323,7 +255,7 @@ TEST(code_shared_between_processes)
 	CHECK_EQ(vmc_code_free(c, j.rx), 0);
 	CHECK_EQ(vmc_stats(c, &s), 0);
 	CHECK_EQ(s.code_cache_used, 0);
-	finish(c, name);
+	finish_named(c, name);
 }
 
 /* The creator's own code: rx faults on store, in a fork of the writer. */
@@ -335,7 +267,7 @@ TEST(store_through_rx_faults)
 	void *rx, *rw;
 
 	cfg_of(&cfg, 32 * MiB, 16 * MiB, 2 * MiB, 0);
-	vmc_t *c = make("wx", &cfg, &name);
+	vmc_t *c = make_named("wx", &cfg, &name);
 	REQUIRE(c);
 	REQUIRE(vmc_code_alloc(c, 8192, &rx, &rw) == 0);
 	emit_const(rw, 77);
@@ -347,7 +279,7 @@ TEST(store_through_rx_faults)
 	CHECK_EQ(test_wait(test_fork(child_store, rx)), 128 + SIGSEGV);
 	CHECK_EQ(test_wait(test_fork(child_store, (char *)rx + 4096)), 128 + SIGSEGV);
 	CHECK_EQ(call_rx(rx), 77);
-	finish(c, name);
+	finish_named(c, name);
 }
 
 /* ------------------------------------------------------ code allocator */
@@ -459,7 +391,7 @@ TEST(code_alloc_free_random)
 	int n = 0;
 
 	cfg_of(&cfg, 32 * MiB, 16 * MiB, 2 * MiB, 0);
-	vmc_t *c = make("alloc", &cfg, &name);
+	vmc_t *c = make_named("alloc", &cfg, &name);
 	REQUIRE(c);
 	REQUIRE(vmc_region_stats(c, 0, &rs) == 0);
 	CHECK(rs.code);
@@ -519,7 +451,7 @@ TEST(code_alloc_free_random)
 	CHECK_EQ(vmc_code_alloc(c, 2 * MiB, &rx, &rw), 0);
 	CHECK(rx == rs.addr);
 	CHECK_EQ(vmc_code_free(c, rx), 0);
-	finish(c, name);
+	finish_named(c, name);
 }
 
 /* Two processes allocate at the same time; the parent checks the union. */
@@ -568,7 +500,7 @@ TEST(code_alloc_concurrent_processes)
 	int fds[2], n = 0;
 
 	cfg_of(&cfg, 32 * MiB, 16 * MiB, 4 * MiB, 0);
-	vmc_t *c = make("conc", &cfg, &name);
+	vmc_t *c = make_named("conc", &cfg, &name);
 	REQUIRE(c);
 	REQUIRE(vmc_region_stats(c, 0, &rs) == 0);
 	REQUIRE(pipe(fds) == 0);
@@ -596,7 +528,7 @@ TEST(code_alloc_concurrent_processes)
 	CHECK_EQ(verify_allocs(a, n, rs.addr, rs.size, dist), 0);
 	CHECK_EQ(vmc_stats(c, &s), 0);
 	CHECK_EQ(s.code_cache_used, live_bytes(a, n));
-	finish(c, name);
+	finish_named(c, name);
 }
 
 /* --------------------------------------------------- large regions */
@@ -700,7 +632,7 @@ TEST(regions_beyond_4g)
 	}
 	cfg_of(&cfg, 9 * GiB, 8 * GiB + 512 * MiB, 0, 9 * GiB);
 	cfg.max_vms = 4;
-	vmc_t *c = make("big", &cfg, &name);
+	vmc_t *c = make_named("big", &cfg, &name);
 	REQUIRE(c);
 	REQUIRE(vmc_stats(c, &s0) == 0);
 	CHECK_EQ(s0.funded_bytes, 8 * GiB + 512 * MiB);
@@ -728,7 +660,7 @@ TEST(regions_beyond_4g)
 	snprintf(a3, sizeof a3, "%" PRIxPTR, (uintptr_t)p3);
 	snprintf(a5, sizeof a5, "%" PRIxPTR, (uintptr_t)p5);
 	char *argv[] = { "test_region", "--child-regions", (char *)name, a3, a5, NULL };
-	CHECK_EQ(run_child(argv), 128 + SIGSEGV);
+	CHECK_EQ(run_self(argv), 128 + SIGSEGV);
 	/* the reader's writes through its read-write opening */
 	CHECK_EQ(((volatile uint8_t *)p3)[MARK3], 0xa5);
 	CHECK_EQ(((volatile uint8_t *)p3)[3 * GiB - 2], 0x5a);
@@ -746,7 +678,7 @@ TEST(regions_beyond_4g)
 	CHECK_EQ(s.used, s0.used);
 	CHECK_EQ(s.free + s.cached, s0.free + s0.cached);
 	CHECK(conserved(&s));
-	finish(c, name);
+	finish_named(c, name);
 }
 
 /* ---------------------------- attach/detach leave code and regions alone */
@@ -842,7 +774,7 @@ static void attach_loop(int isolation, int protect)
 	cfg_of(&cfg, 64 * MiB, 48 * MiB, 4 * MiB, 32 * MiB);
 	cfg.memory_isolation = isolation;
 	cfg.code_cache_protect = protect;
-	vmc_t *c = make("loop", &cfg, &name);
+	vmc_t *c = make_named("loop", &cfg, &name);
 	REQUIRE(c);
 	REQUIRE(vmc_code_alloc(c, 64, &rx, &rw) == 0);
 	emit_const(rw, 0xc0de);
@@ -901,7 +833,7 @@ static void attach_loop(int isolation, int protect)
 	nforbid = 0;
 	CHECK_EQ(vmc_region_destroy(c, "rw-region"), 0);
 	CHECK_EQ(vmc_region_destroy(c, "ro-region"), 0);
-	finish(c, name);
+	finish_named(c, name);
 }
 
 TEST(attach_detach_no_syscalls_on_code_or_regions_strict) { attach_loop(1, 0); }
@@ -920,7 +852,7 @@ TEST(region_bad_input)
 	char longname[80];
 
 	cfg_of(&cfg, 64 * MiB, 32 * MiB, 0, 16 * MiB);
-	vmc_t *c = make("bad", &cfg, &name);
+	vmc_t *c = make_named("bad", &cfg, &name);
 	REQUIRE(c);
 	REQUIRE(vmc_stats(c, &s0) == 0);
 
@@ -998,7 +930,7 @@ TEST(region_bad_input)
 	CHECK_EQ(s.regions, 0);
 	CHECK_EQ(s.region_bytes, 0);
 	CHECK(conserved(&s));
-	finish(c, name);
+	finish_named(c, name);
 }
 
 /* More than is funded (but no more than the pool), and a full table. */
@@ -1010,7 +942,7 @@ TEST(region_funds_and_table_limits)
 	void *x, *addr[VMC_MAX_REGIONS];
 
 	cfg_of(&cfg, 160 * MiB, 128 * MiB, 0, 1 * GiB);
-	vmc_t *c = make("lim", &cfg, &name);
+	vmc_t *c = make_named("lim", &cfg, &name);
 	REQUIRE(c);
 	REQUIRE(vmc_stats(c, &s0) == 0);
 	CHECK_EQ(vmc_region_create(c, "x", 130 * MiB, 0, &x), VMC_EFUNDS);
@@ -1044,7 +976,7 @@ TEST(region_funds_and_table_limits)
 	CHECK_EQ(s.regions, 0);
 	CHECK_EQ(s.used, s0.used);
 	CHECK(conserved(&s));
-	finish(c, name);
+	finish_named(c, name);
 }
 
 TEST(code_bad_input)
@@ -1056,7 +988,7 @@ TEST(code_bad_input)
 	void *rx, *rw, *rx2, *rx3;
 
 	cfg_of(&cfg, 32 * MiB, 16 * MiB, 2 * MiB, 0);
-	vmc_t *c = make("codebad", &cfg, &name);
+	vmc_t *c = make_named("codebad", &cfg, &name);
 	REQUIRE(c);
 	REQUIRE(vmc_region_stats(c, 0, &rs) == 0);
 	CHECK_EQ(vmc_code_alloc(c, 0, &rx, &rw), EINVAL);
@@ -1099,7 +1031,7 @@ TEST(code_bad_input)
 	CHECK_EQ(vmc_region_close(c, rs.addr), EINVAL);
 	CHECK_EQ(vmc_region_destroy(c, rs.name), EINVAL);
 	CHECK_EQ(vmc_region_create(c, rs.name, G, 0, &rw), EEXIST);
-	finish(c, name);
+	finish_named(c, name);
 
 	/* a code cache larger than the fund is refused at create */
 	vmc_t *c2 = NULL;
@@ -1169,7 +1101,7 @@ TEST(destroy_busy_until_opener_dies)
 	void *a;
 
 	cfg_of(&cfg, 32 * MiB, 16 * MiB, 0, 64 * MiB);
-	vmc_t *c = make("busy", &cfg, &name);
+	vmc_t *c = make_named("busy", &cfg, &name);
 	REQUIRE(c);
 	REQUIRE(vmc_stats(c, &s0) == 0);
 	REQUIRE(vmc_region_create(c, "shared", 4 * MiB, 0, &a) == 0);
@@ -1222,7 +1154,7 @@ TEST(destroy_busy_until_opener_dies)
 	CHECK_EQ(s.used, s0.used);
 	CHECK_EQ(s.free + s.cached, s0.free + s0.cached);
 	CHECK(conserved(&s));
-	finish(c, name);
+	finish_named(c, name);
 }
 
 /* A forked child inherits the region's mapping with its parent's handle.
@@ -1266,7 +1198,7 @@ TEST(forked_child_keeps_inherited_region)
 	void *a, *base;
 
 	cfg_of(&cfg, 16 * MiB, 16 * MiB, 0, 64 * MiB);
-	vmc_t *c = make("inherit", &cfg, &name);
+	vmc_t *c = make_named("inherit", &cfg, &name);
 	REQUIRE(c);
 	REQUIRE(vmc_region_create(c, "inh", 4 * MiB, 0, &a) == 0);
 	memset(a, 0x3c, 4 * MiB);
@@ -1298,7 +1230,7 @@ TEST(forked_child_keeps_inherited_region)
 		CHECK_EQ(test_wait(pid), 0);   /* region still there: it may read it */
 		CHECK_EQ(vmc_region_destroy(c, "inh"), 0);
 	}
-	finish(c, name);
+	finish_named(c, name);
 }
 
 /* vmc_region_open racing vmc_region_destroy: the opener is stopped inside
@@ -1387,7 +1319,7 @@ TEST(open_racing_destroy)
 	char b = 0;
 
 	cfg_of(&cfg, 16 * MiB, 16 * MiB, 0, 64 * MiB);
-	vmc_t *c = make("race", &cfg, &name);
+	vmc_t *c = make_named("race", &cfg, &name);
 	REQUIRE(c);
 	REQUIRE(vmc_region_create(c, "contested", 4 * MiB, 0, &a) == 0);
 	memset(a, 0x3c, 4 * MiB);
@@ -1410,7 +1342,7 @@ TEST(open_racing_destroy)
 	CHECK_EQ(test_wait(pid), 0);
 	if (j.err == EBUSY)
 		CHECK_EQ(vmc_region_destroy(c, "contested"), 0);
-	finish(c, name);
+	finish_named(c, name);
 }
 
 /* ------------------------------------------------ invariant 4 both ways */
@@ -1425,7 +1357,7 @@ TEST(region_memory_starts_zeroed)
 	size_t nonzero = 0;
 
 	cfg_of(&cfg, 16 * MiB, 16 * MiB, 0, 64 * MiB);
-	vmc_t *c = make("zero", &cfg, &name);
+	vmc_t *c = make_named("zero", &cfg, &name);
 	REQUIRE(c);
 
 	/* a VM fills the whole pool and goes away */
@@ -1464,7 +1396,7 @@ TEST(region_memory_starts_zeroed)
 	}
 	CHECK_EQ(vmc_stats(c, &s), 0);
 	CHECK(conserved(&s));
-	finish(c, name);
+	finish_named(c, name);
 }
 
 /* ------------------------------------------------------------ statistics */
@@ -1501,7 +1433,7 @@ TEST(stats_list_regions)
 	char b = 0;
 
 	cfg_of(&cfg, 64 * MiB, 32 * MiB, 4 * MiB, 64 * MiB);
-	vmc_t *c = make("stats", &cfg, &name);
+	vmc_t *c = make_named("stats", &cfg, &name);
 	REQUIRE(c);
 	REQUIRE(vmc_stats(c, &s0) == 0);
 	CHECK_EQ(s0.regions, 0);            /* the code cache is not counted */
@@ -1580,7 +1512,7 @@ TEST(stats_list_regions)
 	CHECK_EQ(vmc_stats(c, &s), 0);
 	CHECK_EQ(s.regions, 0);
 	CHECK_EQ(s.used, s0.used);
-	finish(c, name);
+	finish_named(c, name);
 }
 
 int main(int argc, char **argv)

@@ -49,47 +49,7 @@
  * overlap: after writing through one, make it forget what it knows. */
 #define BARRIER() __asm__ __volatile__("" ::: "memory")
 
-static char made[128][64];
-static int nmade;
-
-static const char *tname(const char *tag)
-{
-	const char *n = test_name(tag);
-	if (nmade < 128)
-		snprintf(made[nmade++], sizeof made[0], "%s", n);
-	return n;
-}
-
-static void destroy_all(void)
-{
-	for (int i = 0; i < nmade; i++)
-		vmc_destroy(made[i]);
-}
-
 /* ------------------------------------------------------------- helpers */
-
-/* 1 if the byte at p can be read, without a signal (EFAULT otherwise). */
-static int readable(const void *p)
-{
-	static int fds[2] = { -1, -1 };
-	static pid_t owner;
-	char b;
-
-	if (owner != getpid()) {
-		if (fds[0] >= 0) {
-			close(fds[0]);
-			close(fds[1]);
-		}
-		if (pipe(fds))
-			abort();
-		owner = getpid();
-	}
-	if (write(fds[1], p, 1) != 1)
-		return 0;
-	if (read(fds[0], &b, 1) != 1)
-		abort();
-	return 1;
-}
 
 /* Readable at its first, a middle and its last page. */
 static int gran_readable(const void *p)
@@ -103,11 +63,6 @@ static int gran_faults(const void *p)
 {
 	const char *b = p;
 	return !readable(b) && !readable(b + G / 2 + 4096) && !readable(b + G - 1);
-}
-
-static void *at(void *base, uint32_t i)
-{
-	return (char *)base + (size_t)i * G;
 }
 
 /* A per-granule pattern over every word of the granule. */
@@ -137,18 +92,6 @@ static int same(const void *p, uint64_t s)
 	return 1;
 }
 
-static int all_zero(const void *p, size_t n)
-{
-	const uint64_t *w = p;
-	for (size_t k = 0; k < n / 8; k++)
-		if (w[k]) {
-			fprintf(stderr, "  %p: word %zu is %#llx, expected 0\n", p, k,
-				(unsigned long long)w[k]);
-			return 0;
-		}
-	return 1;
-}
-
 static uint64_t hash_gran(const void *p)
 {
 	const uint64_t *w = p;
@@ -156,62 +99,6 @@ static uint64_t hash_gran(const void *p)
 	for (size_t k = 0; k < G / 8; k++)
 		h = (h ^ w[k]) * 1099511628211ull;
 	return h;
-}
-
-static int conserved(const vmc_stats_t *s)
-{
-	uint64_t sum = (uint64_t)s->unfunded + s->free + s->cached + s->used + s->quarantined;
-	if (sum == s->granules)
-		return 1;
-	fprintf(stderr, "  states add up to %llu of %u granules\n", (unsigned long long)sum,
-		s->granules);
-	return 0;
-}
-
-static int check_clean(vmc_t *c)
-{
-	vmc_check_report_t r;
-	int err = vmc_check(c, &r);
-	if (err == 0 && r.errors == 0)
-		return 1;
-	fprintf(stderr, "  vmc_check: %d (%s): %s\n", err, vmc_strerror(err), r.first);
-	return 0;
-}
-
-static vmc_t *make_cfg(const char *tag, vmc_config_t *cfg)
-{
-	vmc_t *c = NULL;
-	int err;
-	if ((err = vmc_create(tname(tag), cfg, &c))) {
-		fprintf(stderr, "  vmc_create: %d %s\n", err, vmc_errmsg());
-		return NULL;
-	}
-	return c;
-}
-
-static vmc_t *make(const char *tag, int isolation, uint64_t pool, uint64_t fund)
-{
-	vmc_config_t cfg;
-	test_config(&cfg, pool, fund);
-	cfg.memory_isolation = isolation;
-	return make_cfg(tag, &cfg);
-}
-
-static void finish(vmc_t *c)
-{
-	char name[VMC_NAME_MAX];
-	snprintf(name, sizeof name, "%s", c->h.name);
-	vmc_close(c);
-	vmc_destroy(name);
-}
-
-static uint32_t mkvm(vmc_t *c, const char *name, size_t limit)
-{
-	uint32_t id = VMC_NIL;
-	int err = vmc_vm_create(c, name, limit, &id);
-	if (err)
-		fprintf(stderr, "  vmc_vm_create(%s): %d %s\n", name, err, vmc_errmsg());
-	return id;
 }
 
 static uint32_t wgran(vmc_t *c)

@@ -46,45 +46,7 @@
 #define LIMIT_G 10              /* granules per VM */
 #define MAGIC 0x5354524553533031ull
 
-static char made[16][64];
-static int nmade;
-
-static const char *tname(const char *tag)
-{
-	const char *n = test_name(tag);
-	if (nmade < 16)
-		snprintf(made[nmade++], sizeof made[0], "%s", n);
-	return n;
-}
-
 /* ------------------------------------------------------------- helpers */
-
-static int readable(const void *p)
-{
-	static int fds[2] = { -1, -1 };
-	static pid_t owner;
-	char b;
-
-	if (owner != getpid()) {
-		if (fds[0] >= 0) {
-			close(fds[0]);
-			close(fds[1]);
-		}
-		if (pipe(fds))
-			abort();
-		owner = getpid();
-	}
-	if (write(fds[1], p, 1) != 1)
-		return 0;
-	if (read(fds[0], &b, 1) != 1)
-		abort();
-	return 1;
-}
-
-static void *at(void *base, uint32_t i)
-{
-	return (char *)base + (size_t)i * G;
-}
 
 static uint64_t rng_state;
 
@@ -488,7 +450,7 @@ static int worker(struct ctx *x)
 
 /* --------------------------------------------------------------- parent */
 
-static int check_clean(vmc_t *c, const char *when)
+static int check_clean_when(vmc_t *c, const char *when)
 {
 	vmc_check_report_t r;
 	int err = vmc_check(c, &r);
@@ -498,7 +460,7 @@ static int check_clean(vmc_t *c, const char *when)
 	return 0;
 }
 
-static int conserved(vmc_t *c)
+static int conserved_now(vmc_t *c)
 {
 	vmc_stats_t s;
 	if (vmc_stats(c, &s))
@@ -557,8 +519,8 @@ static void stress(int strict, int with_kills, double seconds)
 	double end = now() + seconds, next_kill = now() + 0.1;
 	while (now() < end) {
 		usleep(20000);
-		CHECK(check_clean(c, "while running"));
-		CHECK(conserved(c));
+		CHECK(check_clean_when(c, "while running"));
+		CHECK(conserved_now(c));
 		checks++;
 		for (int w = 0; w < NW; w++)
 			if (sh->why[w][0]) {
@@ -590,8 +552,8 @@ static void stress(int strict, int with_kills, double seconds)
 				CHECK_EQ(vmc_vm_reclaim(c, sh->ids[lv], VMC_RECLAIM_KEEP), 0);
 				orphans++;
 			}
-			CHECK(check_clean(c, "after a kill"));
-			CHECK(conserved(c));
+			CHECK(check_clean_when(c, "after a kill"));
+			CHECK(conserved_now(c));
 			pids[w] = start_worker(&x[w]);
 			next_kill = now() + 0.05 + (double)(rnd() % 200) / 1000;
 		}
@@ -634,8 +596,8 @@ static void stress(int strict, int with_kills, double seconds)
 			CHECK_EQ(vmc_vm_reclaim(c, sh->ids[lv], VMC_RECLAIM_KEEP), 0);
 		}
 	}
-	CHECK(check_clean(c, "at the end"));
-	CHECK(conserved(c));
+	CHECK(check_clean_when(c, "at the end"));
+	CHECK(conserved_now(c));
 	vmc_stats_t s;
 	CHECK_EQ(vmc_stats(c, &s), 0);
 	CHECK_EQ(s.workers, 1);
@@ -687,7 +649,6 @@ int main(void)
 	RUN(stress_lazy);
 	RUN(stress_kills_strict);
 	RUN(stress_kills_lazy);
-	for (int i = 0; i < nmade; i++)
-		vmc_destroy(made[i]);
+	destroy_all();
 	return test_done();
 }
