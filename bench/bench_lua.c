@@ -95,16 +95,14 @@ static int add_tenants(struct vl_host *h, char *err, size_t n)
 static int drive(struct vl_host *h, const char *path, int lfd, const struct vl_mix *mix,
 		 int nreq, struct vl_lg_result *res, char *err, size_t n)
 {
-	int stopfd, st;
-	pid_t pid = vl_loadgen_spawn(h, path, mix, nreq, conns, 7, res, &stopfd);
+	int stopfd;
+	pid_t pid = vl_loadgen_spawn(h, path, mix, nreq, conns, 7, &stopfd);
 	if (pid < 0) {
 		snprintf(err, n, "load generator: %s", strerror(errno));
 		return -1;
 	}
 	vl_serve(h, lfd, stopfd);
-	close(stopfd);
-	waitpid(pid, &st, 0);
-	if (!WIFEXITED(st) || WEXITSTATUS(st) || res->unexpected) {
+	if (vl_loadgen_wait(pid, stopfd, res) || res->unexpected) {
 		snprintf(err, n, "load generator failed; %llu unexpected replies, first %.150s",
 			 (unsigned long long)res->unexpected, res->first_unexpected);
 		return -1;
@@ -174,25 +172,42 @@ out:
 
 static int run_variant(const struct vdef *v, const char *kind, struct outcome *out)
 {
-	struct outcome *sh = vl_shared_alloc(sizeof *sh);
-	struct vl_lg_result *res = vl_shared_alloc(sizeof *res);
-	int st = 0;
-	if (!sh || !res)
+	int st = 0, p[2];
+	size_t got = 0;
+	if (pipe(p))
 		return -1;
-	memset(sh, 0, sizeof *sh);
+	memset(out, 0, sizeof *out);
 	fflush(NULL);
 	pid_t pid = fork();
-	if (pid == 0)
-		_exit(dispatcher(v, kind, sh, res) ? 1 : 0);
+	if (pid == 0) {
+		/* the dispatcher's outcome comes back through the pipe */
+		struct outcome o;
+		struct vl_lg_result res;
+		close(p[0]);
+		memset(&o, 0, sizeof o);
+		int rc = dispatcher(v, kind, &o, &res);
+		_exit(write(p[1], &o, sizeof o) != (ssize_t)sizeof o || rc ? 1 : 0);
+	}
+	close(p[1]);
+	while (pid > 0 && got < sizeof *out) {
+		ssize_t r = read(p[0], (char *)out + got, sizeof *out - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(p[0]);
 	if (pid > 0)
 		waitpid(pid, &st, 0);
-	*out = *sh;
-	if (pid < 0 || !WIFEXITED(st) || WEXITSTATUS(st))
+	if (pid < 0 || got != sizeof *out || !WIFEXITED(st) || WEXITSTATUS(st))
+		out->ok = 0;
+	if (got != sizeof *out)
+		out->err[0] = 0;
+	if (pid < 0 || got != sizeof *out)
 		out->ok = 0;
 	if (!out->ok && !out->err[0])
 		snprintf(out->err, sizeof out->err, "the dispatcher died (status %d)", st);
-	vl_shared_free(sh, sizeof *sh);
-	vl_shared_free(res, sizeof *res);
 	return out->ok ? 0 : -1;
 }
 

@@ -100,7 +100,7 @@ static int run_mode(const struct vl_demo_opts *o, int iso, struct mode_result *m
 	char err[512], name[96], path[128], b1[32], b2[32], b3[32], b4[32], b5[32];
 	double scratch, clone;
 	int rc = -1, lfd = -1, stopfd = -1;
-	struct vl_lg_result *res = vl_shared_alloc(sizeof *res);
+	struct vl_lg_result *res = calloc(1, sizeof *res);
 	struct vl_mix *mix = calloc(1, sizeof *mix);
 
 	vl_host_opts_init(&ho);
@@ -115,7 +115,7 @@ static int run_mode(const struct vl_demo_opts *o, int iso, struct mode_result *m
 	if (!res || !mix || !(h = vl_host_new(&ho, err, sizeof err))) {
 		fprintf(stderr, "vmc-lua: %s\n", res && mix ? err : "out of memory");
 		free(mix);
-		vl_shared_free(res, sizeof *res);
+		free(res);
 		return -1;
 	}
 	vmc_stats_t cs;
@@ -133,17 +133,17 @@ static int run_mode(const struct vl_demo_opts *o, int iso, struct mode_result *m
 	vl_mix_from_host(mix, h);
 	vmc_attach_stats_t before;
 	vl_host_attach_stats(h, &before);
-	pid_t lg = vl_loadgen_spawn(h, path, mix, o->requests, o->conns, 42, res, &stopfd);
+	pid_t lg = vl_loadgen_spawn(h, path, mix, o->requests, o->conns, 42, &stopfd);
 	if (lg < 0) {
 		snprintf(err, sizeof err, "cannot start the load generator: %s", strerror(errno));
 		goto fail;
 	}
 	vl_serve(h, lfd, stopfd);
-	int st = 0;
-	waitpid(lg, &st, 0);
+	int lg_err = vl_loadgen_wait(lg, stopfd, res);
+	stopfd = -1;
 	vl_host_attach_stats(h, &mr->st);
 	diff(&mr->st, &before);
-	if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+	if (lg_err) {
 		snprintf(err, sizeof err, "the load generator failed");
 		goto fail;
 	}
@@ -223,7 +223,7 @@ out:
 		close(stopfd);
 	vl_host_free(h);
 	free(mix);
-	vl_shared_free(res, sizeof *res);
+	free(res);
 	return rc;
 }
 

@@ -18,8 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *const vocab[64] = {
@@ -211,21 +211,8 @@ out:
 	return rc;
 }
 
-void *vl_shared_alloc(size_t n)
-{
-	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
-}
-
-void vl_shared_free(void *p, size_t n)
-{
-	if (p)
-		munmap(p, n);
-}
-
 pid_t vl_loadgen_spawn(struct vl_host *h, const char *path, const struct vl_mix *m,
-		       int requests, int conns, uint64_t seed, struct vl_lg_result *res,
-		       int *stopfd)
+		       int requests, int conns, uint64_t seed, int *stopfd)
 {
 	int p[2];
 	(void)h;
@@ -239,10 +226,34 @@ pid_t vl_loadgen_spawn(struct vl_host *h, const char *path, const struct vl_mix 
 		return -1;
 	}
 	if (pid == 0) {
+		/* the result travels back through the pipe, then the hang-up
+		 * tells the server to stop */
+		struct vl_lg_result r;
 		close(p[0]);
-		_exit(vl_loadgen(path, m, requests, conns, seed, res) ? 1 : 0);
+		memset(&r, 0, sizeof r);
+		int rc = vl_loadgen(path, m, requests, conns, seed, &r);
+		_exit(write(p[1], &r, sizeof r) != (ssize_t)sizeof r || rc ? 1 : 0);
 	}
 	close(p[1]);
 	*stopfd = p[0];
 	return pid;
+}
+
+int vl_loadgen_wait(pid_t pid, int stopfd, struct vl_lg_result *res)
+{
+	size_t got = 0;
+	int st = 0;
+
+	memset(res, 0, sizeof *res);
+	while (got < sizeof *res) {
+		ssize_t r = read(stopfd, (char *)res + got, sizeof *res - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(stopfd);
+	waitpid(pid, &st, 0);
+	return got == sizeof *res && WIFEXITED(st) && !WEXITSTATUS(st) ? 0 : -1;
 }

@@ -251,14 +251,13 @@ struct vl_lg_result {
 int vl_loadgen(const char *path, const struct vl_mix *m, int requests, int conns,
 	       uint64_t seed, struct vl_lg_result *res);
 
-/* Run vl_loadgen in a forked child: *res must be shared memory
- * (vl_shared_alloc).  *stopfd becomes readable (hang-up) when the child is
- * done: hand it to vl_serve.  Returns the child's pid or -1. */
+/* Run vl_loadgen in a forked child.  *stopfd becomes readable when the
+ * child is done: hand it to vl_serve, then collect the result with
+ * vl_loadgen_wait (which also reaps the child and closes stopfd).
+ * Returns the child's pid or -1. */
 pid_t vl_loadgen_spawn(struct vl_host *h, const char *path, const struct vl_mix *m,
-		       int requests, int conns, uint64_t seed, struct vl_lg_result *res,
-		       int *stopfd);
-void *vl_shared_alloc(size_t n);
-void  vl_shared_free(void *p, size_t n);
+		       int requests, int conns, uint64_t seed, int *stopfd);
+int vl_loadgen_wait(pid_t pid, int stopfd, struct vl_lg_result *res);   /* 0 or -1 */
 
 /* ------------------------------------------------------------------ demo.c */
 

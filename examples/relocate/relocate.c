@@ -959,10 +959,9 @@ static int setup(struct gc *g)
 	g->move_to = calloc(npages, sizeof *g->move_to);
 	g->rel_gran = malloc(npages * sizeof *g->rel_gran);
 	g->scratch_size = (size_t)(g->budget + g->reserve) * PAGE;
-	g->scratch = mmap(NULL, g->scratch_size, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	g->scratch = malloc(g->scratch_size);
 	if (!g->live_bytes || !g->release || !g->move_to || !g->rel_gran ||
-	    g->scratch == MAP_FAILED) {
+	    !g->scratch) {
 		fprintf(stderr, "relocate: out of memory\n");
 		return 1;
 	}
@@ -1164,6 +1163,6 @@ int main(int argc, char **argv)
 	free(g.rel_gran);
 	free(g.stack);
 	free(g.live);
-	munmap(g.scratch, g.scratch_size);
+	free(g.scratch);
 	return ok ? 0 : 1;
 }
