@@ -1,9 +1,9 @@
 /*
  * backing.c - how each page kind turns pool granules into memory.
  *
- *  hugetlb  fallocate() on the hugetlbfs file or MFD_HUGETLB memfd takes
+ *  hugetlb  fallocate on the hugetlbfs file or MFD_HUGETLB memfd takes
  *           2 MiB pages from the reserved pool; ENOSPC when there are none.
- *  4k       fallocate() on a tmpfs file; ENOSPC when tmpfs is full.
+ *  4k       fallocate on a tmpfs file; ENOSPC when tmpfs is full.
  *  thp      tmpfs with shmem_enabled=advise only allocates huge pages on a
  *           fault in a MADV_HUGEPAGE mapping, so funding maps the run
  *           2 MiB-aligned, advises it and populates it with

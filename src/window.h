@@ -36,7 +36,7 @@ VMC_HIDDEN int window_sync(struct vmc *c, uint32_t vm, uint32_t lo, uint32_t hi,
 			   int keep_deferred);
 #define WINDOW_ALL 0, 0xffffffffu
 
-/* Revoke all access (strict detach): one mprotect(PROT_NONE). */
+/* Revoke all access (strict detach): one mprotect to PROT_NONE. */
 VMC_HIDDEN int window_revoke(struct vmc *c);
 
 /* After fork, in the child: drop every mapping the parent's window had. */
