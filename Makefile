@@ -43,8 +43,10 @@ bench: release
 fuzz:
 	$(CMAKE) -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DVMC_FUZZ=ON \
 	  -DVMC_SANITIZE=address,undefined >/dev/null
-	$(CMAKE) --build build/fuzz -j$(JOBS) --target fuzz_meta
-	./build/fuzz/tests/fuzz_meta -max_total_time=60
+	$(CMAKE) --build build/fuzz -j$(JOBS) --target fuzz_meta fuzz_meta_replay
+	mkdir -p build/fuzz/corpus
+	./build/fuzz/tests/fuzz_meta_replay --seed build/fuzz/corpus/valid
+	./build/fuzz/tests/fuzz_meta -max_total_time=60 -max_len=65536 build/fuzz/corpus
 
 install: release
 	$(CMAKE) --install build/release

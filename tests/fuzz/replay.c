@@ -90,8 +90,33 @@ TEST(mutations_never_crash)
 	free(img);
 }
 
+/* Write a valid metadata image to `path`: the libFuzzer seed (make fuzz). */
+static int write_seed(const char *path)
+{
+	vmc_config_t cfg;
+	vmc_t *c;
+	FILE *f;
+	vmc_config_init(&cfg);
+	cfg.pool_size = 32ull << 20;
+	cfg.fund_size = 16ull << 20;
+	cfg.window_size = 8ull << 20;
+	cfg.page_kind = VMC_PAGE_4K;
+	cfg.verbose = 0;
+	cfg.max_workers = 2;
+	cfg.max_vms = 2;
+	if (vmc_create(NULL, &cfg, &c))
+		return 1;
+	if (!(f = fopen(path, "wb")) || fwrite(c->m, 1, c->meta_len, f) != c->meta_len)
+		return 1;
+	fclose(f);
+	vmc_close(c);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 2 && !strcmp(argv[1], "--seed"))
+		return write_seed(argv[2]);
 	rng = argc > 1 ? strtoull(argv[1], NULL, 0) : 0x9e3779b97f4a7c15ull;
 	RUN(valid_image_validates);
 	RUN(mutations_never_crash);
