@@ -501,8 +501,9 @@ typedef struct vmc_check_report {
 /* Verify every table invariant: each granule is in exactly one state, the
  * counts add up to the pool size, the free list and worker caches hold
  * exactly the granules marked so, indices are in range.  Takes all locks
- * (briefly blocks other workers).  Returns 0 if consistent, VMC_ECORRUPT if
- * not (out->first says what). out may be NULL. */
+ * (briefly blocks other workers).  Debug builds also walk the heap of the
+ * VM attached here (vmc_heap_stats with check).  Returns 0 if consistent,
+ * VMC_ECORRUPT if not (out->first says what). out may be NULL. */
 VMC_API int vmc_check(vmc_t *c, vmc_check_report_t *out);
 
 typedef struct vmc_recover_report {

@@ -185,7 +185,6 @@ struct vmc {
 	struct vmc_region *regions;
 	uint64_t *codemap;       /* used bitmap, then start bitmap               */
 	uint64_t regions_mapped; /* bit r: region r is mapped in this process    */
-	uint64_t regions_writable; /* bit r: ... read-write                      */
 	int      code_rw;        /* the code cache's read-write alias is mapped  */
 	struct vmc_window *win;  /* this process's view of its window (window.c) */
 	size_t   meta_len;

@@ -371,6 +371,7 @@ void pool_count(struct vmc *c, uint32_t counts[G_NSTATES])
 		counts[i] = 0;
 	for (uint32_t g = 0; g < c->h.ngranules; g++) {
 		uint8_t st = __atomic_load_n(&c->gran[g].state, __ATOMIC_RELAXED);
-		counts[st < G_NSTATES ? st : G_FREE]++;
+		if (st < G_NSTATES)   /* validated at open; a bad byte counts nowhere */
+			counts[st]++;
 	}
 }

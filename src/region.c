@@ -230,7 +230,6 @@ int vmc_region_create(vmc_t *c, const char *name, size_t size, int flags, void *
 	__atomic_store_n(&e->state, REGION_LIVE, __ATOMIC_RELEASE);
 	pool_unlock(c);
 	c->regions_mapped |= 1ull << r;
-	c->regions_writable |= 1ull << r;
 	*addr = region_addr(c, r);
 	return 0;
 }
@@ -255,10 +254,6 @@ int vmc_region_open(vmc_t *c, const char *name, int access, void **addr)
 		return err;
 	}
 	c->regions_mapped |= 1ull << r;
-	if (access == VMC_REGION_WRITE)
-		c->regions_writable |= 1ull << r;
-	else
-		c->regions_writable &= ~(1ull << r);
 	*addr = region_addr(c, r);
 	return 0;
 }
@@ -284,7 +279,6 @@ int vmc_region_close(vmc_t *c, void *addr)
 		return vmc_fail(EINVAL, "%p is not a region open in this process", addr);
 	unmap_range(addr, (size_t)c->regions[r].ngran << VMC_GRANULE_SHIFT);
 	c->regions_mapped &= ~(1ull << r);
-	c->regions_writable &= ~(1ull << r);
 	set_opener(c, r, 0);
 	return 0;
 }
@@ -351,7 +345,6 @@ int vmc_region_destroy(vmc_t *c, const char *name)
 	if (c->regions_mapped >> r & 1) {
 		unmap_range(region_addr(c, r), (size_t)c->regions[r].ngran << VMC_GRANULE_SHIFT);
 		c->regions_mapped &= ~(1ull << r);
-		c->regions_writable &= ~(1ull << r);
 	}
 	region_free_locked(c, r);
 	pool_unlock(c);
@@ -399,5 +392,4 @@ void region_forget_inherited(struct vmc *c)
 		if (c->regions_mapped >> r & 1)
 			unmap_range(region_addr(c, r), (size_t)c->regions[r].ngran << VMC_GRANULE_SHIFT);
 	c->regions_mapped &= 1;
-	c->regions_writable &= 1;
 }

@@ -787,7 +787,7 @@ TEST(recover_under_injection_spares_live_workers)
 	CHECK(w.pid == pid && w.alive && w.cached == 4);
 
 	int entries[] = { VMC_OS_OPEN, VMC_OS_READ, VMC_OS_CLOSE, VMC_OS_PREAD,
-			  VMC_OS_FSTAT, VMC_OS_MMAP, VMC_OS_GETPID, VMC_OS_KILL };
+			  VMC_OS_FSTAT, VMC_OS_MMAP, VMC_OS_GETPID };
 	for (size_t k = 0; k < sizeof entries / sizeof *entries; k++) {
 		int e = entries[k];
 		for (uint64_t n = 1; n < 50; n++) {

@@ -33,7 +33,7 @@ struct vmc_os_table vmc_os = {
 	.fallocate = fallocate, .ftruncate = ftruncate,
 	.memfd_create = sys_memfd_create, .open = sys_open, .close = close,
 	.read = read, .pread = pread, .fstat = fstat, .fstatfs = fstatfs,
-	.fcntl = sys_fcntl, .unlink = unlink, .kill = kill, .getpid = getpid,
+	.fcntl = sys_fcntl, .unlink = unlink, .getpid = getpid,
 	.sigaction = sigaction, .write = write, .mount = mount, .mkdir = mkdir,
 	.access = access, .mseal = sys_mseal,
 };
@@ -41,7 +41,7 @@ struct vmc_os_table vmc_os = {
 static const char *const entry_names[VMC_OS_NENTRIES] = {
 	"mmap", "munmap", "mprotect", "madvise", "fallocate", "ftruncate",
 	"memfd_create", "open", "close", "read", "pread", "fstat", "fstatfs",
-	"fcntl", "unlink", "kill", "getpid", "sigaction", "write", "mount",
+	"fcntl", "unlink", "getpid", "sigaction", "write", "mount",
 	"mkdir", "access", "mseal",
 };
 
@@ -66,12 +66,6 @@ uint64_t vmc_os_calls_total(void)
 	for (int e = 0; e < VMC_OS_NENTRIES; e++)
 		t += vmc_os_calls(e);
 	return t;
-}
-
-void vmc_os_reset_counts(void)
-{
-	for (int e = 0; e < VMC_OS_NENTRIES; e++)
-		__atomic_store_n(&counts[e], 0, __ATOMIC_RELAXED);
 }
 
 void vmc_os_inject(enum vmc_os_entry e, uint64_t nth, int err)
@@ -124,7 +118,6 @@ WRAP(int, -1, fstat, VMC_OS_FSTAT, (int fd, struct stat *s), (fd, s))
 WRAP(int, -1, fstatfs, VMC_OS_FSTATFS, (int fd, struct statfs *s), (fd, s))
 WRAP(int, -1, fcntl, VMC_OS_FCNTL, (int fd, int c, long a), (fd, c, a))
 WRAP(int, -1, unlink, VMC_OS_UNLINK, (const char *p), (p))
-WRAP(int, -1, kill, VMC_OS_KILL, (pid_t p, int s), (p, s))
 WRAP(pid_t, -1, getpid, VMC_OS_GETPID, (void), ())
 WRAP(int, -1, sigaction, VMC_OS_SIGACTION,
      (int s, const struct sigaction *a, struct sigaction *o), (s, a, o))

@@ -19,7 +19,7 @@ enum vmc_os_entry {
 	VMC_OS_MMAP, VMC_OS_MUNMAP, VMC_OS_MPROTECT, VMC_OS_MADVISE,
 	VMC_OS_FALLOCATE, VMC_OS_FTRUNCATE, VMC_OS_MEMFD_CREATE, VMC_OS_OPEN,
 	VMC_OS_CLOSE, VMC_OS_READ, VMC_OS_PREAD, VMC_OS_FSTAT, VMC_OS_FSTATFS,
-	VMC_OS_FCNTL, VMC_OS_UNLINK, VMC_OS_KILL, VMC_OS_GETPID, VMC_OS_SIGACTION,
+	VMC_OS_FCNTL, VMC_OS_UNLINK, VMC_OS_GETPID, VMC_OS_SIGACTION,
 	VMC_OS_WRITE, VMC_OS_MOUNT, VMC_OS_MKDIR, VMC_OS_ACCESS, VMC_OS_MSEAL,
 	VMC_OS_NENTRIES
 };
@@ -42,7 +42,6 @@ struct vmc_os_table {
 	int (*fstatfs)(int, struct statfs *);
 	int (*fcntl)(int, int, long);
 	int (*unlink)(const char *);
-	int (*kill)(pid_t, int);
 	pid_t (*getpid)(void);
 	int (*sigaction)(int, const struct sigaction *, struct sigaction *);
 	ssize_t (*write)(int, const void *, size_t);
@@ -56,7 +55,6 @@ extern struct vmc_os_table vmc_os;
 /* Counters (process-local, since process start or the last reset). */
 VMC_HIDDEN uint64_t vmc_os_calls(enum vmc_os_entry e);
 VMC_HIDDEN uint64_t vmc_os_calls_total(void);
-VMC_HIDDEN void vmc_os_reset_counts(void);
 VMC_HIDDEN const char *vmc_os_entry_name(enum vmc_os_entry e);
 
 /* Fault injection: the nth (1-based, counted from now) call of entry e
@@ -85,7 +83,6 @@ VMC_HIDDEN int os_fstat(int fd, struct stat *st);
 VMC_HIDDEN int os_fstatfs(int fd, struct statfs *st);
 VMC_HIDDEN int os_fcntl(int fd, int cmd, long arg);
 VMC_HIDDEN int os_unlink(const char *path);
-VMC_HIDDEN int os_kill(pid_t pid, int sig);
 VMC_HIDDEN pid_t os_getpid(void);
 VMC_HIDDEN int os_sigaction(int sig, const struct sigaction *sa, struct sigaction *old);
 VMC_HIDDEN ssize_t os_write(int fd, const void *buf, size_t n);
