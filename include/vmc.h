@@ -138,6 +138,12 @@ VMC_API int vmc_open(const char *name, vmc_t **out);
  * even on error.  A forked child that never called vmc may close too. */
 VMC_API int vmc_close(vmc_t *c);
 
+/* The container's granule size in bytes: the unit of the mapping engine
+ * (addresses and lengths of vmc_commit and friends are multiples of it),
+ * of funding and of accounting.  VMC_GRANULE_SIZE (2 MiB) for hugetlb and
+ * THP pools.  0 for a NULL or closed handle.  Any thread. */
+VMC_API size_t vmc_granule_size(vmc_t *c);
+
 /* Remove container `name`'s files.  Processes that have it open keep
  * working until they close it.  Errors: ENOENT, EINVAL. */
 VMC_API int vmc_destroy(const char *name);

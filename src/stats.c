@@ -23,6 +23,11 @@ const char *vmc_page_kind_name(int kind)
 	return "?";
 }
 
+size_t vmc_granule_size(vmc_t *c)
+{
+	return c && c->m ? VMC_GRANULE_SIZE : 0;
+}
+
 static uint64_t load(const uint64_t *p)
 {
 	return __atomic_load_n(p, __ATOMIC_RELAXED);
