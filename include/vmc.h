@@ -492,6 +492,11 @@ VMC_API int vmc_worker_stats(vmc_t *c, uint32_t slot, vmc_worker_stats_t *out);
 #define VMC_NO_SLOT 0xffffffffu
 VMC_API uint32_t vmc_worker_slot(vmc_t *c);
 
+/* System calls this process has made through vmc since it started (every
+ * call of src/os/, all containers), for benchmarks that count the calls on
+ * a request path.  Process-local; any thread. */
+VMC_API uint64_t vmc_syscalls(void);
+
 /* Report funding progress of this handle's balloon deflates (and, given in
  * vmc_config_t, of vmc_create) to fn; NULL for none. */
 VMC_API void vmc_set_progress(vmc_t *c, void (*fn)(void *arg, uint64_t done, uint64_t total),

@@ -8,6 +8,7 @@
 #include "container.h"
 #include "pool.h"
 #include "worker.h"
+#include "os/os.h"
 
 #include <errno.h>
 #include <string.h>
@@ -26,6 +27,11 @@ const char *vmc_page_kind_name(int kind)
 size_t vmc_granule_size(vmc_t *c)
 {
 	return c && c->m ? VMC_GRANULE_SIZE : 0;
+}
+
+uint64_t vmc_syscalls(void)
+{
+	return vmc_os_calls_total();
 }
 
 static uint64_t load(const uint64_t *p)
