@@ -11,6 +11,13 @@
  *      same unchanged VM (same incarnation and page-map generation) is an
  *      "affinity hit": a compare-and-swap and no system call at all.
  *
+ * Threads.  A process has one window, so one VM attached at a time: the
+ * thread that attaches it owns the window (a compare-and-swap on the
+ * window's owner word, the only cost on the fast path) until it detaches.
+ * Other threads may create, destroy, clone and reclaim VMs meanwhile:
+ * those never wait for the window, and clear a VM off it only when no
+ * attach holds it (window.h).
+ *
  * Each attach and detach is timed into a log2 histogram in the worker's
  * slot, with the system calls it made (SAP STAD-style statistics).
  */
@@ -74,15 +81,16 @@ int vmc_attach(vmc_t *c, uint32_t id, void **base)
 		return err;
 	w = c->win;
 	st = &c->slots[c->slot].st;
-	if (w->attached != VMC_NIL)
-		return vmc_fail(EALREADY, "this worker has VM %u attached: detach it first",
-				w->attached);
 	t0 = now_ns();
 	calls0 = vmc_os_calls_total();
-	if ((err = vm_claim(c, id, VM_IDLE)))
+	if ((err = window_claim(c, id)))
 		return err;
+	if ((err = vm_claim(c, id, VM_IDLE))) {
+		window_unclaim(c);
+		return err;
+	}
 	vm = &c->vms[id];
-	w->attached = id;
+	__atomic_store_n(&w->attached, id, __ATOMIC_RELAXED);
 	__atomic_store_n(&c->slots[c->slot].attached, id, __ATOMIC_RELAXED);
 	add(&vm->attaches, 1);
 	add(&st->attaches, 1);
@@ -106,9 +114,10 @@ int vmc_attach(vmc_t *c, uint32_t id, void **base)
 		*base = c->arena;
 	return 0;
 undo:
-	w->attached = VMC_NIL;
+	__atomic_store_n(&w->attached, VMC_NIL, __ATOMIC_RELAXED);
 	__atomic_store_n(&c->slots[c->slot].attached, VMC_NIL, __ATOMIC_RELAXED);
 	vm_unclaim(c, id, VM_IDLE);
+	window_unclaim(c);
 	return err;
 }
 
@@ -120,7 +129,7 @@ int vmc_detach(vmc_t *c, uint32_t id)
 
 	if ((err = vmc_enter(c)))
 		return err;
-	if (c->win->attached != id || id == VMC_NIL)
+	if (id == VMC_NIL || __atomic_load_n(&c->win->owner, __ATOMIC_ACQUIRE) != id)
 		return vmc_fail(VMC_ENOTATTACHED, "VM %u is not attached in this worker", id);
 	st = &c->slots[c->slot].st;
 	t0 = now_ns();
@@ -134,9 +143,10 @@ int vmc_detach(vmc_t *c, uint32_t id)
 	}
 	int e3 = code_protect(c, 0);
 	err = err ? err : e3;
-	c->win->attached = VMC_NIL;
+	__atomic_store_n(&c->win->attached, VMC_NIL, __ATOMIC_RELAXED);
 	__atomic_store_n(&c->slots[c->slot].attached, VMC_NIL, __ATOMIC_RELAXED);
 	vm_unclaim(c, id, VM_IDLE);
+	window_unclaim(c);
 	add(&st->detaches, 1);
 	record(st->detach_hist, t0, calls0, st);
 	return err;
@@ -144,5 +154,5 @@ int vmc_detach(vmc_t *c, uint32_t id)
 
 uint32_t vmc_attached(vmc_t *c)
 {
-	return vmc_enter(c) ? VMC_NO_VM : c->win->attached;
+	return vmc_enter(c) ? VMC_NO_VM : __atomic_load_n(&c->win->attached, __ATOMIC_RELAXED);
 }

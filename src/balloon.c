@@ -41,9 +41,17 @@ static void balloon_repair(void *arg)
 	}
 }
 
+void balloon_lock_use(struct vmc *c, struct vmc_lock_use *u)
+{
+	*u = (struct vmc_lock_use){ "balloon lock", c->h.name, -1, balloon_repair, c,
+				    &c->m->cnt.lock_repairs };
+}
+
 int balloon_lock(struct vmc *c)
 {
-	return vmc_lock(&c->m->balloon_lock, balloon_repair, c, &c->m->cnt.lock_repairs);
+	struct vmc_lock_use u;
+	balloon_lock_use(c, &u);
+	return vmc_lock(&c->m->balloon_lock, &u);
 }
 
 void balloon_unlock(struct vmc *c)

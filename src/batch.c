@@ -84,7 +84,7 @@ static int one(vmc_t *c, uint32_t kind, void *addr, void *to, size_t len, int fl
 	vmc_clear_error();
 	if ((err = vmc_enter(c)) || (err = make_op(c, kind, addr, to, len, flags, &op)))
 		return err;
-	return remap_run(c, c->win->attached, &op, 1);
+	return remap_run(c, c->win->attached, &op, 1, 1);
 }
 
 int vmc_commit(vmc_t *c, void *addr, size_t len, int flags)
@@ -223,7 +223,7 @@ int vmc_batch_commit(vmc_batch_t *b)
 	/* releases deferred before this batch end here; the batch's own
 	 * deferred releases last until the next batch commit or flush */
 	err = remap_flush(b->c);
-	e2 = remap_run(b->c, b->c->win->attached, b->ops, b->n);
+	e2 = remap_run(b->c, b->c->win->attached, b->ops, b->n, 1);
 	err = err ? err : e2;
 out:
 	free(b->ops);

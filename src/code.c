@@ -85,9 +85,46 @@ int code_protect(struct vmc *c, int open)
 	return 0;
 }
 
+/* The code lock's repair: a dead allocator may have left a run of used
+ * units without its start bit, or a start bit on a free unit.  Clear
+ * both, then count code_used from the used bitmap again. */
+static void code_repair(void *arg)
+{
+	struct vmc *c = arg;
+	uint64_t used = 0, total = nunits(c);
+	int in_alloc = 0;
+
+	for (uint64_t i = 0; i < total; i++) {
+		int u = test_bit(used_map(c), i), st = test_bit(start_map(c), i);
+		if (st && !u)
+			set_bits(start_map(c), i, 1, 0);
+		in_alloc = u && (st || in_alloc);
+		if (u && !in_alloc)
+			set_bits(used_map(c), i, 1, 0);
+		used += in_alloc;
+	}
+	c->m->code_used = used * UNIT;
+}
+
+uint64_t code_used_bytes(struct vmc *c)
+{
+	uint64_t used = 0, words = codemap_bytes(c->h.code_cache_size) / 8;
+	for (uint64_t w = 0; w < words; w++)
+		used += (uint64_t)__builtin_popcountll(used_map(c)[w]);
+	return used * UNIT;
+}
+
+void code_lock_use(struct vmc *c, struct vmc_lock_use *u)
+{
+	*u = (struct vmc_lock_use){ "code-cache lock", c->h.name, -1, code_repair, c,
+				    &c->m->cnt.lock_repairs };
+}
+
 static int code_lock(struct vmc *c)
 {
-	return vmc_lock(&c->m->code_lock, NULL, NULL, &c->m->cnt.lock_repairs);
+	struct vmc_lock_use u;
+	code_lock_use(c, &u);
+	return vmc_lock(&c->m->code_lock, &u);
 }
 
 int vmc_code_alloc(vmc_t *c, size_t n, void **rx, void **rw)

@@ -229,6 +229,20 @@ static int create_meta(struct vmc *c, const char *name, char *path, size_t n)
 	}
 	if (os_ftruncate(c->meta_fd, (off_t)c->h.meta_size) != 0)
 		return vmc_fail(errno, "cannot size the metadata file: %s", vmc_strerror(errno));
+	/* allocate it now: a tmpfs too small for it is an error here, never a
+	 * SIGBUS while the tables are written */
+	if (os_fallocate(c->meta_fd, 0, 0, (off_t)c->h.meta_size) != 0) {
+		int err = errno;
+		struct statfs st;
+		uint64_t avail = os_fstatfs(c->meta_fd, &st) == 0 ?
+				 (uint64_t)st.f_bavail * (uint64_t)st.f_bsize : 0;
+		return vmc_fail(err == EFBIG ? ENOSPC : err, "the metadata needs %llu MiB of %s, "
+				"which has %llu MiB free (%s): lower max_vms or window_size "
+				"(the page maps take max_vms x window_size / 512 Ki), or free "
+				"space there", (unsigned long long)(c->h.meta_size >> 20),
+				name ? SHM_DIR : "memory", (unsigned long long)(avail >> 20),
+				vmc_strerror(err));
+	}
 	if (!name)
 		os_fcntl(c->meta_fd, F_ADD_SEALS, F_SEAL_SHRINK);
 	c->meta_len = c->h.meta_size;

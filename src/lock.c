@@ -7,11 +7,28 @@
  * callback), marks the mutex consistent and carries on.  The data guarded
  * by each lock is laid out so that a repair is always possible: lists and
  * counters are derived state, the per-granule state words are the truth.
+ *
+ * No wait is unbounded.  An uncontended lock costs one trylock; a
+ * contended one waits with a deadline.  When it passes, a lock held by a
+ * thread that no longer exists (what the kernel cannot report: a lock word
+ * garbled in the file, whose "owner" never existed) is taken back and
+ * repaired; one held by a live thread is an error that names the lock.
+ * The robust-futex ABI keeps the owner's thread id in the futex word,
+ * which glibc puts first in the mutex.  vmc_recover (vmcctl check
+ * --recover) takes such locks back at once, without waiting.
  */
 #include "lock.h"
+#include "os/os.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <time.h>
+
+#if defined(__GLIBC__)
+_Static_assert(__builtin_offsetof(pthread_mutex_t, __data.__lock) == 0,
+	       "the futex word comes first in glibc's mutex");
+#endif
+#define FUTEX_TID_MASK 0x3fffffffu
 
 int vmc_lock_init(vmc_lock_t *l)
 {
@@ -29,51 +46,107 @@ int vmc_lock_init(vmc_lock_t *l)
 	return err;
 }
 
-/* What pthread_mutex_(try)lock said, turned into ours: a dead owner's lock
- * is repaired and made consistent; EBUSY stays EBUSY. */
-static int settle(vmc_lock_t *l, int err, vmc_repair_fn repair, void *arg, uint64_t *repairs)
+/* "the pool lock of container X", "the lock of worker slot 3 of ..." */
+static const char *describe(const struct vmc_lock_use *u, char *buf, size_t n)
 {
+	const char *cn = u->container && u->container[0] ? u->container : "(private)";
+	if (u->slot >= 0)
+		snprintf(buf, n, "the lock of worker slot %d of container %s", u->slot, cn);
+	else
+		snprintf(buf, n, "the %s of container %s", u->what, cn);
+	return buf;
+}
+
+/* What pthread_mutex_(try|timed)lock said, turned into ours: a dead
+ * owner's lock is repaired and made consistent; EBUSY stays EBUSY. */
+static int settle(vmc_lock_t *l, int err, const struct vmc_lock_use *u)
+{
+	char name[160];
+
 	if (__builtin_expect(err == 0, 1) || err == EBUSY)
 		return err;
 	if (err == EOWNERDEAD) {
-		if (repair)
-			repair(arg);
-		if (repairs)
-			__atomic_add_fetch(repairs, 1, __ATOMIC_RELAXED);
+		if (u->repair)
+			u->repair(u->arg);
+		if (u->repairs)
+			__atomic_add_fetch(u->repairs, 1, __ATOMIC_RELAXED);
 		pthread_mutex_consistent(&l->m);
 		return 0;
 	}
-	return vmc_fail(VMC_EPANIC, "container lock unrecoverable (%d); "
-			"destroy and re-create the container", err);
+	if (err == ETIMEDOUT)
+		return vmc_fail(ETIMEDOUT, "%s has been held for more than %d s: a worker is "
+				"stuck inside the container, or the lock's owner is gone without "
+				"the kernel knowing (a corrupt lock word): `vmcctl check --recover` "
+				"takes back a lock whose owner is gone",
+				describe(u, name, sizeof name),
+				VMC_LOCK_TIMEOUT_S);
+	return vmc_fail(VMC_EPANIC, "%s is unrecoverable (%s): destroy and re-create the "
+			"container", describe(u, name, sizeof name), vmc_strerror(err));
 }
 
-int vmc_lock(vmc_lock_t *l, vmc_repair_fn repair, void *arg, uint64_t *repairs)
+/* 1 if l is held (its word is not 0) by no thread that exists. */
+static int orphaned(vmc_lock_t *l)
 {
-	return settle(l, pthread_mutex_lock(&l->m), repair, arg, repairs);
+	uint32_t word = __atomic_load_n((uint32_t *)(void *)&l->m, __ATOMIC_ACQUIRE);
+	uint32_t tid = word & FUTEX_TID_MASK;
+	char path[32];
+
+	if (!word)
+		return 0;
+	snprintf(path, sizeof path, "/proc/%u", tid);
+	return !tid || os_access(path, 0) != 0;
 }
 
-int vmc_trylock(vmc_lock_t *l, vmc_repair_fn repair, void *arg, uint64_t *repairs)
+/* Take back a lock whose owner is gone: a fresh mutex, taken, repaired. */
+static int take_back(vmc_lock_t *l, const struct vmc_lock_use *u)
 {
-	return settle(l, pthread_mutex_trylock(&l->m), repair, arg, repairs);
-}
-
-int vmc_lock_timed(vmc_lock_t *l, unsigned seconds, vmc_repair_fn repair, void *arg,
-		   uint64_t *repairs)
-{
-	struct timespec t;
+	char name[160];
 	int err;
 
-	clock_gettime(CLOCK_REALTIME, &t);
-	t.tv_sec += seconds;
-	err = pthread_mutex_timedlock(&l->m, &t);
-	if (err == ETIMEDOUT)
-		return vmc_fail(ETIMEDOUT, "a container lock was held for more than %u s: a "
-				"worker is stuck in the container, or its metadata is corrupt "
-				"(`vmcctl check`)", seconds);
-	return settle(l, err, repair, arg, repairs);
+	if ((err = vmc_lock_init(l)))
+		return vmc_fail(err, "re-initialising %s: %s", describe(u, name, sizeof name),
+				vmc_strerror(err));
+	if ((err = pthread_mutex_trylock(&l->m)))
+		return settle(l, err == EBUSY ? ETIMEDOUT : err, u);
+	return settle(l, EOWNERDEAD, u);   /* runs the repair; the mutex is consistent */
+}
+
+int vmc_lock(vmc_lock_t *l, const struct vmc_lock_use *u)
+{
+	struct timespec t;
+	int err = pthread_mutex_trylock(&l->m);
+
+	if (__builtin_expect(err != EBUSY, 1))
+		return settle(l, err, u);
+	for (int round = 0; round < 2; round++) {
+		clock_gettime(CLOCK_REALTIME, &t);   /* vDSO: no system call */
+		t.tv_sec += VMC_LOCK_TIMEOUT_S;
+		if ((err = pthread_mutex_timedlock(&l->m, &t)) != ETIMEDOUT)
+			return settle(l, err, u);
+		if (orphaned(l))
+			return take_back(l, u);
+	}
+	return settle(l, ETIMEDOUT, u);
+}
+
+int vmc_trylock(vmc_lock_t *l, const struct vmc_lock_use *u)
+{
+	return settle(l, pthread_mutex_trylock(&l->m), u);
 }
 
 void vmc_unlock(vmc_lock_t *l)
 {
 	pthread_mutex_unlock(&l->m);
+}
+
+int vmc_lock_reset_if_orphaned(vmc_lock_t *l, const struct vmc_lock_use *u)
+{
+	int err;
+
+	if (!orphaned(l))
+		return 0;
+	if ((err = take_back(l, u)))
+		return err;
+	vmc_unlock(l);
+	return 0;
 }

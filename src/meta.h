@@ -43,7 +43,10 @@ struct vmc_granule {
 			    * G_DIRTY: USED but not zeroed yet (commit in flight) */
 	uint16_t views;    /* USED: page-map entries that show it (1 + aliases)  */
 	uint32_t next;     /* link in the free list, a cache list or quarantine  */
-	uint32_t owner;    /* USED: VM id (or REGION_OWNER | region); else VMC_NIL */
+	uint32_t owner;    /* USED: VM id (or REGION_OWNER | region); CACHED and
+			    * G_DEFERRED: the VM whose window maps it at `index`;
+			    * QUARANTINED: the VM whose windows it waits on;
+			    * else VMC_NIL                                      */
 	uint32_t index;    /* USED: window index of its primary view; deferred:
 			    * where it is still mapped; else VMC_NIL            */
 	uint32_t last_vm;  /* the VM that used it last (zeroing, fault reports)  */
@@ -165,8 +168,10 @@ struct vmc_meta {
 	uint32_t nfree;          /* pool lock */
 	uint32_t nunfunded;      /* pool lock */
 	uint32_t nquarantined;   /* pool lock */
-	uint32_t committed;      /* atomic: granules committed by all VMs (reserve fund) */
-	uint32_t pad2;
+	uint32_t committed;      /* own slot lock + atomic: granules committed by VMs and
+				  * regions (budget.c); exact with every slot lock held */
+	uint32_t budget_stale;   /* atomic: a worker died inside a charge; recount
+				  * `committed` before the next one (budget.c) */
 	uint32_t quar_head;      /* pool lock: quarantine list, oldest first */
 	uint32_t quar_tail;      /* pool lock */
 	uint64_t epoch;          /* pool lock (read atomically): see quarantine.c */

@@ -49,16 +49,21 @@ void pool_rebuild(void *arg)
 	m->quar_head = qhead;
 	m->quar_tail = qtail;
 	m->nquarantined = nq;
+	/* a region made or freed half-way may have left the budget off */
+	__atomic_store_n(&m->budget_stale, 1, __ATOMIC_RELEASE);
+}
+
+void pool_lock_use(struct vmc *c, struct vmc_lock_use *u)
+{
+	*u = (struct vmc_lock_use){ "pool lock", c->h.name, -1, pool_rebuild, c,
+				    &c->m->cnt.lock_repairs };
 }
 
 int pool_lock(struct vmc *c)
 {
-	return vmc_lock(&c->m->pool_lock, pool_rebuild, c, &c->m->cnt.lock_repairs);
-}
-
-int pool_lock_join(struct vmc *c)
-{
-	return vmc_lock_timed(&c->m->pool_lock, 10, pool_rebuild, c, &c->m->cnt.lock_repairs);
+	struct vmc_lock_use u;
+	pool_lock_use(c, &u);
+	return vmc_lock(&c->m->pool_lock, &u);
 }
 
 void pool_unlock(struct vmc *c)
@@ -73,6 +78,8 @@ void slot_repair(void *arg)
 
 	s->cache_head = s->defer_head = VMC_NIL;
 	s->cache_count = s->defer_count = 0;
+	/* its worker may have died inside a charge (budget.c) */
+	__atomic_store_n(&r->c->m->budget_stale, 1, __ATOMIC_RELEASE);
 	for (uint32_t g = r->c->h.ngranules; g-- > 0;) {
 		struct vmc_granule *e = &r->c->gran[g];
 		if (e->state != G_CACHED || e->slot != r->slot)
@@ -89,15 +96,63 @@ void slot_repair(void *arg)
 	}
 }
 
-int slot_lock(struct vmc *c, uint32_t slot)
+void slot_lock_use(struct vmc *c, struct slot_repair *r, struct vmc_lock_use *u)
+{
+	*u = (struct vmc_lock_use){ "slot lock", c->h.name, (int)r->slot, slot_repair, r,
+				    &c->m->cnt.lock_repairs };
+}
+
+static int slot_lock_how(struct vmc *c, uint32_t slot, int try)
 {
 	struct slot_repair r = { c, slot };
-	return vmc_lock(&c->slots[slot].lock, slot_repair, &r, &c->m->cnt.lock_repairs);
+	struct vmc_lock_use u;
+
+	slot_lock_use(c, &r, &u);
+	return try ? vmc_trylock(&c->slots[slot].lock, &u) : vmc_lock(&c->slots[slot].lock, &u);
+}
+
+int slot_lock(struct vmc *c, uint32_t slot)
+{
+	return slot_lock_how(c, slot, 0);
+}
+
+int slot_trylock(struct vmc *c, uint32_t slot)
+{
+	return slot_lock_how(c, slot, 1);
 }
 
 void slot_unlock(struct vmc *c, uint32_t slot)
 {
 	vmc_unlock(&c->slots[slot].lock);
+}
+
+int world_stop(struct vmc *c, int balloon)
+{
+	uint32_t locked = 0;
+	int err;
+
+	if (balloon && (err = balloon_lock(c)))
+		return err;
+	for (; locked < c->h.max_workers; locked++)
+		if ((err = slot_lock(c, locked)))
+			goto undo;
+	if (!(err = pool_lock(c)))
+		return 0;
+undo:
+	while (locked-- > 0)
+		slot_unlock(c, locked);
+	if (balloon)
+		balloon_unlock(c);
+	return err;
+}
+
+void world_start(struct vmc *c, int balloon)
+{
+	pool_unlock(c);
+	for (uint32_t s = c->h.max_workers; s-- > 0;)
+		slot_unlock(c, s);
+	if (balloon)
+		balloon_unlock(c);
 }
 
 void pool_init(struct vmc *c)
@@ -174,7 +229,7 @@ static int ensure_cached(struct vmc *c, struct vmc_slot *s)
 		return err;
 	if (s->cache_head == VMC_NIL) {
 		/* the free list is dry: a dead worker's cache may hold some */
-		if ((err = workers_recover(c, NULL)) || (err = refill(c, s, batch)))
+		if ((err = workers_recover(c, NULL, 1)) || (err = refill(c, s, batch)))
 			return err;
 	}
 	if (s->cache_head == VMC_NIL) {
@@ -182,9 +237,7 @@ static int ensure_cached(struct vmc *c, struct vmc_slot *s)
 		 * workers not busy right now (we hold our own slot lock, so
 		 * waiting for another could deadlock) */
 		for (uint32_t o = 0; o < c->h.max_workers; o++) {
-			struct slot_repair r = { c, o };
-			if (o == c->slot || !c->slots[o].cache_count ||
-			    vmc_trylock(&c->slots[o].lock, slot_repair, &r, &c->m->cnt.lock_repairs))
+			if (o == c->slot || !c->slots[o].cache_count || slot_trylock(c, o))
 				continue;
 			err = pool_drain(c, o, 0);
 			slot_unlock(c, o);
@@ -244,7 +297,7 @@ int pool_recycle(struct vmc *c, uint32_t vm, uint32_t index, uint32_t *out)
 	while (*link < c->h.ngranules && n++ < s->defer_count) {
 		uint32_t g = *link;
 		struct vmc_granule *e = &c->gran[g];
-		if (e->index == index && gran_is_from(c, e, vm)) {
+		if (e->index == index && e->owner == vm) {
 			*link = e->next;
 			s->defer_count--;
 			make_used(e, vm);
@@ -318,7 +371,7 @@ int pool_defer(struct vmc *c, uint32_t g, uint32_t vm, uint32_t index)
 	e->index = index;
 	e->flags = G_DEFERRED;
 	e->state = G_CACHED;
-	e->owner = VMC_NIL;
+	e->owner = vm;   /* whose window still maps it (not always whose bytes) */
 	e->next = s->defer_head;
 	s->defer_head = g;
 	s->defer_count++;
@@ -344,6 +397,7 @@ void pool_cache(struct vmc *c, uint32_t g)
 {
 	struct vmc_slot *s = &c->slots[c->slot];
 	c->gran[g].flags = 0;
+	c->gran[g].owner = c->gran[g].index = VMC_NIL;
 	c->gran[g].next = s->cache_head;
 	s->cache_head = g;
 	s->cache_count++;

@@ -20,17 +20,26 @@ static inline int gran_is_from(struct vmc *c, const struct vmc_granule *e, uint3
 }
 
 /* The pool lock, with the repair that rebuilds the free list, quarantine
- * list and counters from the granule table after a dead owner. */
+ * list and counters from the granule table after a dead owner.  Waits are
+ * bounded (lock.h). */
 VMC_HIDDEN int pool_lock(struct vmc *c);
 VMC_HIDDEN void pool_unlock(struct vmc *c);
-/* pool_lock for joining: gives up with ETIMEDOUT after 10 s. */
-VMC_HIDDEN int pool_lock_join(struct vmc *c);
+VMC_HIDDEN void pool_lock_use(struct vmc *c, struct vmc_lock_use *u);
 
-/* A worker slot's lock, with the repair that rebuilds its cache list. */
+/* A worker slot's lock, with the repair that rebuilds its cache list.
+ * slot_trylock: EBUSY at once if another owner holds it. */
 VMC_HIDDEN int slot_lock(struct vmc *c, uint32_t slot);
+VMC_HIDDEN int slot_trylock(struct vmc *c, uint32_t slot);
 struct slot_repair { struct vmc *c; uint32_t slot; };
 VMC_HIDDEN void slot_repair(void *arg);   /* rebuild a slot's lists from states */
+VMC_HIDDEN void slot_lock_use(struct vmc *c, struct slot_repair *r, struct vmc_lock_use *u);
 VMC_HIDDEN void slot_unlock(struct vmc *c, uint32_t slot);
+
+/* Stop the world: (the balloon lock,) every slot lock in slot order, then
+ * the pool lock: no worker is inside a pool or page-map change.  Call with
+ * no container lock held.  Returns 0 or the error of a lock. */
+VMC_HIDDEN int world_stop(struct vmc *c, int balloon);
+VMC_HIDDEN void world_start(struct vmc *c, int balloon);
 
 /* Set up the granule table of a new container: everything unfunded. */
 VMC_HIDDEN void pool_init(struct vmc *c);
@@ -40,6 +49,7 @@ VMC_HIDDEN void pool_init(struct vmc *c);
  * funded. */
 VMC_HIDDEN int pool_fund(struct vmc *c, uint32_t n);
 VMC_HIDDEN int balloon_lock(struct vmc *c);
+VMC_HIDDEN void balloon_lock_use(struct vmc *c, struct vmc_lock_use *u);
 VMC_HIDDEN void balloon_unlock(struct vmc *c);
 
 /* Pop the head of the free list (VMC_NIL if empty). Pool lock. */
@@ -61,7 +71,8 @@ VMC_HIDDEN int pool_recycle(struct vmc *c, uint32_t vm, uint32_t index, uint32_t
 VMC_HIDDEN int pool_put(struct vmc *c, uint32_t g);
 
 /* A used granule released with VMC_RELEASE_DEFER: onto this worker's
- * deferred list, still mapped at window index `index`.  Slot lock. */
+ * deferred list, still mapped at window index `index` of VM vm (kept in
+ * its `owner` while deferred).  Slot lock. */
 VMC_HIDDEN int pool_defer(struct vmc *c, uint32_t g, uint32_t vm, uint32_t index);
 
 /* Take up to max granules off slot's deferred list into out[] (they stay

@@ -10,7 +10,10 @@
  * other live slot has window_vm == X puts g in quarantine with tag
  * ++epoch.  g may leave quarantine once no live slot has
  * (window_vm == X && window_epoch < tag): every slot that could map g has
- * since replaced its window.  A strict-mode detach revokes access and
+ * since replaced its window.  The VM a granule waits on (its `owner` while
+ * quarantined) is the VM whose windows may map it, which is not always the
+ * VM whose bytes it holds (`last_vm`): a granule never zeroed still holds
+ * its previous user's.  A strict-mode detach revokes access and
  * publishes VMC_NIL; a dead worker's mappings died with it, and recovery
  * clears its slot.  A slot that publishes after its system calls cannot be
  * seen as "clean" while it still maps g: it published window_epoch before
@@ -20,26 +23,30 @@
 #include "pool.h"
 #include "worker.h"
 
-int quarantine_needed(struct vmc *c, uint32_t vm)
+int quarantine_needed(struct vmc *c, uint32_t vm, int self)
 {
 	for (uint32_t s = 0; s < c->h.max_workers; s++)
-		if (s != c->slot && __atomic_load_n(&c->slots[s].window_vm, __ATOMIC_SEQ_CST) == vm &&
+		if ((self || s != c->slot) &&
+		    __atomic_load_n(&c->slots[s].window_vm, __ATOMIC_SEQ_CST) == vm &&
 		    __atomic_load_n(&c->slots[s].pid, __ATOMIC_RELAXED))
 			return 1;
 	return 0;
 }
 
-void quarantine_add(struct vmc *c, uint32_t g, uint32_t vm)
+void quarantine_add(struct vmc *c, uint32_t g, uint32_t mapper)
 {
 	struct vmc_meta *m = c->m;
 	struct vmc_granule *e = &c->gran[g];
 
-	if (!(e->flags & G_DIRTY))
-		gran_set_last(c, e, vm);
+	/* a used granule holds its owner's bytes, unless it was never zeroed:
+	 * then still its previous user's (what last_vm says already) */
+	if (e->state == G_USED && !(e->flags & G_DIRTY))
+		gran_set_last(c, e, e->owner);
 	e->epoch = __atomic_add_fetch(&m->epoch, 1, __ATOMIC_SEQ_CST);
 	e->state = G_QUARANTINED;
 	e->flags = 0;
-	e->owner = e->index = e->slot = VMC_NIL;
+	e->owner = mapper;
+	e->index = e->slot = VMC_NIL;
 	e->next = VMC_NIL;
 	if (m->quar_tail < c->h.ngranules)
 		c->gran[m->quar_tail].next = g;
@@ -54,7 +61,7 @@ static int reachable(struct vmc *c, const struct vmc_granule *e)
 {
 	for (uint32_t s = 0; s < c->h.max_workers; s++) {
 		struct vmc_slot *sl = &c->slots[s];
-		if (__atomic_load_n(&sl->window_vm, __ATOMIC_SEQ_CST) == e->last_vm &&
+		if (__atomic_load_n(&sl->window_vm, __ATOMIC_SEQ_CST) == e->owner &&
 		    __atomic_load_n(&sl->window_epoch, __ATOMIC_SEQ_CST) < e->epoch &&
 		    sl->pid && worker_alive(c, s))
 			return 1;

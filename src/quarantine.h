@@ -6,14 +6,17 @@
 
 #include "meta.h"
 
-/* 1 if a live worker other than this one may still map VM vm's granules
- * accessibly (a lazy window), so that a granule released by vm must wait
- * in quarantine instead of going straight to a cache. */
-VMC_HIDDEN int quarantine_needed(struct vmc *c, uint32_t vm);
+/* 1 if a live worker other than this one (self: or this one) may still
+ * map VM vm's granules accessibly (a lazy window), so that a granule
+ * released by vm must wait in quarantine instead of going straight to a
+ * cache. */
+VMC_HIDDEN int quarantine_needed(struct vmc *c, uint32_t vm, int self);
 
-/* Put granule g, last used by VM vm and on no list, into quarantine,
- * tagged with a new epoch. Pool lock. */
-VMC_HIDDEN void quarantine_add(struct vmc *c, uint32_t g, uint32_t vm);
+/* Put granule g (used, or cached and unlisted) into quarantine, waiting
+ * for the windows of VM `mapper` (the VM that may still map it), tagged
+ * with a new epoch.  A used granule's bytes are recorded as its owner's
+ * unless it was never zeroed.  Pool lock. */
+VMC_HIDDEN void quarantine_add(struct vmc *c, uint32_t g, uint32_t mapper);
 
 /* Free every quarantined granule that no live window can reach any more.
  * Pool lock.  Returns the number freed. */

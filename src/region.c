@@ -329,7 +329,7 @@ int vmc_region_destroy(vmc_t *c, const char *name)
 		return vmc_fail(EINVAL, "vmc_region_destroy: name is NULL");
 	if ((err = find_live(c, name, &r, 0)))
 		return err;
-	if (opened_elsewhere(c, r) && (err = workers_recover(c, NULL)))   /* dead ones */
+	if (opened_elsewhere(c, r) && (err = workers_recover(c, NULL, 0)))   /* dead ones */
 		return err;
 	if ((err = pool_lock(c)))
 		return err;

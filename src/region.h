@@ -29,6 +29,10 @@ VMC_HIDDEN void region_forget_slot(struct vmc *c, uint32_t s);
 /* The code cache (code.c): make it at create, map it at join. */
 VMC_HIDDEN int code_create(struct vmc *c);
 VMC_HIDDEN int code_join(struct vmc *c);
+/* The code lock, for vmc_recover; the bytes the used bitmap says are
+ * allocated (what code_used must be).  Code lock held. */
+VMC_HIDDEN void code_lock_use(struct vmc *c, struct vmc_lock_use *u);
+VMC_HIDDEN uint64_t code_used_bytes(struct vmc *c);
 /* code_cache_protect = 1: the naive per-attach lock (open) and unlock. */
 VMC_HIDDEN int code_protect(struct vmc *c, int open);
 

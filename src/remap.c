@@ -2,25 +2,35 @@
  * remap.c - the mapping engine: commit, release, move, alias and protect
  * on a VM's page map, applied to the window with the fewest system calls.
  *
- * Every operation, alone or in a batch, runs in three steps:
- *  1. a dry run on a scratch copy of the touched part of the page map,
- *     which validates every operation in order and counts the granules the
- *     commits need, so a batch is all or nothing;
- *  2. the granules are taken (this worker's deferred list first, then its
- *     local cache: no shared lock in the common case) and the operations
- *     run for real on the page map, where they cannot fail;
- *  3. one window_sync over the touched span maps the result: adjacent runs
+ * Every operation, alone or in a batch, runs in these steps:
+ *  1. a dry run on a scratch copy of the touched part of the page map
+ *     (pmops.c) validates every operation in order and counts the granules
+ *     the commits need, so a batch is all or nothing; it also tells where
+ *     each new commit ends up;
+ *  2. under this worker's slot lock: the budget is charged and the
+ *     granules are taken (this worker's deferred list first, then its local
+ *     cache: no shared lock in the common case);
+ *  3. a new granule that held another VM's bytes is zeroed before anything
+ *     can show them (invariant 4): before the page map changes, through a
+ *     temporary mapping, unless the window will show it once and
+ *     read-write, where the memset after the sync is both the zeroing and
+ *     the first touch.  A failure up to here undoes everything;
+ *  4. the operations run for real on the page map (they cannot fail), and
+ *     one window_sync over the touched span maps the result: adjacent runs
  *     coalesce, so N moves of contiguous ranges cost O(1) system calls, and
- *     a granule recycled where it is still mapped costs none.  New granules
- *     are zeroed unless fresh (invariant 4); released ones go to this
- *     worker's cache, or to quarantine while another worker may still map
- *     them (invariant 3), or stay mapped on the deferred list
- *     (VMC_RELEASE_DEFER) until a flush.
+ *     a granule recycled where it is still mapped costs none.  If the sync
+ *     fails, the window is cleared and the new commits the window was to
+ *     zero are undone, so no byte of another VM is ever reachable;
+ *  5. released granules go to this worker's cache, or to quarantine while
+ *     a window may still map them (invariant 3), or stay mapped on the
+ *     deferred list (VMC_RELEASE_DEFER) until a flush.
  * A crash at any point leaves the page map as the truth; recovery
- * (vm_repair) puts granules in flight back.
+ * (vm_repair) puts granules in flight back, reclaim zeroes what a commit
+ * cut short never zeroed, and the budget is counted again (budget.c).
  */
-#include "remap.h"
+#include "pmops.h"
 #include "backing.h"
+#include "budget.h"
 #include "container.h"
 #include "pool.h"
 #include "quarantine.h"
@@ -37,231 +47,81 @@
 #define MADV_POPULATE_WRITE 23
 #endif
 
-/* Growable array of uint32_t with a small inline buffer: no malloc for the
- * single-granule operations of the hot path. */
-struct u32v {
-	uint32_t *v, n, cap;
-	uint32_t small[16];
-};
-
-static void u32v_init(struct u32v *a)
+/* Does granule g, taken for commit k, need zeroing?  Not if fresh, nor
+ * with VMC_COMMIT_NOZERO for one this same VM used last. */
+static int must_zero(struct run *r, uint32_t k, uint32_t g)
 {
-	a->v = a->small;
-	a->n = 0;
-	a->cap = 16;
+	const struct vmc_granule *e = &r->c->gran[g];
+	return (e->flags & G_DIRTY) &&
+	       !((r->atf.v[k] & VMC_COMMIT_NOZERO) && gran_is_from(r->c, e, r->vm));
 }
 
-static int u32v_push(struct u32v *a, uint32_t x)
+/* The granule holds this VM's bytes from now on. */
+static void mark_clean(struct run *r, uint32_t g)
 {
-	if (a->n == a->cap) {
-		uint32_t *v = a->v == a->small ? malloc(a->cap * 2 * sizeof *v)
-					       : realloc(a->v, a->cap * 2 * sizeof *v);
-		if (!v)
-			return vmc_fail(ENOMEM, "out of memory");
-		if (a->v == a->small)
-			memcpy(v, a->small, sizeof a->small);
-		a->v = v;
-		a->cap *= 2;
-	}
-	a->v[a->n++] = x;
-	return 0;
+	r->c->gran[g].flags &= (uint8_t)~G_DIRTY;
+	gran_set_last(r->c, &r->c->gran[g], r->vm);
 }
 
-static void u32v_free(struct u32v *a)
+/* Before the page map changes: zero the new granules the window will not
+ * zero, through a temporary mapping.  Returns 0 or the error (nothing is
+ * mapped anywhere yet: the caller gives the granules back). */
+static int zero_before(struct run *r)
 {
-	if (a->v != a->small)
-		free(a->v);
-}
-
-/* One run of the engine over VM vm. */
-struct run {
-	struct vmc *c;
-	uint32_t vm;
-	uint32_t *e;         /* entries: e[i - lo] is index i                     */
-	uint32_t lo, hi;     /* the span the operations touch                     */
-	int real;            /* 0: dry run on a scratch copy; 1: the page map      */
-	uint32_t need;       /* dry: granules the commits take                    */
-	struct u32v at;      /* dry: the window index of each of them, in order    */
-	struct u32v got;     /* granules taken, handed out by the commits in order */
-	uint32_t used;
-	struct u32v fresh;   /* real: (granule, commit flags) pairs of new commits  */
-	struct u32v freed;   /* real: (granule, index << 1 | defer) pairs whose last
-			      * view went                                        */
-};
-
-#define E(r, i) ((r)->e[(i) - (r)->lo])
-
-static int uncommitted(const struct vmc_op *op, uint32_t i)
-{
-	return vmc_fail(VMC_EUNCOMMITTED, "%s: window offset %#llx is not committed",
-			vmc_op_name(op->kind), (unsigned long long)i << VMC_GRANULE_SHIFT);
-}
-
-static int op_commit(struct run *r, const struct vmc_op *op)
-{
-	struct vmc_granule *g;
-	for (uint32_t i = op->from; i < op->from + op->n; i++) {
-		if (E(r, i) != VMC_NIL)
+	for (uint32_t k = 0; k < r->need; k++) {
+		uint32_t g = r->got.v[k];
+		int err;
+		if (r->zmode.v[k] != Z_BEFORE)
 			continue;
-		if (!r->real) {
-			E(r, i) = 0;   /* committed, as far as later operations can tell */
-			r->need++;
-			if (u32v_push(&r->at, i))
-				return ENOMEM;
-			continue;
-		}
-		uint32_t gn = r->got.v[r->used++];
-		g = &r->c->gran[gn];
-		g->index = i;
-		g->views = 1;
-		E(r, i) = gn;
-		if (u32v_push(&r->fresh, gn) || u32v_push(&r->fresh, op->flags))
-			return ENOMEM;
-	}
-	return 0;
-}
-
-/* A primary view went while aliases remain: the first alias becomes it. */
-static void promote_alias(struct run *r, uint32_t gn)
-{
-	uint32_t *map = vm_pagemap(r->c, r->vm);
-	for (uint32_t j = 0; j < r->c->h.window_granules; j++)
-		if (map[j] != VMC_NIL && (map[j] & PM_ALIAS) && (map[j] & PM_GRANULE) == gn) {
-			map[j] &= ~PM_ALIAS;
-			r->c->gran[gn].index = j;
-			return;
-		}
-}
-
-static int op_release(struct run *r, const struct vmc_op *op)
-{
-	for (uint32_t i = op->from; i < op->from + op->n; i++) {
-		uint32_t e = E(r, i);
-		if (e == VMC_NIL) {
-			if (op->flags & OPF_SKIP_HOLES)
-				continue;
-			return uncommitted(op, i);
-		}
-		E(r, i) = VMC_NIL;
-		if (!r->real)
-			continue;
-		uint32_t gn = e & PM_GRANULE;
-		struct vmc_granule *g = &r->c->gran[gn];
-		if (--g->views) {
-			if (!(e & PM_ALIAS))
-				promote_alias(r, gn);
-			continue;
-		}
-		if (u32v_push(&r->freed, gn) ||
-		    u32v_push(&r->freed, i << 1 | !!(op->flags & VMC_RELEASE_DEFER)))
-			return ENOMEM;
-	}
-	return 0;
-}
-
-/* Move and alias: `from` committed; `to` free (for a move, apart from
- * where it overlaps `from`). */
-static int check_pair(struct run *r, const struct vmc_op *op)
-{
-	for (uint32_t k = 0; k < op->n; k++) {
-		if (E(r, op->from + k) == VMC_NIL)
-			return uncommitted(op, op->from + k);
-		uint32_t t = op->to + k;
-		int in_from = t >= op->from && t < op->from + op->n;
-		if (op->kind == VMC_OP_ALIAS && in_from)
-			return vmc_fail(EINVAL, "vmc_alias: the ranges overlap");
-		if (!in_from && E(r, t) != VMC_NIL)
-			return vmc_fail(EEXIST, "%s: window offset %#llx is committed already",
-					vmc_op_name(op->kind), (unsigned long long)t << VMC_GRANULE_SHIFT);
-		if (op->kind == VMC_OP_ALIAS && r->c->gran[E(r, op->from + k) & PM_GRANULE].views
-					       == UINT16_MAX && r->real)
-			return vmc_fail(EMLINK, "vmc_alias: too many views of one granule");
-	}
-	return 0;
-}
-
-static int op_move(struct run *r, const struct vmc_op *op)
-{
-	struct u32v tmp;
-	int err = check_pair(r, op);
-
-	if (err)
-		return err;
-	u32v_init(&tmp);
-	for (uint32_t k = 0; k < op->n && !err; k++)
-		err = u32v_push(&tmp, E(r, op->from + k));
-	for (uint32_t k = 0; k < op->n && !err; k++)
-		E(r, op->from + k) = VMC_NIL;
-	for (uint32_t k = 0; k < op->n && !err; k++) {
-		uint32_t e = tmp.v[k];
-		E(r, op->to + k) = e;
-		if (r->real && !(e & PM_ALIAS))
-			r->c->gran[e & PM_GRANULE].index = op->to + k;
-	}
-	u32v_free(&tmp);
-	return err;
-}
-
-static int op_alias(struct run *r, const struct vmc_op *op)
-{
-	int err = check_pair(r, op);
-	if (err)
-		return err;
-	for (uint32_t k = 0; k < op->n; k++) {
-		uint32_t e = E(r, op->from + k);
-		E(r, op->to + k) = (e & (PM_GRANULE | PM_PROT_MASK)) | PM_ALIAS;
-		if (r->real)
-			r->c->gran[e & PM_GRANULE].views++;
-	}
-	return 0;
-}
-
-static int op_protect(struct run *r, const struct vmc_op *op)
-{
-	for (uint32_t i = op->from; i < op->from + op->n; i++) {
-		if (E(r, i) == VMC_NIL)
-			return uncommitted(op, i);
-		E(r, i) = (E(r, i) & ~PM_PROT_MASK) | (uint32_t)op->flags << PM_PROT_SHIFT;
-	}
-	return 0;
-}
-
-static int run_ops(struct run *r, const struct vmc_op *ops, uint32_t n)
-{
-	static int (*const fn[])(struct run *, const struct vmc_op *) = {
-		[VMC_OP_COMMIT] = op_commit, [VMC_OP_RELEASE] = op_release,
-		[VMC_OP_MOVE] = op_move, [VMC_OP_ALIAS] = op_alias,
-		[VMC_OP_PROTECT] = op_protect,
-	};
-	for (uint32_t k = 0; k < n; k++) {
-		int err = fn[ops[k].kind](r, &ops[k]);
-		if (err)
+		if (must_zero(r, k, g) && (err = backing_zero(r->c, g)))
 			return err;
+		mark_clean(r, g);
 	}
 	return 0;
 }
 
-/* The container-wide budget (reserve fund): non-reserve commits leave
- * reserve_size funded bytes for VMC_COMMIT_RESERVE.  *from_reserve gets
- * how many of the n come out of the reserve. */
-static int charge(struct vmc *c, uint32_t n, int reserve, uint32_t *from_reserve)
+/* After the sync: zero through the window what it shows once, read-write
+ * (the memset is the first touch, too), and populate on request. */
+static void zero_through_window(struct run *r)
 {
-	uint32_t funded = c->h.ngranules - __atomic_load_n(&c->m->nunfunded, __ATOMIC_RELAXED);
-	uint32_t rsv = (uint32_t)(c->h.reserve_size >> VMC_GRANULE_SHIFT);
-	uint32_t budget = funded > rsv ? funded - rsv : 0;
-	uint32_t cur = __atomic_load_n(&c->m->committed, __ATOMIC_RELAXED);
+	struct vmc *c = r->c;
 
-	do {
-		if (cur + n > (reserve ? funded : budget))
-			return vmc_fail(VMC_EFUNDS, "%u granules needed, %u of the %u funded are "
-					"committed%s: release memory or deflate the balloon "
-					"(`vmcctl balloon %s 0`)", n, cur, funded, reserve ? "" :
-					" and the rest is the reserve fund (VMC_COMMIT_RESERVE)",
-					c->h.name);
-	} while (!__atomic_compare_exchange_n(&c->m->committed, &cur, cur + n, 0,
-					      __ATOMIC_RELAXED, __ATOMIC_RELAXED));
-	*from_reserve = cur + n > budget ? VMC_MIN(n, cur + n - budget) : 0;
-	return 0;
+	for (uint32_t k = 0; k < r->need; k++) {
+		uint32_t g = r->got.v[k], i;
+		if (g == VMC_NIL || r->zmode.v[k] != Z_WINDOW)
+			continue;
+		i = c->gran[g].index;
+		vmc_assert(c->win->vm == r->vm && c->win->map[i] == g &&
+			   c->win->prot[i] == (PROT_READ | PROT_WRITE));
+		if (must_zero(r, k, g))
+			memset(window_addr(c, i), 0, VMC_GRANULE_SIZE);
+		else if (r->atf.v[k] & VMC_COMMIT_POPULATE)
+			os_madvise(window_addr(c, i), VMC_GRANULE_SIZE, MADV_POPULATE_WRITE);
+		mark_clean(r, g);
+	}
+}
+
+/* The window could not show the result: the new commits it was to zero
+ * are still unzeroed; take them out of the page map (each is one primary
+ * view at its index) and give them back. */
+static void undo_window_zeroed(struct run *r, struct vmc_vm *vm, uint32_t old_hwm,
+			       uint32_t from_reserve)
+{
+	uint32_t *map = vm_pagemap(r->c, r->vm), undone = 0;
+
+	for (uint32_t k = 0; k < r->need; k++) {
+		uint32_t g = r->got.v[k];
+		if (r->zmode.v[k] != Z_WINDOW)
+			continue;
+		map[r->c->gran[g].index] = VMC_NIL;
+		pool_put(r->c, g);   /* still G_DIRTY if it must be zeroed */
+		r->got.v[k] = VMC_NIL;
+		undone++;
+	}
+	vm->committed -= undone;
+	vm->reserve_used -= VMC_MIN(VMC_MIN(from_reserve, undone), vm->reserve_used);
+	vm->hwm = VMC_MAX(old_hwm, vm->committed);
+	budget_uncharge(r->c, undone);
 }
 
 /* Before the sync: released granules with VMC_RELEASE_DEFER go on our
@@ -276,7 +136,7 @@ static void defer_released(struct run *r)
 }
 
 /* After the sync: the other released granules go to quarantine or our
- * cache. */
+ * cache.  A VM not attached here may still be shown by our own window. */
 static int hand_back(struct run *r)
 {
 	int q = -1, err = 0, locked = 0;
@@ -286,7 +146,7 @@ static int hand_back(struct run *r)
 		if (g == VMC_NIL)
 			continue;
 		if (q < 0)   /* a scan of the slots: only when something goes back */
-			q = quarantine_needed(r->c, r->vm);
+			q = quarantine_needed(r->c, r->vm, !r->here);
 		if (q) {
 			if (!locked && (err = pool_lock(r->c)))
 				return err;
@@ -301,76 +161,30 @@ static int hand_back(struct run *r)
 	return err;
 }
 
-/* Is granule g still committed to the run's VM (not released again by a
- * later operation of the same batch)? */
-static int still_ours(struct run *r, uint32_t g)
-{
-	const struct vmc_granule *e = &r->c->gran[g];
-	return e->state == G_USED && e->owner == r->vm && e->views;
-}
-
-/* New granules: zero those that held data (invariant 4), through the
- * window where it maps them read-write, else through a temporary mapping;
- * populate on request.  A granule a later operation of the batch released
- * again keeps its mark, so whoever takes it next zeroes it. */
-static int zero_and_populate(struct run *r)
-{
-	struct vmc *c = r->c;
-	int err = 0;
-
-	for (uint32_t k = 0; k < r->fresh.n; k += 2) {
-		uint32_t g = r->fresh.v[k], flags = r->fresh.v[k + 1];
-		struct vmc_granule *e = &c->gran[g];
-		if (g == VMC_NIL || !still_ours(r, g))
-			continue;
-		uint32_t i = e->index;
-		int open = c->win->vm == r->vm && c->win->map[i] == g &&
-			   c->win->prot[i] == (PROT_READ | PROT_WRITE);
-		if ((e->flags & G_DIRTY) && !((flags & VMC_COMMIT_NOZERO) && gran_is_from(c, e, r->vm))) {
-			if (open)
-				memset(window_addr(c, i), 0, VMC_GRANULE_SIZE);
-			else if ((err = backing_zero(c, g)))
-				continue;   /* stays marked: reclaim or the next taker zeroes it */
-		} else if ((flags & VMC_COMMIT_POPULATE) && open) {
-			os_madvise(window_addr(c, i), VMC_GRANULE_SIZE, MADV_POPULATE_WRITE);
-		}
-		e->flags &= (uint8_t)~G_DIRTY;
-		gran_set_last(c, e, r->vm);
-	}
-	return err;
-}
-
-/* The window could not show the new commits: undo those still in the page
- * map alone (they were never zeroed) and their accounting. */
-static void undo_fresh(struct run *r, struct vmc_vm *vm, uint32_t old_hwm, uint32_t reserve)
-{
-	uint32_t *map = vm_pagemap(r->c, r->vm), undone = 0;
-	for (uint32_t k = 0; k < r->fresh.n; k += 2) {
-		uint32_t g = r->fresh.v[k];
-		struct vmc_granule *e = &r->c->gran[g];
-		if (!still_ours(r, g) || e->views != 1 ||
-		    (map[e->index] & (PM_GRANULE | PM_ALIAS)) != g)
-			continue;
-		map[e->index] = VMC_NIL;
-		pool_put(r->c, g);
-		r->fresh.v[k] = VMC_NIL;
-		undone++;
-	}
-	vm->committed -= undone;
-	vm->reserve_used -= VMC_MIN(VMC_MIN(reserve, undone), vm->reserve_used);
-	vm->hwm = VMC_MAX(old_hwm, vm->committed);
-	__atomic_sub_fetch(&r->c->m->committed, undone, __ATOMIC_RELAXED);
-}
-
 static int cmp_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 	return (x > y) - (x < y);
 }
 
-/* Take a granule for each index in r->at: the one this VM deferred there if
- * any (no system call: it is still mapped), else from the cache, handed
- * out in ascending order so that contiguous indices get contiguous
+/* Give back what take_granules took (nothing new maps it). Slot lock. */
+static void untake(struct run *r)
+{
+	for (uint32_t k = 0; k < r->got.n; k++) {
+		uint32_t g = r->got.v[k];
+		if (g == VMC_NIL)
+			continue;
+		if (r->here && r->c->win->map[r->at.v[k]] == g)
+			pool_defer(r->c, g, r->vm, r->at.v[k]);   /* still mapped: deferred again */
+		else
+			pool_put(r->c, g);
+	}
+	r->got.n = 0;
+}
+
+/* Take a granule for each new commit: the one this VM deferred at its
+ * index if any (no system call: it is still mapped), else from the cache,
+ * handed out in ascending order so that contiguous indices get contiguous
  * granules and map in one call.  All or nothing. Slot lock. */
 static int take_granules(struct run *r)
 {
@@ -380,9 +194,10 @@ static int take_granules(struct run *r)
 	int err = 0;
 
 	u32v_init(&fresh);
+	r->got.n = 0;
 	for (uint32_t k = 0; k < r->at.n && !err; k++) {
 		uint32_t g = VMC_NIL;
-		if (pool_recycle(c, r->vm, r->at.v[k], &g))
+		if (!r->here || pool_recycle(c, r->vm, r->at.v[k], &g))
 			misses++;
 		err = u32v_push(&r->got, g);
 	}
@@ -391,42 +206,72 @@ static int take_granules(struct run *r)
 		if (!(err = pool_take(c, r->vm, &g)))
 			err = u32v_push(&fresh, g);
 	}
-	if (!err) {
-		qsort(fresh.v, fresh.n, sizeof *fresh.v, cmp_u32);
-		for (uint32_t k = 0; k < r->got.n; k++)
-			if (r->got.v[k] == VMC_NIL)
-				r->got.v[k] = fresh.v[m++];
-	} else {
-		for (uint32_t k = 0; k < fresh.n; k++)
+	qsort(fresh.v, fresh.n, sizeof *fresh.v, cmp_u32);
+	for (uint32_t k = 0; k < r->got.n && m < fresh.n; k++)
+		if (r->got.v[k] == VMC_NIL)
+			r->got.v[k] = fresh.v[m++];
+	if (err) {
+		for (uint32_t k = m; k < fresh.n; k++)
 			pool_put(c, fresh.v[k]);
-		for (uint32_t k = 0; k < r->got.n; k++)   /* still mapped: deferred again */
-			if (r->got.v[k] != VMC_NIL)
-				pool_defer(c, r->got.v[k], r->vm, r->at.v[k]);
+		untake(r);
 	}
 	u32v_free(&fresh);
 	return err;
 }
 
-static void span_of(const struct vmc_op *ops, uint32_t n, uint32_t *lo, uint32_t *hi)
+/* Step 2 and 3: charge, take and zero, under the slot lock (held on
+ * success).  On failure nothing changed and the slot lock is free. */
+static int provide(struct run *r, int reserve, uint32_t *from_reserve)
 {
-	*lo = UINT32_MAX;
-	*hi = 0;
-	for (uint32_t k = 0; k < n; k++) {
-		uint32_t a = ops[k].from, b = ops[k].from + ops[k].n;
-		if (ops[k].kind == VMC_OP_MOVE || ops[k].kind == VMC_OP_ALIAS) {
-			a = VMC_MIN(a, ops[k].to);
-			b = VMC_MAX(b, ops[k].to + ops[k].n);
-		}
-		*lo = VMC_MIN(*lo, a);
-		*hi = VMC_MAX(*hi, b);
+	struct vmc *c = r->c;
+	int err;
+
+	if (r->need && (err = budget_recount(c, 0)))
+		return err;
+	if ((err = slot_lock(c, c->slot)))
+		return err;
+	if (!r->need)
+		return 0;
+	if ((err = budget_charge(c, r->need, reserve, from_reserve)))
+		goto unlock;
+	err = take_granules(r);
+	if (err == VMC_EFUNDS && r->here && c->slots[c->slot].defer_count) {
+		/* the granules this worker keeps deferred are the last ones:
+		 * end the deferral and try once more */
+		budget_uncharge(c, r->need);
+		slot_unlock(c, c->slot);
+		if ((err = remap_flush(c)) || (err = slot_lock(c, c->slot)))
+			return err;
+		if ((err = budget_charge(c, r->need, reserve, from_reserve)))
+			goto unlock;
+		err = take_granules(r);
 	}
+	if (!err && !(err = zero_before(r)))
+		return 0;
+	if (r->got.n)
+		untake(r);
+	budget_uncharge(c, r->need);
+unlock:
+	slot_unlock(c, c->slot);
+	return err;
 }
 
-int remap_run(struct vmc *c, uint32_t vm_id, const struct vmc_op *ops, uint32_t n)
+static void run_free(struct run *r, struct u32v *scratch)
+{
+	u32v_free(scratch);
+	u32v_free(&r->tag);
+	u32v_free(&r->at);
+	u32v_free(&r->atf);
+	u32v_free(&r->zmode);
+	u32v_free(&r->got);
+	u32v_free(&r->freed);
+}
+
+int remap_run(struct vmc *c, uint32_t vm_id, const struct vmc_op *ops, uint32_t n, int here)
 {
 	struct vmc_vm *vm = &c->vms[vm_id];
 	uint32_t *map = vm_pagemap(c, vm_id), from_reserve = 0, freed, old_hwm;
-	struct run r = { .c = c, .vm = vm_id };
+	struct run r = { .c = c, .vm = vm_id, .here = here };
 	struct u32v scratch;
 	int err = 0, reserve = 0;
 
@@ -434,19 +279,22 @@ int remap_run(struct vmc *c, uint32_t vm_id, const struct vmc_op *ops, uint32_t 
 		return 0;
 	/* a system error left the window without the attached VM: show it
 	 * again first, or nothing new can be zeroed through it */
-	if (c->win->attached == vm_id && c->win->vm != vm_id &&
-	    (err = window_sync(c, vm_id, WINDOW_ALL, 1)))
+	if (here && c->win->vm != vm_id && (err = window_sync(c, vm_id, WINDOW_ALL, 1)))
 		return err;
-	span_of(ops, n, &r.lo, &r.hi);
+	pmops_span(ops, n, &r.lo, &r.hi);
 	u32v_init(&scratch);
+	u32v_init(&r.tag);
 	u32v_init(&r.at);
+	u32v_init(&r.atf);
+	u32v_init(&r.zmode);
 	u32v_init(&r.got);
-	u32v_init(&r.fresh);
 	u32v_init(&r.freed);
 	for (uint32_t i = r.lo; i < r.hi && !err; i++)
-		err = u32v_push(&scratch, map[i]);
+		if (!(err = u32v_push(&scratch, map[i])))
+			err = u32v_push(&r.tag, 0);
 	r.e = scratch.v;
-	if (err || (err = run_ops(&r, ops, n)))
+	if (err || (err = pmops_run(&r, ops, n)) || (err = pmops_zero_modes(&r)) ||
+	    (err = u32v_reserve(&r.freed, 2 * pmops_released(ops, n))))
 		goto out;
 	/* limits count the commits of the batch, not what it releases too */
 	if (r.need && (uint64_t)(vm->committed + r.need) << VMC_GRANULE_SHIFT > vm->limit) {
@@ -457,29 +305,13 @@ int remap_run(struct vmc *c, uint32_t vm_id, const struct vmc_op *ops, uint32_t 
 	}
 	for (uint32_t k = 0; k < n; k++)
 		reserve |= ops[k].kind == VMC_OP_COMMIT && (ops[k].flags & VMC_COMMIT_RESERVE);
-	if (r.need && (err = charge(c, r.need, reserve, &from_reserve)))
+	if ((err = provide(&r, reserve, &from_reserve)))
 		goto out;
-	if ((err = slot_lock(c, c->slot)))
-		goto uncharge;
-	err = take_granules(&r);
-	if (err == VMC_EFUNDS && c->slots[c->slot].defer_count) {
-		/* the granules this worker keeps deferred are the last ones:
-		 * end the deferral and try once more */
-		slot_unlock(c, c->slot);
-		r.got.n = 0;
-		if ((err = remap_flush(c)) || (err = slot_lock(c, c->slot)))
-			goto uncharge;
-		err = take_granules(&r);
-	}
-	if (err) {
-		slot_unlock(c, c->slot);
-		goto uncharge;
-	}
 	/* for real: nothing below fails but the system calls */
 	r.real = 1;
 	r.e = map;
 	r.lo = 0;
-	run_ops(&r, ops, n);
+	pmops_run(&r, ops, n);
 	freed = r.freed.n / 2;
 	old_hwm = vm->hwm;
 	vm->committed = vm->committed + r.need - freed;
@@ -487,48 +319,41 @@ int remap_run(struct vmc *c, uint32_t vm_id, const struct vmc_op *ops, uint32_t 
 	vm->reserve_used -= VMC_MIN(vm->reserve_used, freed);
 	if (vm->committed > vm->hwm)
 		vm->hwm = vm->committed;
-	__atomic_sub_fetch(&c->m->committed, freed, __ATOMIC_RELAXED);
+	budget_uncharge(c, freed);
 	__atomic_add_fetch(&vm->gen, 1, __ATOMIC_RELEASE);
-	if (c->win->vm == vm_id) {
+	if (here) {
 		defer_released(&r);
-		span_of(ops, n, &r.lo, &r.hi);
+		pmops_span(ops, n, &r.lo, &r.hi);
 		if ((err = window_sync(c, vm_id, r.lo, r.hi, 1))) {
-			undo_fresh(&r, vm, old_hwm, from_reserve);
+			undo_window_zeroed(&r, vm, old_hwm, from_reserve);
 			window_sync(c, vm_id, WINDOW_ALL, 1);   /* best effort */
 		}
+		zero_through_window(&r);
 	}
-	int e2 = zero_and_populate(&r), e3 = hand_back(&r);
-	err = err ? err : e2 ? e2 : e3;
+	int e2 = hand_back(&r);
+	err = err ? err : e2;
 	slot_unlock(c, c->slot);
-	goto out;
-uncharge:
-	if (r.need)
-		__atomic_sub_fetch(&c->m->committed, r.need, __ATOMIC_RELAXED);
 out:
-	u32v_free(&scratch);
-	u32v_free(&r.at);
-	u32v_free(&r.got);
-	u32v_free(&r.fresh);
-	u32v_free(&r.freed);
+	run_free(&r, &scratch);
 	return err;
 }
 
-/* File unlisted cached granules g[0..n) that VM vm's window no longer
- * shows: quarantine while another worker may map vm, else our cache. */
+/* File unlisted cached granules g[0..n) that our window no longer shows:
+ * quarantine while another worker may map their VM, else our cache. */
 static int file_back(struct vmc *c, const uint32_t *g, uint32_t n)
 {
 	int err = 0, locked = 0;
 	for (uint32_t k = 0; k < n; k++) {
 		struct vmc_granule *e = &c->gran[g[k]];
-		e->index = VMC_NIL;
-		if (!quarantine_needed(c, e->last_vm)) {
+		uint32_t vm = e->owner;
+		if (!quarantine_needed(c, vm, 0)) {
 			pool_cache(c, g[k]);
 			continue;
 		}
 		if (!locked && (err = pool_lock(c)))
 			return err;
 		locked = 1;
-		quarantine_add(c, g[k], e->last_vm);
+		quarantine_add(c, g[k], vm);
 	}
 	if (locked)
 		pool_unlock(c);

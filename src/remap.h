@@ -23,13 +23,16 @@ static inline const char *vmc_op_name(uint32_t kind)
 	return kind < 5 ? names[kind] : "?";
 }
 
-/* Validate and apply ops[0..n) to VM vm_id's page map, all or nothing,
- * then map the result into the window if it shows vm_id.  Commits need
- * vm_id attached here; releases of a claimed, unattached VM are fine.
- * Returns 0, VMC_EUNCOMMITTED, EEXIST, EINVAL, VMC_ELIMIT, VMC_EFUNDS, or
- * an errno of the mapping (the page map then holds the result, without
- * the new commits). */
-VMC_HIDDEN int remap_run(struct vmc *c, uint32_t vm_id, const struct vmc_op *ops, uint32_t n);
+/* Validate and apply ops[0..n) to VM vm_id's page map, all or nothing.
+ * here: vm_id is attached here (the caller holds the window): the result
+ * is mapped into the window.  Otherwise (vm_id claimed, not attached:
+ * destroy, reclaim) the window is not touched, and released granules our
+ * own window may still show wait in quarantine.  Returns 0,
+ * VMC_EUNCOMMITTED, EEXIST, EINVAL, VMC_ELIMIT, VMC_EFUNDS, or an errno of
+ * the zeroing or the mapping (for the mapping: the page map then holds the
+ * result without the new commits the window was to zero). */
+VMC_HIDDEN int remap_run(struct vmc *c, uint32_t vm_id, const struct vmc_op *ops, uint32_t n,
+			 int here);
 
 /* Unmap what VMC_RELEASE_DEFER kept mapped and file those granules;
  * remap the attached VM if a system error left the window empty. */

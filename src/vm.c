@@ -17,6 +17,7 @@
 #include "worker.h"
 #include "remap.h"
 #include "backing.h"
+#include "budget.h"
 #include "os/os.h"
 
 #include <errno.h>
@@ -38,6 +39,28 @@ struct vmc_vm *vm_get(struct vmc *c, uint32_t id, int *err)
 	return &c->vms[id];
 }
 
+/* VM id is attached by the worker in slot VM_SLOT(own).  If that worker is
+ * dead, recover it (the VM becomes orphaned) and say so; else EBUSY. */
+static int busy(struct vmc *c, uint32_t id, uint64_t own)
+{
+	struct vmc_vm *vm = &c->vms[id];
+	uint32_t s = VM_SLOT(own) % c->h.max_workers;
+	int32_t pid = __atomic_load_n(&c->slots[s].pid, __ATOMIC_RELAXED);
+	int err;
+
+	if (worker_alive(c, s))
+		return vmc_fail(EBUSY, "VM %s is attached by worker slot %u (pid %d)",
+				vm->name, s, pid);
+	if ((err = workers_recover(c, NULL, 0)))
+		return err;
+	if (VM_STATE(__atomic_load_n(&vm->own, __ATOMIC_ACQUIRE)) != VM_ORPHANED)
+		return vmc_fail(EBUSY, "VM %s is busy (its worker pid %d died; try again)",
+				vm->name, pid);
+	return vmc_fail(VMC_EORPHANED, "VM %s is orphaned: its worker (pid %d) died while it "
+			"was attached; vmc_vm_reclaim it first (VMC_RECLAIM_KEEP keeps its "
+			"memory, VMC_RECLAIM_RESET empties it)", vm->name, pid);
+}
+
 int vm_claim(struct vmc *c, uint32_t id, uint32_t from)
 {
 	struct vmc_vm *vm;
@@ -53,15 +76,14 @@ int vm_claim(struct vmc *c, uint32_t id, uint32_t from)
 			return vmc_fail(ENOENT, "no VM with id %u", id);
 		case VM_ATTACHED:
 			if (from != VM_ATTACHED)
-				return vmc_fail(EBUSY, "VM %s is attached by worker slot %u (pid %d)",
-						vm->name, VM_SLOT(own),
-						c->slots[VM_SLOT(own) % c->h.max_workers].pid);
+				return busy(c, id, own);
 			break;
 		case VM_ORPHANED:
 			if (from != VM_ORPHANED)
-				return vmc_fail(VMC_EORPHANED, "VM %s is orphaned (its worker "
-						"died while attached): vmc_vm_reclaim it first",
-						vm->name);
+				return vmc_fail(VMC_EORPHANED, "VM %s is orphaned: its worker "
+						"(pid %d) died while it was attached; vmc_vm_reclaim "
+						"it first (VMC_RECLAIM_KEEP keeps its memory, "
+						"VMC_RECLAIM_RESET empties it)", vm->name, vm->pid);
 			break;
 		case VM_IDLE:
 			if (from != VM_IDLE)
@@ -116,7 +138,7 @@ int vm_repair(struct vmc *c, uint32_t id)
 		else
 			quarantine_add(c, g, id);   /* taken or released, not in the map */
 	}
-	__atomic_add_fetch(&c->m->committed, committed - vm->committed, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->m->budget_stale, 1, __ATOMIC_RELEASE);   /* budget.c */
 	vm->committed = committed;
 	vm->reserve_used = VMC_MIN(vm->reserve_used, committed);
 	__atomic_add_fetch(&vm->gen, 1, __ATOMIC_RELEASE);
@@ -211,14 +233,16 @@ static int claim_and_empty(struct vmc *c, uint32_t id, uint32_t from)
 
 	if ((err = vm_claim(c, id, from)))
 		return err;
-	if (c->win->vm == id) {   /* our window shows it (lazy, or revoked) */
-		if ((err = slot_lock(c, c->slot)) == 0) {
-			err = window_sync(c, VMC_NIL, WINDOW_ALL, 0);
-			slot_unlock(c, c->slot);
-		}
+	/* our window may show it still (lazy, or revoked): clear it, unless
+	 * another thread is attaching; then its granules wait in quarantine
+	 * until that attach has replaced the window */
+	if (window_try_busy(c)) {
+		if (c->win->vm == id && window_sync(c, VMC_NIL, WINDOW_ALL, 0) == 0)
+			quarantine_publish(c, VMC_NIL);
+		window_unclaim(c);
 	}
 	if (!err)
-		err = remap_run(c, id, &op, 1);
+		err = remap_run(c, id, &op, 1, 0);
 	if (err)
 		vm_unclaim(c, id, from);
 	return err;
@@ -250,7 +274,7 @@ int vmc_vm_destroy(vmc_t *c, uint32_t id)
 		return err;
 	if (!(vm = vm_get(c, id, &err)))
 		return err;
-	if (c->win->attached == id)
+	if (__atomic_load_n(&c->win->attached, __ATOMIC_RELAXED) == id)
 		return vmc_fail(EBUSY, "VM %s is attached here: detach it first", vm->name);
 	return destroy(c, id, VM_STATE(__atomic_load_n(&vm->own, __ATOMIC_ACQUIRE)) ==
 		       VM_ORPHANED ? VM_ORPHANED : VM_IDLE);
@@ -346,16 +370,39 @@ static int copy_granules(struct vmc *c, const uint32_t *src, const uint32_t *dst
 	return 0;
 }
 
+/* Copy the batch of granules taken for dst, then only mark them as dst's
+ * bytes: until then they keep G_DIRTY, so a clone cut short leaves the
+ * orphaned copy with granules that reclaim zeroes, never with what their
+ * previous user left in them. */
+static int copy_batch(struct vmc *c, uint32_t dst, const uint32_t *from, const uint32_t *to,
+		      uint32_t k)
+{
+	int err = copy_granules(c, from, to, k);
+	for (uint32_t j = 0; j < k && !err; j++) {
+		c->gran[to[j]].flags &= (uint8_t)~G_DIRTY;
+		gran_set_last(c, &c->gran[to[j]], dst);
+	}
+	return err;
+}
+
 /* Give dst (claimed by us, fresh) a copy of src's page map: one new
- * granule per primary entry, aliases pointing at the copies. */
+ * granule per primary entry, aliases pointing at the copies.  The budget
+ * is charged first, under our slot lock (budget.c). */
 static int copy_vm(struct vmc *c, uint32_t src, uint32_t dst)
 {
 	uint32_t *sm = vm_pagemap(c, src), *dm = vm_pagemap(c, dst);
-	uint32_t n = c->h.window_granules, from[32], to[32], k = 0;
+	uint32_t n = c->h.window_granules, from[32], to[32], k = 0, rsv;
+	uint32_t need = c->vms[src].committed;
 	int err = 0;
 
+	if (need && (err = budget_recount(c, 0)))
+		return err;
 	if ((err = slot_lock(c, c->slot)))
 		return err;
+	if (need && (err = budget_charge(c, need, 0, &rsv))) {
+		slot_unlock(c, c->slot);
+		return err;
+	}
 	for (uint32_t i = 0; i < n && !err; i++) {
 		uint32_t e = sm[i], g;
 		if (e == VMC_NIL || (e & PM_ALIAS))
@@ -364,20 +411,19 @@ static int copy_vm(struct vmc *c, uint32_t src, uint32_t dst)
 			break;
 		c->gran[g].index = i;
 		c->gran[g].views = 1;
-		c->gran[g].flags = 0;
-		gran_set_last(c, &c->gran[g], dst);
 		dm[i] = g | (e & PM_PROT_MASK);
 		c->vms[dst].committed++;
-		__atomic_add_fetch(&c->m->committed, 1, __ATOMIC_RELAXED);
+		need--;
 		from[k] = e & PM_GRANULE;
 		to[k++] = g;
 		if (k == 32) {
-			err = copy_granules(c, from, to, k);
+			err = copy_batch(c, dst, from, to, k);
 			k = 0;
 		}
 	}
 	if (!err && k)
-		err = copy_granules(c, from, to, k);
+		err = copy_batch(c, dst, from, to, k);
+	budget_uncharge(c, need);   /* what was charged and never taken */
 	for (uint32_t i = 0; i < n && !err; i++) {
 		uint32_t e = sm[i];
 		if (e == VMC_NIL || !(e & PM_ALIAS))
@@ -404,14 +450,7 @@ int vmc_vm_clone(vmc_t *c, uint32_t src, const char *name, uint32_t *id)
 		return vmc_fail(EINVAL, "vmc_vm_clone: id is NULL");
 	if ((err = vm_claim(c, src, VM_IDLE)))   /* holds src still while we copy */
 		return err;
-	struct vmc_vm *s = &c->vms[src];
-	uint32_t funded = c->h.ngranules - c->m->nunfunded;
-	if (c->m->committed + s->committed > funded) {
-		err = vmc_fail(VMC_EFUNDS, "clone of %s needs %u granules, %u of %u funded are "
-			       "committed", s->name, s->committed, c->m->committed, funded);
-		goto out;
-	}
-	if ((err = vmc_vm_create(c, name, s->limit, &dst)))
+	if ((err = vmc_vm_create(c, name, c->vms[src].limit, &dst)))
 		goto out;
 	if ((err = vm_claim(c, dst, VM_IDLE)))
 		goto out;

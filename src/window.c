@@ -29,7 +29,7 @@ int window_init(struct vmc *c)
 	if (!w)
 		return ENOMEM;
 	w->n = n;
-	w->vm = w->attached = VMC_NIL;
+	w->vm = w->attached = w->owner = VMC_NIL;
 	w->map = malloc(n * sizeof *w->map);
 	w->last = malloc(n * sizeof *w->last);
 	w->prot = calloc(n, 1);
@@ -55,6 +55,33 @@ void window_free(struct vmc *c)
 	c->win = NULL;
 }
 
+int window_claim(struct vmc *c, uint32_t id)
+{
+	uint32_t cur = VMC_NIL;
+
+	while (!__atomic_compare_exchange_n(&c->win->owner, &cur, id, 0, __ATOMIC_ACQUIRE,
+					    __ATOMIC_ACQUIRE)) {
+		if (cur != WIN_BUSY)
+			return vmc_fail(EALREADY, "this worker has VM %u attached: detach it first",
+					cur);
+		os_sched_yield();   /* a destroy is clearing the window: a moment */
+		cur = VMC_NIL;
+	}
+	return 0;
+}
+
+int window_try_busy(struct vmc *c)
+{
+	uint32_t cur = VMC_NIL;
+	return __atomic_compare_exchange_n(&c->win->owner, &cur, WIN_BUSY, 0, __ATOMIC_ACQUIRE,
+					   __ATOMIC_RELAXED);
+}
+
+void window_unclaim(struct vmc *c)
+{
+	__atomic_store_n(&c->win->owner, VMC_NIL, __ATOMIC_RELEASE);
+}
+
 static int clear_range(struct vmc *c, uint32_t i, uint32_t n)
 {
 	void *p = os_mmap(window_addr(c, i), (size_t)n << VMC_GRANULE_SHIFT, PROT_NONE,
@@ -70,10 +97,12 @@ static void forget(struct vmc_window *w)
 	w->open = 0;
 }
 
-/* The last resort after a failed call: nothing of any VM stays reachable. */
+/* The last resort after a failed call: nothing of any VM stays reachable.
+ * If even the clearing mmap fails, revoke access to what may be mapped. */
 static int clear_all(struct vmc *c, int err)
 {
-	clear_range(c, 0, c->win->n);
+	if (clear_range(c, 0, c->win->n) && c->win->ext)
+		os_mprotect(c->arena, (size_t)c->win->ext << VMC_GRANULE_SHIFT, PROT_NONE);
 	forget(c->win);
 	return vmc_fail(err, "remapping the window failed: %s", vmc_strerror(err));
 }
@@ -195,5 +224,5 @@ void window_reset_child(struct vmc *c)
 	if (c->win->ext)
 		clear_range(c, 0, c->win->ext);
 	forget(c->win);
-	c->win->attached = VMC_NIL;
+	c->win->attached = c->win->owner = VMC_NIL;
 }

@@ -13,7 +13,11 @@ struct vmc_window {
 	uint32_t n;          /* window granules                                 */
 	uint32_t ext;        /* indices >= ext map nothing                       */
 	uint32_t vm;         /* VM whose page map the mapped indices show        */
-	uint32_t attached;   /* VM attached now (VMC_NIL: none)                  */
+	uint32_t attached;   /* VM attached now (VMC_NIL: none); written by the
+			      * holder of `owner`, read by any thread           */
+	uint32_t owner;      /* atomic: who may change the window: VMC_NIL free,
+			      * a VM id (the thread that attached it), WIN_BUSY
+			      * (a destroy clearing a VM off the window)         */
 	uint64_t vm_gen;     /* that VM's gen and incarnation when last synced   */
 	uint64_t vm_inc;
 	int      open;       /* every mapped index is read-write                 */
@@ -22,7 +26,17 @@ struct vmc_window {
 	uint8_t  *prot;      /* prot[i]: PROT_* of index i when mapped           */
 };
 
+#define WIN_BUSY (VMC_NIL - 1)
+
 VMC_HIDDEN int window_init(struct vmc *c);
+
+/* Take the window for attaching VM id (waiting out a WIN_BUSY holder).
+ * Returns 0, or EALREADY if a VM is attached in this process. */
+VMC_HIDDEN int window_claim(struct vmc *c, uint32_t id);
+/* Take the window for clearing if nobody holds it: 1 if taken. */
+VMC_HIDDEN int window_try_busy(struct vmc *c);
+/* Let the window go (after claim or try_busy). */
+VMC_HIDDEN void window_unclaim(struct vmc *c);
 VMC_HIDDEN void window_free(struct vmc *c);
 
 /* Make the window show VM vm's page map (vm == VMC_NIL: show nothing),

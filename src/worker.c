@@ -47,7 +47,7 @@ int worker_join(struct vmc *c)
 				(int)pid, vmc_strerror(err));
 
 again:
-	if ((err = pool_lock_join(c)))
+	if ((err = pool_lock(c)))
 		return err;
 	for (uint32_t s = 0; s < c->h.max_workers; s++) {
 		struct vmc_slot *sl = &c->slots[s];
@@ -66,7 +66,7 @@ again:
 	pool_unlock(c);
 	if (!retried++) {
 		vmc_recover_report_t r;
-		if ((err = workers_recover(c, &r)))
+		if ((err = workers_recover(c, &r, 0)))
 			return err;
 		if (r.workers_reclaimed)
 			goto again;
@@ -100,7 +100,7 @@ static int drain_deferred(struct vmc *c, uint32_t s)
 		return err;
 	while ((n = pool_undefer(c, s, g, 64)) > 0)
 		for (uint32_t k = 0; k < n; k++)
-			quarantine_add(c, g[k], c->gran[g[k]].last_vm);
+			quarantine_add(c, g[k], c->gran[g[k]].owner);
 	pool_unlock(c);
 	return 0;
 }
@@ -109,15 +109,15 @@ static int drain_deferred(struct vmc *c, uint32_t s)
  * free list, then the slot itself.  Two recoverers of one dead slot, or a
  * recoverer racing a process that took the slot afresh, are told apart by
  * re-checking the identity under the locks.  *returned = granules freed. */
-static int release_slot(struct vmc *c, uint32_t s, int32_t pid, uint64_t start,
+static int release_slot(struct vmc *c, uint32_t s, int32_t pid, uint64_t start, int try,
 			uint32_t *returned)
 {
 	struct vmc_slot *sl = &c->slots[s];
 	int err;
 
 	*returned = 0;
-	if ((err = slot_lock(c, s)))
-		return err;
+	if ((err = try ? slot_trylock(c, s) : slot_lock(c, s)))
+		return err == EBUSY ? ESRCH : err;   /* busy: someone else recovers it */
 	if (sl->pid != pid || sl->start_time != start) {
 		slot_unlock(c, s);
 		return ESRCH;
@@ -156,12 +156,12 @@ int worker_leave(struct vmc *c)
 	if (c->slot == VMC_NIL)
 		return 0;
 	sl = &c->slots[c->slot];
-	err = release_slot(c, c->slot, sl->pid, sl->start_time, &returned);
+	err = release_slot(c, c->slot, sl->pid, sl->start_time, 0, &returned);
 	c->slot = VMC_NIL;
 	return err;
 }
 
-int workers_recover(struct vmc *c, vmc_recover_report_t *out)
+int workers_recover(struct vmc *c, vmc_recover_report_t *out, int try)
 {
 	vmc_recover_report_t r = {0, 0};
 	int err = 0;
@@ -174,7 +174,7 @@ int workers_recover(struct vmc *c, vmc_recover_report_t *out)
 
 		if (s == c->slot || !pid || worker_alive(c, s))
 			continue;
-		err = release_slot(c, s, pid, start, &returned);
+		err = release_slot(c, s, pid, start, try, &returned);
 		if (err == ESRCH) {
 			err = 0;
 			continue;

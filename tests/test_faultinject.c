@@ -443,30 +443,17 @@ struct bal_arg { vmc_t *c; struct res base; int kind; };
 
 static int fragment(vmc_t *c)
 {
-	uint32_t vm, g[32], *map;
+	uint32_t vm, g[32], odd[16], n = 0;
 	int err;
 
-	if ((err = vmc_vm_create(c, "frag", c->h.window_size, &vm)))
+	if ((err = vmc_vm_create(c, "frag", c->h.window_size, &vm)) || (err = take_n(c, vm, 32, g)))
 		return err;
-	map = c->pagemaps + (uint64_t)vm * c->h.window_granules;
-	if ((err = slot_lock(c, c->slot)))
+	for (uint32_t i = 0; i < 32; i++)
+		if (g[i] & 1)
+			odd[n++] = g[i];
+	if ((err = put_n(c, n, odd)) || (err = slot_lock(c, c->slot)))
 		return err;
-	for (uint32_t i = 0; !err && i < 32; i++)
-		if (!(err = pool_take(c, vm, &g[i]))) {
-			map[i] = g[i];
-			c->gran[g[i]].index = i;
-			c->gran[g[i]].views = 1;
-			c->vms[vm].committed++;
-		}
-	for (uint32_t i = 0; !err && i < 32; i++) {
-		if (!(g[i] & 1))
-			continue;
-		map[i] = VMC_NIL;
-		c->vms[vm].committed--;
-		err = pool_put(c, g[i]);
-	}
-	if (!err)
-		err = pool_drain(c, c->slot, 0);
+	err = pool_drain(c, c->slot, 0);
 	slot_unlock(c, c->slot);
 	if (!err)
 		err = vmc_balloon(c, 32 * MiB, NULL);

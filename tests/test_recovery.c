@@ -421,7 +421,6 @@ TEST(orphan_destroy_and_reclaim_refusals)
 	/* dead but not yet recovered: still attached as far as the table knows */
 	kill(pid, SIGKILL);
 	CHECK_EQ(test_wait(pid), 128 + SIGKILL);
-	CHECK_EQ(vmc_attach(c, k.a, &base), EBUSY);
 	vmc_worker_stats_t ws;
 	CHECK_EQ(vmc_worker_stats(c, 1, &ws), 0);
 	CHECK_EQ(ws.pid, pid);
@@ -429,6 +428,12 @@ TEST(orphan_destroy_and_reclaim_refusals)
 	vmc_stats_t s;
 	CHECK_EQ(vmc_stats(c, &s), 0);
 	CHECK_EQ(s.dead_workers, 1);
+	/* an attach notices the dead holder, recovers it and says what to do
+	 * (not EBUSY naming a dead pid) */
+	CHECK_EQ(vmc_attach(c, k.a, &base), VMC_EORPHANED);
+	CHECK(errmsg_has("orphaned") && errmsg_has("vmc_vm_reclaim") && errmsg_has("died"));
+	CHECK_EQ(vmc_stats(c, &s), 0);
+	CHECK_EQ(s.dead_workers, 0);
 	CHECK_EQ(vmc_recover(c, NULL), 0);
 	CHECK_EQ(vmc_vm_stats(c, k.a, &vs), 0);
 	CHECK_EQ(vs.state, VMC_VM_ORPHANED);

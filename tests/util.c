@@ -349,6 +349,7 @@ int take_n(vmc_t *c, uint32_t vm, uint32_t n, uint32_t *g)
 			c->gran[g[k]].index = i;
 			c->gran[g[k]].views = 1;
 			c->vms[vm].committed++;
+			c->m->committed++;   /* the budget, as a commit charges it */
 		}
 	}
 	slot_unlock(c, c->slot);
@@ -364,6 +365,7 @@ int put_n(vmc_t *c, uint32_t n, const uint32_t *g)
 		    e->index < c->h.window_granules) {
 			c->pagemaps[(uint64_t)e->owner * c->h.window_granules + e->index] = VMC_NIL;
 			c->vms[e->owner].committed--;
+			c->m->committed--;
 		}
 		err = pool_put(c, g[k]);
 	}

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -35,14 +36,14 @@ struct vmc_os_table vmc_os = {
 	.read = read, .pread = pread, .fstat = fstat, .fstatfs = fstatfs,
 	.fcntl = sys_fcntl, .unlink = unlink, .getpid = getpid,
 	.sigaction = sigaction, .write = write, .mount = mount, .mkdir = mkdir,
-	.access = access, .mseal = sys_mseal,
+	.access = access, .mseal = sys_mseal, .sched_yield = sched_yield,
 };
 
 static const char *const entry_names[VMC_OS_NENTRIES] = {
 	"mmap", "munmap", "mprotect", "madvise", "fallocate", "ftruncate",
 	"memfd_create", "open", "close", "read", "pread", "fstat", "fstatfs",
 	"fcntl", "unlink", "getpid", "sigaction", "write", "mount",
-	"mkdir", "access", "mseal",
+	"mkdir", "access", "mseal", "sched_yield",
 };
 
 struct inject { uint64_t at; int err; };
@@ -128,6 +129,7 @@ WRAP(int, -1, mount, VMC_OS_MOUNT,
 WRAP(int, -1, mkdir, VMC_OS_MKDIR, (const char *p, mode_t m), (p, m))
 WRAP(int, -1, access, VMC_OS_ACCESS, (const char *p, int m), (p, m))
 WRAP(int, -1, mseal, VMC_OS_MSEAL, (void *a, size_t n, unsigned long f), (a, n, f))
+WRAP(int, -1, sched_yield, VMC_OS_SCHED_YIELD, (void), ())
 
 ssize_t vmc_os_read_file(const char *path, char *buf, size_t cap)
 {

@@ -21,6 +21,7 @@ enum vmc_os_entry {
 	VMC_OS_CLOSE, VMC_OS_READ, VMC_OS_PREAD, VMC_OS_FSTAT, VMC_OS_FSTATFS,
 	VMC_OS_FCNTL, VMC_OS_UNLINK, VMC_OS_GETPID, VMC_OS_SIGACTION,
 	VMC_OS_WRITE, VMC_OS_MOUNT, VMC_OS_MKDIR, VMC_OS_ACCESS, VMC_OS_MSEAL,
+	VMC_OS_SCHED_YIELD,
 	VMC_OS_NENTRIES
 };
 
@@ -49,6 +50,7 @@ struct vmc_os_table {
 	int (*mkdir)(const char *, mode_t);
 	int (*access)(const char *, int);
 	int (*mseal)(void *, size_t, unsigned long);
+	int (*sched_yield)(void);
 };
 extern struct vmc_os_table vmc_os;
 
@@ -91,6 +93,7 @@ VMC_HIDDEN int os_mount(const char *src, const char *dst, const char *type,
 VMC_HIDDEN int os_mkdir(const char *path, mode_t mode);
 VMC_HIDDEN int os_access(const char *path, int mode);
 VMC_HIDDEN int os_mseal(void *a, size_t n, unsigned long flags);
+VMC_HIDDEN int os_sched_yield(void);
 
 /* Read a whole (small) file such as /proc/meminfo into buf, NUL-terminated.
  * Returns bytes read, or -errno. */
