@@ -21,9 +21,28 @@
 
 #include <errno.h>
 
-void pool_rebuild(void *arg)
+/* A region made or freed half-way (its maker died holding the pool lock)
+ * may leave granules used by a region entry that is free, or not in its
+ * run: they are free. */
+static void free_strays(struct vmc *c)
 {
-	struct vmc *c = arg;
+	for (uint32_t g = 0; g < c->h.ngranules; g++) {
+		struct vmc_granule *e = &c->gran[g];
+		uint32_t r = e->owner & ~REGION_OWNER;
+		if (e->state != G_USED || !(e->owner & REGION_OWNER))
+			continue;
+		if (r < VMC_MAX_REGIONS && c->regions[r].state != REGION_FREE &&
+		    g - c->regions[r].first < c->regions[r].ngran)
+			continue;
+		e->state = G_FREE;
+		e->owner = e->index = e->slot = VMC_NIL;
+		e->views = 0;
+		e->flags = 0;
+	}
+}
+
+void pool_rebuild(struct vmc *c)
+{
 	struct vmc_meta *m = c->m;
 	uint32_t qhead = VMC_NIL, qtail = VMC_NIL, nq = 0;
 
@@ -49,13 +68,22 @@ void pool_rebuild(void *arg)
 	m->quar_head = qhead;
 	m->quar_tail = qtail;
 	m->nquarantined = nq;
+}
+
+/* The pool lock's repair: its owner died anywhere in a pool change. */
+static void pool_repair(void *arg)
+{
+	struct vmc *c = arg;
+
+	free_strays(c);
+	pool_rebuild(c);
 	/* a region made or freed half-way may have left the budget off */
-	__atomic_store_n(&m->budget_stale, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&c->m->budget_stale, 1, __ATOMIC_RELEASE);
 }
 
 void pool_lock_use(struct vmc *c, struct vmc_lock_use *u)
 {
-	*u = (struct vmc_lock_use){ "pool lock", c->h.name, -1, pool_rebuild, c,
+	*u = (struct vmc_lock_use){ "pool lock", c->h.name, -1, pool_repair, c,
 				    &c->m->cnt.lock_repairs };
 }
 

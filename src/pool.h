@@ -97,7 +97,7 @@ VMC_HIDDEN int pool_drain_all(struct vmc *c);
 /* Rebuild the free list, quarantine and counters from the granule table
  * (the pool lock's repair; also after taking granules out of the middle of
  * the free list).  Pool lock held. */
-VMC_HIDDEN void pool_rebuild(void *c);
+VMC_HIDDEN void pool_rebuild(struct vmc *c);
 
 /* Count granules by state and put them in counts[G_NSTATES]. Pool lock. */
 VMC_HIDDEN void pool_count(struct vmc *c, uint32_t counts[G_NSTATES]);

@@ -296,6 +296,9 @@ static void region_free_locked(struct vmc *c, uint32_t r)
 {
 	struct vmc_region *e = &c->regions[r];
 
+	/* the entry first: a crash below leaves granules of a free region,
+	 * which the pool lock's repair frees (pool.c) */
+	__atomic_store_n(&e->state, REGION_FREE, __ATOMIC_RELEASE);
 	for (uint32_t k = 0; k < e->ngran; k++) {
 		struct vmc_granule *g = &c->gran[e->first + k];
 		g->views = 0;
@@ -304,7 +307,6 @@ static void region_free_locked(struct vmc *c, uint32_t r)
 	}
 	__atomic_sub_fetch(&c->m->committed, e->ngran, __ATOMIC_RELAXED);
 	e->name[0] = 0;
-	__atomic_store_n(&e->state, REGION_FREE, __ATOMIC_RELEASE);
 }
 
 /* 1 if a live worker other than us has region r open. */

@@ -12,13 +12,13 @@
 #include "os/os.h"
 #include "test.h"
 #include "util.h"
+#include "ptstep.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/mman.h>
-#include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -459,358 +459,93 @@ TEST(killed_at_every_fallocate_of_a_deflate)
 	CHECK_EQ(vmc_destroy(name), 0);
 }
 
-/* ----------------------------- killed at (nearly) every instruction */
-
-/* The child attaches a VM, stops, then commits and releases memory through
- * the public API (which takes granules from its cache, refills it from the
- * shared list, drains it back and remaps the window).  A dry run records
- * every instruction it executes in this binary (the library is linked in
- * statically; calls into libc - memset, system calls, mutexes - run at full
- * speed under a breakpoint at their return address).  Then, for each
- * recorded instruction (or a sample, if there are too many), a fresh child
- * runs to that point with a breakpoint and is SIGKILLed there.  After every
- * kill: recovery orphans the VM, vmc_check is clean, and the VM can be
- * reclaimed and reused. */
-#if defined(__x86_64__)
-#include <sys/user.h>
-
-struct step_arg { vmc_t *c; uint32_t vm; };
-static uintptr_t text_lo, text_hi, load_base;
-
-static int stepped_worker(void *p)
-{
-	struct step_arg *a = p;
-	void *base;
-
-	if (vmc_attach(a->c, a->vm, &base))
-		return 2;
-	if (ptrace(PTRACE_TRACEME, 0, NULL, NULL))
-		return 3;
-	raise(SIGSTOP);
-	/* commit 3 granules (refills of 1), release them (the cache of 2
-	 * overflows: a drain), commit one again (from the cache), detach */
-	if (vmc_commit(a->c, base, 3 * G, 0) || vmc_release(a->c, base, 3 * G, 0) ||
-	    vmc_commit(a->c, (char *)base + G, G, 0) || vmc_detach(a->c, a->vm))
-		return 4;
-	return 0;
-}
-
-static int find_text(void)
-{
-	char exe[512], line[1024];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	FILE *f = fopen("/proc/self/maps", "r");
-	if (n <= 0 || !f)
-		return -1;
-	exe[n] = 0;
-	while (fgets(line, sizeof line, f)) {
-		unsigned long lo, hi;
-		char perm[8], path[512] = "";
-		if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %511s", &lo, &hi, perm, path) >= 3 &&
-		    !strcmp(path, exe) && (!load_base || lo < load_base))
-			load_base = lo;
-		if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %511s", &lo, &hi, perm, path) >= 3 &&
-		    perm[2] == 'x' && !strcmp(path, exe)) {
-			text_lo = lo;
-			text_hi = hi;
-		}
-	}
-	fclose(f);
-	return text_hi ? 0 : -1;
-}
-
-/* Print, for failing instruction addresses of this binary, how many
- * failed in each function (one addr2line run, if addr2line is there). */
-static void summarize(const uintptr_t *ips, long n)
-{
-	char cmd[256], fn[200], line[300], seen[64][200];
-	int count[64], nseen = 0;
-	char tmp[] = "/tmp/vmc_crash_ips_XXXXXX";
-	int fd = mkstemp(tmp);
-	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-
-	if (!f)
-		return;
-	for (long k = 0; k < n; k++)
-		fprintf(f, "%#lx\n", (unsigned long)(ips[k] - load_base));
-	fclose(f);
-	snprintf(cmd, sizeof cmd, "addr2line -f -e /proc/%d/exe < %s 2>/dev/null", (int)getpid(),
-		 tmp);
-	if ((f = popen(cmd, "r"))) {
-		while (fgets(fn, sizeof fn, f) && fgets(line, sizeof line, f)) {
-			fn[strcspn(fn, "\n")] = 0;
-			line[strcspn(line, " \n")] = 0;   /* file:line */
-			const char *src = strstr(line, "src/");
-			char key[200];
-			snprintf(key, sizeof key, "%.100s (%.90s)", fn, src ? src : line);
-			int i = 0;
-			while (i < nseen && strcmp(seen[i], key))
-				i++;
-			if (i == nseen && nseen < 64) {
-				snprintf(seen[nseen], sizeof seen[0], "%s", key);
-				count[nseen++] = 0;
-			}
-			if (i < nseen)
-				count[i]++;
-		}
-		pclose(f);
-		for (int i = 0; i < nseen; i++)
-			fprintf(stderr, "    %4d kill points in %s\n", count[i], seen[i]);
-	}
-	unlink(tmp);
-}
-
-static int in_text(uintptr_t ip)
-{
-	return ip >= text_lo && ip < text_hi;
-}
-
-/* Wait for a stop; 1 if stopped, 0 if it ended (status in *st). */
-static int wait_stop(pid_t pid, int *st)
-{
-	if (waitpid(pid, st, 0) != pid)
-		return 0;
-	return WIFSTOPPED(*st);
-}
-
-struct bp { uintptr_t addr; long orig; };
-
-static int bp_set(pid_t pid, struct bp *b, uintptr_t addr)
-{
-	errno = 0;
-	b->addr = addr;
-	b->orig = ptrace(PTRACE_PEEKTEXT, pid, (void *)addr, NULL);
-	if (errno)
-		return -1;
-	return (int)ptrace(PTRACE_POKETEXT, pid, (void *)addr, (void *)((b->orig & ~0xffL) | 0xcc));
-}
-
-static int bp_clear(pid_t pid, struct bp *b, struct user_regs_struct *r)
-{
-	if (ptrace(PTRACE_POKETEXT, pid, (void *)b->addr, (void *)b->orig))
-		return -1;
-	r->rip = b->addr;
-	return (int)ptrace(PTRACE_SETREGS, pid, NULL, r);
-}
-
-/* Run to the breakpoint at addr (already in place); 1 if hit. */
-static int run_to(pid_t pid, struct bp *b, struct user_regs_struct *r, int *st)
-{
-	for (;;) {
-		if (ptrace(PTRACE_CONT, pid, NULL, NULL) || !wait_stop(pid, st))
-			return 0;
-		if (WSTOPSIG(*st) != SIGTRAP)
-			return 0;
-		if (ptrace(PTRACE_GETREGS, pid, NULL, r))
-			return 0;
-		if (r->rip == b->addr + 1)
-			return 1;
-	}
-}
-
-/* The dry run: the instructions executed in our text, in order. */
-static long record(pid_t pid, uintptr_t *ips, long cap, int *status)
-{
-	struct user_regs_struct r;
-	int st;
-	long k = 0;
-
-	*status = -1;
-	if (!wait_stop(pid, &st))
-		return -1;
-	for (;;) {
-		if (ptrace(PTRACE_SINGLESTEP, pid, NULL, NULL) || !wait_stop(pid, &st))
-			break;
-		if (ptrace(PTRACE_GETREGS, pid, NULL, &r))
-			return -1;
-		if (in_text(r.rip)) {
-			if (k < cap)
-				ips[k] = r.rip;
-			k++;
-			continue;
-		}
-		/* left our text: if it was a call, run the callee natively */
-		errno = 0;
-		long ret = ptrace(PTRACE_PEEKDATA, pid, (void *)r.rsp, NULL);
-		if (errno || !in_text((uintptr_t)ret))
-			continue;          /* e.g. back in qsort from a comparator */
-		struct bp b;
-		if (bp_set(pid, &b, (uintptr_t)ret))
-			return -1;
-		if (!run_to(pid, &b, &r, &st))
-			break;
-		if (bp_clear(pid, &b, &r))
-			return -1;
-		if (k < cap)
-			ips[k] = r.rip;
-		k++;
-	}
-	if (WIFEXITED(st))
-		*status = WEXITSTATUS(st);
-	return k;
-}
-
-/* Run a fresh child to the m-th execution of ip. 1 if it got there. */
-static int run_to_nth(pid_t pid, uintptr_t ip, long m)
-{
-	struct user_regs_struct r;
-	struct bp b;
-	int st;
-
-	if (!wait_stop(pid, &st) || bp_set(pid, &b, ip))
-		return 0;
-	for (long hit = 1;; hit++) {
-		if (!run_to(pid, &b, &r, &st))
-			return 0;
-		if (hit == m)
-			return 1;
-		/* step over the breakpoint and put it back */
-		if (bp_clear(pid, &b, &r) || ptrace(PTRACE_SINGLESTEP, pid, NULL, NULL) ||
-		    !wait_stop(pid, &st) || bp_set(pid, &b, ip))
-			return 0;
-	}
-}
+struct step_arg { vmc_t *c; uint32_t vm; char name[64]; };
 
 /* Every round starts from the same state: a new container with one empty
  * VM, so that the child runs the same instructions as in the dry run. */
-static int new_round(vmc_t **c, struct step_arg *a, char *name)
+static int step_prepare(void *p)
 {
+	struct step_arg *a = p;
 	vmc_config_t cfg;
 
-	snprintf(name, 64, "%s", test_name("ki"));
+	snprintf(a->name, sizeof a->name, "%s", test_name("ki"));
 	test_config(&cfg, 8 * MiB, 8 * MiB);
 	cfg.worker_cache = 2;
-	*c = NULL;
-	if (vmc_create(name, &cfg, c))
+	a->c = NULL;
+	if (vmc_create(a->name, &cfg, &a->c))
 		return -1;
-	a->c = *c;
-	a->vm = make_vm(*c, "stepped");
+	a->vm = make_vm(a->c, "stepped");
 	return a->vm == VMC_NIL ? -1 : 0;
 }
 
-static void end_round(vmc_t *c, const char *name)
+static int step_pre(void *p)
 {
-	vmc_close(c);
-	vmc_destroy(name);
+	struct step_arg *a = p;
+	return vmc_attach(a->c, a->vm, NULL);
 }
+
+/* commit 3 granules (refills of 1), release them (the cache of 2
+ * overflows: a drain), commit one again (from the cache), detach */
+static int step_op(void *p)
+{
+	struct step_arg *a = p;
+	char *base = a->c->arena;
+
+	return vmc_commit(a->c, base, 3 * G, 0) || vmc_release(a->c, base, 3 * G, 0) ||
+	       vmc_commit(a->c, base + G, G, 0) || vmc_detach(a->c, a->vm);
+}
+
+/* After the kill: recovery orphans the VM, vmc_check is clean, and the VM
+ * can be reclaimed and reused. */
+static int step_after(void *p, char *why, size_t n)
+{
+	struct step_arg *a = p;
+	vmc_recover_report_t rr = {0, 0};
+	vmc_vm_stats_t vs;
+	vmc_stats_t s;
+	int err;
+
+	if ((err = vmc_recover(a->c, &rr)) || rr.workers_reclaimed != 1)
+		return snprintf(why, n, "vmc_recover: %d, %u workers reclaimed (%s)", err,
+				rr.workers_reclaimed, vmc_errmsg());
+	if (!check_clean(a->c) || !stats_conserved(a->c, &s))
+		return snprintf(why, n, "inconsistent after recovery: %s", vmc_errmsg());
+	if (vmc_vm_stats(a->c, a->vm, &vs) ||
+	    (vs.state != VMC_VM_ORPHANED && vs.state != VMC_VM_IDLE))
+		return snprintf(why, n, "the VM is in state %d", vs.state);
+	if (vs.state == VMC_VM_ORPHANED && vmc_vm_reclaim(a->c, a->vm, VMC_RECLAIM_RESET))
+		return snprintf(why, n, "reclaim: %s", vmc_errmsg());
+	if (vmc_vm_stats(a->c, a->vm, &vs) || vs.state != VMC_VM_IDLE)
+		return snprintf(why, n, "not idle after reclaim");
+	if (!check_clean(a->c) || !stats_conserved(a->c, &s) || s.used != vs.committed / G)
+		return snprintf(why, n, "inconsistent after reclaim: %s", vmc_errmsg());
+	return 0;
+}
+
+static void step_cleanup(void *p)
+{
+	struct step_arg *a = p;
+	vmc_close(a->c);
+	vmc_destroy(a->name);
+}
+
+/* ----------------------------- killed at (nearly) every instruction */
 
 TEST(killed_at_every_instruction_of_commit_release)
 {
-	char name[64];
-	vmc_stats_t s;
-	vmc_vm_stats_t vs;
-	vmc_recover_report_t rr;
-	vmc_t *c = NULL;
 	struct step_arg a;
-	int status, failures = 0;
-	const long cap = 200000;
-	uintptr_t *ips = malloc(cap * sizeof *ips), failed_at[400];
+	struct kill_sweep sw = { "commit/release", step_prepare, step_pre, step_op, step_after,
+				 step_cleanup, &a, 600 };
+	struct kill_result r;
 
-	NEED(ips && find_text() == 0);
-	NEED(new_round(&c, &a, name) == 0);
-	pid_t pid = test_fork(stepped_worker, &a);
-	NEED(pid > 0);
-	long total = record(pid, ips, cap, &status);
-	if (total <= 0) {
-		kill(pid, SIGKILL);
-		test_wait(pid);
-		free(ips);
-		end_round(c, name);
+	if (kill_sweep(&sw, &r)) {
 		fprintf(stderr, "  ptrace single-step not usable here: part skipped\n");
 		return;
 	}
-	CHECK_EQ(status, 0);
-	CHECK(total < cap);
-	CHECK(check_clean(c));
-	vmc_recover(c, NULL);
-	CHECK(vmc_vm_stats(c, a.vm, &vs) == 0 && vs.state == VMC_VM_IDLE && vs.committed == G);
-	CHECK_EQ(vmc_vm_reclaim(c, a.vm, VMC_RECLAIM_RESET), EINVAL);   /* not orphaned */
-	end_round(c, name);
-
-#ifdef UNDER_ASAN
-	const long budget = 200;
-#else
-	const long budget = 600;
-#endif
-	/* VMC_TEST_BUDGET=n: about n kill points (n >= total: every instruction) */
-	long want = getenv("VMC_TEST_BUDGET") ? atol(getenv("VMC_TEST_BUDGET")) : budget;
-	long stride = total / (want > 0 ? want : budget) + 1, kills = 0, missed = 0;
-	unsigned seed = getenv("VMC_TEST_SEED") ? (unsigned)atoi(getenv("VMC_TEST_SEED")) :
-		(unsigned)time(NULL);   /* VMC_TEST_SEED=n repeats a run */
-	srand(seed);
-	fprintf(stderr, "  %ld instructions of ours, killing at every %ld (seed %u)\n",
-		total, stride, seed);
-	for (long n = rand() % stride; n < total && n < cap && failures < 400; n += stride) {
-		long m = 0;
-		for (long k = 0; k <= n; k++)
-			m += ips[k] == ips[n];
-		if (new_round(&c, &a, name)) {
-			CHECK(!"new container");
-			break;
-		}
-		pid = test_fork(stepped_worker, &a);
-		if (pid <= 0) {
-			CHECK(pid > 0);
-			end_round(c, name);
-			break;
-		}
-		int there = run_to_nth(pid, ips[n], m);
-		kill_and_reap(pid);
-		if (!there) {
-			if (getenv("STEP_DEBUG"))
-				fprintf(stderr, "  missed %ld (executable+%#lx pass %ld)\n", n,
-					(unsigned long)(ips[n] - load_base), m);
-			missed++;
-			end_round(c, name);
-			continue;
-		}
-		kills++;
-		int bad = 0, rerr;
-		memset(&rr, 0, sizeof rr);
-		if ((rerr = vmc_recover(c, &rr)) || rr.workers_reclaimed != 1) {
-			fprintf(stderr, "  vmc_recover: %d, %u workers reclaimed (%s)\n", rerr,
-				rr.workers_reclaimed, vmc_errmsg());
-			bad = 1;
-		}
-		else if (!check_clean(c))
-			bad = 2;
-		else if (!stats_conserved(c, &s))
-			bad = 3;
-		else if (vmc_vm_stats(c, a.vm, &vs))
-			bad = 4;
-		/* killed while attached: orphaned, with its memory */
-		else if (vs.state != VMC_VM_ORPHANED && vs.state != VMC_VM_IDLE)
-			bad = 5;
-		else if (vs.state == VMC_VM_ORPHANED && vmc_vm_reclaim(c, a.vm, VMC_RECLAIM_RESET))
-			bad = 6;
-		else if (vmc_vm_stats(c, a.vm, &vs) || vs.state != VMC_VM_IDLE)
-			bad = 7;
-		else if (!check_clean(c) || !stats_conserved(c, &s) || s.used != vs.committed / G)
-			bad = 8;
-		if (bad) {
-			if (failures < 8)
-				fprintf(stderr, "  killed at instruction %ld of %ld (executable+%#lx, "
-					"pass %ld): check %d failed [%s]\n", n, total,
-					(unsigned long)(ips[n] - load_base), m, bad, vmc_errmsg());
-			failed_at[failures++] = ips[n];
-			CHECK(!bad);
-		}
-		end_round(c, name);
-	}
-	fprintf(stderr, "  %ld kills, %ld points not reached, %d left the container "
-		"inconsistent%s\n", kills, missed, failures, failures ? ", by function:" : "");
-	if (failures)
-		summarize(failed_at, failures);
-	CHECK(kills > 0);
-	CHECK(missed <= kills / 10);
-	free(ips);
+	CHECK_EQ(r.failures, 0);
+	CHECK(r.kills > 0);
+	CHECK(r.missed <= r.kills / 10);
 }
-#else
-TEST(killed_at_every_instruction_of_commit_release)
-{
-	fprintf(stderr, "  (x86-64 only: part skipped)\n");
-}
-#endif
 
 int main(void)
 {
