@@ -27,7 +27,19 @@
 
 #define CHUNK 64u   /* granules per system call batch and pool-lock hold */
 
-/* The balloon lock's repair: give back what a dead funder half-allocated. */
+/* Punch granules [g, g+n) (unfunded ones: the balloon lock is held) and
+ * only then record that they read as zero: a granule whose punch failed
+ * or never happened keeps its last user, and is zeroed before reuse. */
+static int punch(struct vmc *c, uint32_t g, uint32_t n)
+{
+	int err = backing_unfund(c, g, n);
+	for (uint32_t k = 0; k < n && !err; k++)
+		c->gran[g + k].last_vm = VMC_NIL;
+	return err;
+}
+
+/* The balloon lock's repair: give back what a dead funder half-allocated,
+ * and punch what a dead unfunder marked but did not punch. */
 static void balloon_repair(void *arg)
 {
 	struct vmc *c = arg;
@@ -37,7 +49,7 @@ static void balloon_repair(void *arg)
 		     run++)
 			;
 		if (run)
-			backing_unfund(c, g, run);
+			punch(c, g, run);
 	}
 }
 
@@ -95,11 +107,9 @@ int pool_fund(struct vmc *c, uint32_t n)
 			run++;
 		if ((err = backing_fund(c, g, run)) || (err = pool_lock(c)))
 			return err;
-		for (uint32_t i = 0; i < run; i++) {
-			c->gran[g + i].last_vm = VMC_NIL;   /* fresh memory reads as zero */
+		for (uint32_t i = 0; i < run; i++)   /* last_vm: see punch() */
 			pool_free_granule(c, g + i);
-		}
-		c->m->nunfunded -= run;
+		CNT_ADD(&c->m->nunfunded, -run);
 		pool_unlock(c);
 		count_op(&c->m->cnt.fund_ops, &c->m->cnt.fund_granules, run);
 		done += run;
@@ -127,10 +137,9 @@ static int unfund_chunk(struct vmc *c, uint32_t want, uint32_t *got)
 	while (n < want && (pick[n] = pool_pop_free(c)) != VMC_NIL) {
 		struct vmc_granule *e = &c->gran[pick[n++]];
 		e->next = VMC_NIL;
-		e->last_vm = VMC_NIL;   /* a hole reads as zero */
-		e->state = G_UNFUNDED;
+		gran_state(e, G_UNFUNDED);
 	}
-	c->m->nunfunded += n;
+	CNT_ADD(&c->m->nunfunded, n);
 	pool_unlock(c);
 	*got = n;
 	qsort(pick, n, sizeof *pick, cmp_u32);
@@ -139,7 +148,7 @@ static int unfund_chunk(struct vmc *c, uint32_t want, uint32_t *got)
 			;
 		/* a failed punch leaves memory behind an unfunded granule: a
 		 * leak until the next deflate, never a granule without memory */
-		if ((err = backing_unfund(c, pick[i], run)))
+		if ((err = punch(c, pick[i], run)))
 			return err;
 		count_op(&c->m->cnt.unfund_ops, &c->m->cnt.unfund_granules, run);
 	}

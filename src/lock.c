@@ -46,6 +46,12 @@ int vmc_lock_init(vmc_lock_t *l)
 	return err;
 }
 
+/* The thread id in l's futex word (0: none). */
+static uint32_t owner_tid(vmc_lock_t *l)
+{
+	return __atomic_load_n((uint32_t *)(void *)&l->m, __ATOMIC_RELAXED) & FUTEX_TID_MASK;
+}
+
 /* "the pool lock of container X", "the lock of worker slot 3 of ..." */
 static const char *describe(const struct vmc_lock_use *u, char *buf, size_t n)
 {
@@ -74,12 +80,11 @@ static int settle(vmc_lock_t *l, int err, const struct vmc_lock_use *u)
 		return 0;
 	}
 	if (err == ETIMEDOUT)
-		return vmc_fail(ETIMEDOUT, "%s has been held for more than %d s: a worker is "
-				"stuck inside the container, or the lock's owner is gone without "
-				"the kernel knowing (a corrupt lock word): `vmcctl check --recover` "
-				"takes back a lock whose owner is gone",
-				describe(u, name, sizeof name),
-				VMC_LOCK_TIMEOUT_S);
+		return vmc_fail(ETIMEDOUT, "%s has been held for more than %u s by thread %u, "
+				"which is alive: a worker is stuck inside the container; find it "
+				"with `vmcctl stat %s` and end it (its locks are then repaired), "
+				"then run `vmcctl check --recover %s`", describe(u, name, sizeof name),
+				vmc_lock_timeout_s, owner_tid(l), u->container, u->container);
 	return vmc_fail(VMC_EPANIC, "%s is unrecoverable (%s): destroy and re-create the "
 			"container", describe(u, name, sizeof name), vmc_strerror(err));
 }
@@ -88,7 +93,7 @@ static int settle(vmc_lock_t *l, int err, const struct vmc_lock_use *u)
 static int orphaned(vmc_lock_t *l)
 {
 	uint32_t word = __atomic_load_n((uint32_t *)(void *)&l->m, __ATOMIC_ACQUIRE);
-	uint32_t tid = word & FUTEX_TID_MASK;
+	uint32_t tid = owner_tid(l);
 	char path[32];
 
 	if (!word)
@@ -111,6 +116,8 @@ static int take_back(vmc_lock_t *l, const struct vmc_lock_use *u)
 	return settle(l, EOWNERDEAD, u);   /* runs the repair; the mutex is consistent */
 }
 
+unsigned vmc_lock_timeout_s = VMC_LOCK_TIMEOUT_S;
+
 int vmc_lock(vmc_lock_t *l, const struct vmc_lock_use *u)
 {
 	struct timespec t;
@@ -118,15 +125,12 @@ int vmc_lock(vmc_lock_t *l, const struct vmc_lock_use *u)
 
 	if (__builtin_expect(err != EBUSY, 1))
 		return settle(l, err, u);
-	for (int round = 0; round < 2; round++) {
-		clock_gettime(CLOCK_REALTIME, &t);   /* vDSO: no system call */
-		t.tv_sec += VMC_LOCK_TIMEOUT_S;
-		if ((err = pthread_mutex_timedlock(&l->m, &t)) != ETIMEDOUT)
-			return settle(l, err, u);
-		if (orphaned(l))
-			return take_back(l, u);
-	}
-	return settle(l, ETIMEDOUT, u);
+	clock_gettime(CLOCK_REALTIME, &t);   /* vDSO: no system call */
+	t.tv_sec += vmc_lock_timeout_s;
+	if ((err = pthread_mutex_timedlock(&l->m, &t)) == ETIMEDOUT &&
+	    (err = pthread_mutex_trylock(&l->m)) == EBUSY)
+		return orphaned(l) ? take_back(l, u) : settle(l, ETIMEDOUT, u);
+	return settle(l, err, u);
 }
 
 int vmc_trylock(vmc_lock_t *l, const struct vmc_lock_use *u)

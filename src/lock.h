@@ -12,6 +12,7 @@
 #include "internal.h"
 
 #define VMC_LOCK_TIMEOUT_S 10
+VMC_HIDDEN extern unsigned vmc_lock_timeout_s;   /* VMC_LOCK_TIMEOUT_S; tests lower it */
 
 typedef struct vmc_lock {
 	pthread_mutex_t m;
@@ -34,7 +35,7 @@ struct vmc_lock_use {
 
 VMC_HIDDEN int vmc_lock_init(vmc_lock_t *l);
 
-/* Lock, waiting at most VMC_LOCK_TIMEOUT_S seconds.  If the previous owner
+/* Lock, waiting at most vmc_lock_timeout_s seconds.  If the previous owner
  * died, run u->repair first.  A lock still held when the time is up by a
  * thread that does not exist is taken back (and repaired); one held by a
  * live thread gives ETIMEDOUT, with a message naming the lock and

@@ -62,6 +62,22 @@ struct vmc_granule {
 	uint64_t epoch;    /* QUARANTINED: the epoch it waits for                */
 };
 
+/* Change a granule's state byte, in program order with the stores around
+ * it: a crash is precise (a killed process has executed exactly the
+ * instructions before some point), so the compiler must not move a store
+ * across this one; a release store for threads that read it without the
+ * lock (stats). */
+static inline void gran_state(struct vmc_granule *e, uint8_t st)
+{
+	__atomic_store_n(&e->state, st, __ATOMIC_RELEASE);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+
+/* Counters guarded by the pool lock but read without it (stats, the
+ * budget, the quarantine's fast check): relaxed atomics. */
+#define CNT_ADD(p, n) ((void)__atomic_add_fetch((p), (n), __ATOMIC_RELAXED))
+#define CNT_SET(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+
 /* A worker slot: one per joined process. */
 struct vmc_slot {
 	vmc_lock_t lock;        /* guards cache_head, cache_count, the cached granules

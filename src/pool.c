@@ -34,7 +34,7 @@ static void free_strays(struct vmc *c)
 		if (r < VMC_MAX_REGIONS && c->regions[r].state != REGION_FREE &&
 		    g - c->regions[r].first < c->regions[r].ngran)
 			continue;
-		e->state = G_FREE;
+		gran_state(e, G_FREE);
 		e->owner = e->index = e->slot = VMC_NIL;
 		e->views = 0;
 		e->flags = 0;
@@ -44,19 +44,18 @@ static void free_strays(struct vmc *c)
 void pool_rebuild(struct vmc *c)
 {
 	struct vmc_meta *m = c->m;
-	uint32_t qhead = VMC_NIL, qtail = VMC_NIL, nq = 0;
+	uint32_t qhead = VMC_NIL, qtail = VMC_NIL, nq = 0, nfree = 0, nunfunded = 0;
 
 	m->free_head = VMC_NIL;
-	m->nfree = m->nunfunded = 0;
 	for (uint32_t g = c->h.ngranules; g-- > 0;) {
 		struct vmc_granule *e = &c->gran[g];
 		if (e->state == G_FREE) {
 			e->next = m->free_head;
 			e->owner = VMC_NIL;
 			m->free_head = g;
-			m->nfree++;
+			nfree++;
 		} else if (e->state == G_UNFUNDED) {
-			m->nunfunded++;
+			nunfunded++;
 		} else if (e->state == G_QUARANTINED) {
 			e->next = qhead;
 			qhead = g;
@@ -67,7 +66,9 @@ void pool_rebuild(struct vmc *c)
 	}
 	m->quar_head = qhead;
 	m->quar_tail = qtail;
-	m->nquarantined = nq;
+	CNT_SET(&m->nquarantined, nq);
+	CNT_SET(&m->nfree, nfree);
+	CNT_SET(&m->nunfunded, nunfunded);
 }
 
 /* The pool lock's repair: its owner died anywhere in a pool change. */
@@ -187,22 +188,22 @@ void pool_init(struct vmc *c)
 {
 	for (uint32_t g = 0; g < c->h.ngranules; g++) {
 		struct vmc_granule *e = &c->gran[g];
-		e->state = G_UNFUNDED;
+		gran_state(e, G_UNFUNDED);
 		e->next = e->owner = e->index = e->last_vm = e->slot = VMC_NIL;
 	}
 	c->m->free_head = c->m->quar_head = c->m->quar_tail = VMC_NIL;
-	c->m->nunfunded = c->h.ngranules;
+	CNT_SET(&c->m->nunfunded, c->h.ngranules);
 }
 
 void pool_free_granule(struct vmc *c, uint32_t g)
 {
 	struct vmc_granule *e = &c->gran[g];
-	e->state = G_FREE;   /* first: what the old state needed is garbage now */
+	gran_state(e, G_FREE);   /* first: what the old state needed is garbage now */
 	e->owner = e->index = e->slot = VMC_NIL;
 	e->flags = 0;
 	e->next = c->m->free_head;
 	c->m->free_head = g;
-	c->m->nfree++;
+	CNT_ADD(&c->m->nfree, 1);
 }
 
 /* Pop the head of the free list; VMC_NIL if empty or corrupt. Pool lock. */
@@ -214,7 +215,7 @@ uint32_t pool_pop_free(struct vmc *c)
 	if (g >= c->h.ngranules || c->gran[g].state != G_FREE)
 		return VMC_NIL;
 	m->free_head = c->gran[g].next;
-	m->nfree--;
+	CNT_ADD(&m->nfree, -1);
 	return g;
 }
 
@@ -232,7 +233,7 @@ static int refill(struct vmc *c, struct vmc_slot *s, uint32_t k)
 		struct vmc_granule *e = &c->gran[g];
 		e->slot = c->slot;
 		e->flags = 0;
-		e->state = G_CACHED;
+		gran_state(e, G_CACHED);
 		e->next = s->cache_head;
 		s->cache_head = g;
 		s->cache_count++;
@@ -291,7 +292,7 @@ static void make_used(struct vmc_granule *e, uint32_t vm)
 	e->owner = vm;
 	e->index = VMC_NIL;
 	e->views = 0;
-	e->state = G_USED;
+	gran_state(e, G_USED);
 	e->flags = e->last_vm == VMC_NIL ? 0 : G_DIRTY;
 }
 
@@ -349,7 +350,7 @@ int pool_put(struct vmc *c, uint32_t g)
 		gran_set_last(c, e, e->owner);
 	e->slot = c->slot;
 	e->flags = 0;
-	e->state = G_CACHED;
+	gran_state(e, G_CACHED);
 	e->owner = e->index = VMC_NIL;
 	e->next = s->cache_head;
 	s->cache_head = g;
@@ -398,7 +399,7 @@ int pool_defer(struct vmc *c, uint32_t g, uint32_t vm, uint32_t index)
 	e->slot = c->slot;
 	e->index = index;
 	e->flags = G_DEFERRED;
-	e->state = G_CACHED;
+	gran_state(e, G_CACHED);
 	e->owner = vm;   /* whose window still maps it (not always whose bytes) */
 	e->next = s->defer_head;
 	s->defer_head = g;

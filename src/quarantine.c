@@ -43,7 +43,7 @@ void quarantine_add(struct vmc *c, uint32_t g, uint32_t mapper)
 	if (e->state == G_USED && !(e->flags & G_DIRTY))
 		gran_set_last(c, e, e->owner);
 	e->epoch = __atomic_add_fetch(&m->epoch, 1, __ATOMIC_SEQ_CST);
-	e->state = G_QUARANTINED;
+	gran_state(e, G_QUARANTINED);
 	e->flags = 0;
 	e->owner = mapper;
 	e->index = e->slot = VMC_NIL;
@@ -53,7 +53,7 @@ void quarantine_add(struct vmc *c, uint32_t g, uint32_t mapper)
 	else
 		m->quar_head = g;
 	m->quar_tail = g;
-	m->nquarantined++;
+	CNT_ADD(&m->nquarantined, 1);
 }
 
 /* May g leave quarantine?  A slot of a dead process blocks nothing. */
@@ -88,7 +88,7 @@ uint32_t quarantine_reap(struct vmc *c)
 			c->gran[prev].next = next;
 		if (m->quar_tail == g)
 			m->quar_tail = prev;
-		m->nquarantined--;
+		CNT_ADD(&m->nquarantined, -1);
 		pool_free_granule(c, g);
 		freed++;
 		g = next;

@@ -93,7 +93,7 @@ static int take_run(struct vmc *c, uint32_t r, uint32_t n, uint32_t *first)
 		e->index = k;
 		e->views = 1;
 		e->flags = 0;
-		e->state = G_USED;
+		gran_state(e, G_USED);
 		e->next = VMC_NIL;
 	}
 	pool_rebuild(c);   /* they came out of the middle of the free list */

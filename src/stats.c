@@ -79,7 +79,7 @@ int vmc_stats(vmc_t *c, vmc_stats_t *out)
 		return err;
 	pool_count(c, n);
 	for (uint32_t v = 0; v < c->h.max_vms; v++)
-		out->vms += VM_STATE(c->vms[v].own) != VM_FREE;
+		out->vms += VM_STATE(__atomic_load_n(&c->vms[v].own, __ATOMIC_ACQUIRE)) != VM_FREE;
 	for (uint32_t r = 0; r < VMC_MAX_REGIONS; r++)
 		if (c->regions[r].state == REGION_LIVE) {
 			out->regions++;

@@ -39,6 +39,18 @@ struct vmc_vm *vm_get(struct vmc *c, uint32_t id, int *err)
 	return &c->vms[id];
 }
 
+/* VM id's name, for a message: copied under the pool lock, since another
+ * thread may be naming a new VM in this entry. */
+static const char *vm_label(struct vmc *c, uint32_t id, char buf[VMC_NAME_MAX])
+{
+	snprintf(buf, VMC_NAME_MAX, "%u", id);
+	if (pool_lock(c) == 0) {
+		snprintf(buf, VMC_NAME_MAX, "%s", c->vms[id].name);
+		pool_unlock(c);
+	}
+	return buf;
+}
+
 /* VM id is attached by the worker in slot VM_SLOT(own).  If that worker is
  * dead, recover it (the VM becomes orphaned) and say so; else EBUSY. */
 static int busy(struct vmc *c, uint32_t id, uint64_t own)
@@ -46,23 +58,25 @@ static int busy(struct vmc *c, uint32_t id, uint64_t own)
 	struct vmc_vm *vm = &c->vms[id];
 	uint32_t s = VM_SLOT(own) % c->h.max_workers;
 	int32_t pid = __atomic_load_n(&c->slots[s].pid, __ATOMIC_RELAXED);
+	char name[VMC_NAME_MAX];
 	int err;
 
 	if (worker_alive(c, s))
 		return vmc_fail(EBUSY, "VM %s is attached by worker slot %u (pid %d)",
-				vm->name, s, pid);
+				vm_label(c, id, name), s, pid);
 	if ((err = workers_recover(c, NULL, 0)))
 		return err;
 	if (VM_STATE(__atomic_load_n(&vm->own, __ATOMIC_ACQUIRE)) != VM_ORPHANED)
 		return vmc_fail(EBUSY, "VM %s is busy (its worker pid %d died; try again)",
-				vm->name, pid);
+				vm_label(c, id, name), pid);
 	return vmc_fail(VMC_EORPHANED, "VM %s is orphaned: its worker (pid %d) died while it "
 			"was attached; vmc_vm_reclaim it first (VMC_RECLAIM_KEEP keeps its "
-			"memory, VMC_RECLAIM_RESET empties it)", vm->name, pid);
+			"memory, VMC_RECLAIM_RESET empties it)", vm_label(c, id, name), pid);
 }
 
 int vm_claim(struct vmc *c, uint32_t id, uint32_t from)
 {
+	char name[VMC_NAME_MAX];
 	struct vmc_vm *vm;
 	uint64_t own;
 	int err;
@@ -83,11 +97,13 @@ int vm_claim(struct vmc *c, uint32_t id, uint32_t from)
 				return vmc_fail(VMC_EORPHANED, "VM %s is orphaned: its worker "
 						"(pid %d) died while it was attached; vmc_vm_reclaim "
 						"it first (VMC_RECLAIM_KEEP keeps its memory, "
-						"VMC_RECLAIM_RESET empties it)", vm->name, vm->pid);
+						"VMC_RECLAIM_RESET empties it)", vm_label(c, id, name),
+						__atomic_load_n(&vm->pid, __ATOMIC_RELAXED));
 			break;
 		case VM_IDLE:
 			if (from != VM_IDLE)
-				return vmc_fail(EINVAL, "VM %s is idle, not orphaned", vm->name);
+				return vmc_fail(EINVAL, "VM %s is idle, not orphaned",
+						vm_label(c, id, name));
 			break;
 		}
 	} while (!__atomic_compare_exchange_n(&vm->own, &own, VM_OWN(VM_ATTACHED, c->slot), 0,
@@ -160,7 +176,7 @@ static int check_vm_name(const char *name)
 static uint32_t lookup(struct vmc *c, const char *name)
 {
 	for (uint32_t v = 0; v < c->h.max_vms; v++)
-		if (VM_STATE(c->vms[v].own) != VM_FREE &&
+		if (VM_STATE(__atomic_load_n(&c->vms[v].own, __ATOMIC_ACQUIRE)) != VM_FREE &&
 		    strncmp(c->vms[v].name, name, VMC_NAME_MAX) == 0)
 			return v;
 	return VMC_NIL;
@@ -184,7 +200,7 @@ int vmc_vm_create(vmc_t *c, const char *name, size_t limit, uint32_t *id)
 		return vmc_fail(EEXIST, "a VM named %s exists", name);
 	}
 	for (v = 0; v < c->h.max_vms && free_v == VMC_NIL; v++)
-		if (VM_STATE(c->vms[v].own) == VM_FREE)
+		if (VM_STATE(__atomic_load_n(&c->vms[v].own, __ATOMIC_ACQUIRE)) == VM_FREE)
 			free_v = v;
 	if (free_v == VMC_NIL) {
 		pool_unlock(c);

@@ -23,7 +23,7 @@
  * VMC_ORACLE_OPS=clone,balloon runs only the operations whose names
  * contain one of those words.
  */
-#include "pool.h"
+#include "meta.h"
 #include "os/os.h"
 #include "oracle.h"
 #include "ptstep.h"
@@ -83,7 +83,6 @@ static int make_world(struct world *w)
 {
 	vmc_config_t cfg;
 	char *base;
-	int err;
 
 	snprintf(w->name, sizeof w->name, "%s", test_name("or"));
 	test_config(&cfg, 64 * MiB, 64 * MiB);
@@ -108,11 +107,7 @@ static int make_world(struct world *w)
 		return -1;
 	/* X's bytes to the head of the shared free list, where a worker's
 	 * refill takes them */
-	if (slot_lock(c, vmc_worker_slot(c)))
-		return -1;
-	err = pool_drain(c, vmc_worker_slot(c), 0);
-	slot_unlock(c, vmc_worker_slot(c));
-	if (err)
+	if (drain_cache(c))
 		return -1;
 	if (w->orphan) {
 		vmc_vm_stats_t vs;

@@ -356,6 +356,16 @@ int take_n(vmc_t *c, uint32_t vm, uint32_t n, uint32_t *g)
 	return err;
 }
 
+int drain_cache(vmc_t *c)
+{
+	int err = slot_lock(c, c->slot);
+	if (err)
+		return err;
+	err = pool_drain(c, c->slot, 0);
+	slot_unlock(c, c->slot);
+	return err;
+}
+
 int put_n(vmc_t *c, uint32_t n, const uint32_t *g)
 {
 	int err = slot_lock(c, c->slot);

@@ -132,6 +132,10 @@ uint32_t make_vm(vmc_t *c, const char *name);
  * does (vmc_check cross-checks used granules against it). */
 int take_n(vmc_t *c, uint32_t vm, uint32_t n, uint32_t *g);
 
+/* This worker's cached granules to the shared free list (where the next
+ * refill of any worker finds them).  0 or an error. */
+int drain_cache(vmc_t *c);
+
 /* Give used granules back into this worker's cache, the page map first. */
 int put_n(vmc_t *c, uint32_t n, const uint32_t *g);
 
