@@ -1,5 +1,6 @@
 # The three commands (see README.md).  CMake and ctest do the work.
 JOBS  ?= $(shell nproc)
+FUZZ_API_SECONDS ?= 120
 CMAKE ?= cmake
 
 .PHONY: all run deps test bench asan tsan release debug fuzz clean install
@@ -43,10 +44,12 @@ bench: release
 fuzz:
 	$(CMAKE) -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DVMC_FUZZ=ON \
 	  -DVMC_SANITIZE=address,undefined >/dev/null
-	$(CMAKE) --build build/fuzz -j$(JOBS) --target fuzz_meta fuzz_meta_replay
-	mkdir -p build/fuzz/corpus
+	$(CMAKE) --build build/fuzz -j$(JOBS) --target fuzz_meta fuzz_meta_replay fuzz_api
+	mkdir -p build/fuzz/corpus build/fuzz/corpus-api
 	./build/fuzz/tests/fuzz_meta_replay --seed build/fuzz/corpus/valid
 	./build/fuzz/tests/fuzz_meta -max_total_time=60 -max_len=65536 build/fuzz/corpus
+	VMC_VERBOSE=0 ./build/fuzz/tests/fuzz_api -max_total_time=$(FUZZ_API_SECONDS) -max_len=4096 \
+	  -print_final_stats=1 build/fuzz/corpus-api
 
 install: release
 	$(CMAKE) --install build/release
