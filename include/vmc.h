@@ -13,12 +13,25 @@
  * vmc.  vmc_strerror() names both; vmc_errmsg() gives a sentence about the
  * last failure in the calling thread that says what was wrong and what to do.
  *
- * Thread and process safety.  A vmc_t handle may be used by several threads
- * of one process; the functions below serialise on robust process-shared
- * locks in the container where they touch shared state.  Any number of
- * processes may use one container at the same time.  A forked child keeps
- * using its parent's handle: the library notices the fork on the next call
- * and gives the child a worker slot of its own.
+ * Threads.  A vmc_t handle may be used by several threads of a process.
+ * A process has one address window, so one VM attached at a time: the
+ * thread that attaches a VM owns the window until the VM is detached (by
+ * it, or by another thread it handed the VM to); an attach in the
+ * meantime gets EALREADY.  The mapping engine and the in-VM heap act on
+ * the attached VM: run them from one thread at a time (the one running the
+ * VM).  Every other call - creating, finding, destroying, cloning,
+ * reclaiming VMs, statistics, vmc_check, vmc_recover, the balloon, regions
+ * and the code cache - may run in any thread at any time, and never waits
+ * for the window.
+ *
+ * Processes.  Any number of processes may use one container at the same
+ * time; the functions serialise on robust process-shared locks in the
+ * container where they touch shared state.  No wait is unbounded: a lock
+ * held for more than 10 s by a live thread ends the wait with ETIMEDOUT
+ * and a message that names the lock; a lock whose holder no longer exists
+ * is taken back and repaired.  A forked child keeps using its parent's
+ * handle: the library notices the fork on the next call and gives the
+ * child a worker slot of its own (its window starts empty).
  */
 #ifndef VMC_H
 #define VMC_H
@@ -207,10 +220,12 @@ VMC_API int vmc_vm_stats(vmc_t *c, uint32_t id, vmc_vm_stats_t *out);
  * (*base, the same address in every worker), read-write.  Attach is
  * exclusive.  Re-attaching the VM this worker had last, unchanged, makes
  * no system call in lazy mode (memory_isolation = 0) and one mprotect per
- * run in strict mode.  Errors: EBUSY (attached by another worker),
- * EALREADY (this worker has a VM attached: detach it first),
- * VMC_EORPHANED, ENOENT, EINVAL, or an errno from mapping (the window is
- * then empty and the VM idle). */
+ * run in strict mode.  Errors: EBUSY (attached by another, live worker),
+ * EALREADY (this process has a VM attached, maybe by another thread:
+ * detach it first), VMC_EORPHANED (its worker died while attached - found
+ * out here, if no one had yet: vmc_vm_reclaim it), ENOENT, EINVAL,
+ * ETIMEDOUT (a container lock, see above), or an errno from mapping (the
+ * window is then empty and the VM idle). */
 VMC_API int vmc_attach(vmc_t *c, uint32_t id, void **base);
 
 /* Detach VM id from this worker.  Strict mode revokes all access (one
@@ -225,11 +240,15 @@ VMC_API int vmc_detach(vmc_t *c, uint32_t id);
  * Each call is all or nothing: on an error nothing changed (but see
  * "system errors" below).  Errors common to all: VMC_ENOTATTACHED, EINVAL
  * (unaligned, outside the window, unknown flags), VMC_EUNCOMMITTED (a range
- * that must be committed is not).  System errors: if mapping the result
- * fails (ENOMEM from mmap, say), the page map keeps the operation's result
- * (new commits are undone) and the window is remapped from it as far as
- * possible; vmc_flush() retries.  Not thread-safe against other calls on
- * the same attached VM (one worker thread runs a VM at a time). */
+ * that must be committed is not).  System errors: a new granule that must
+ * be zeroed and cannot be shown zeroed by the window is zeroed before the
+ * page map changes, and a failure there changes nothing.  If mapping the
+ * result fails (ENOMEM from mmap, say), the page map keeps the operation's
+ * result, except for the new commits the window was to zero (they are
+ * undone), and the window is remapped from it as far as possible;
+ * vmc_flush() retries.  Never does a failure leave another VM's bytes
+ * readable.  Not thread-safe against other calls on the same attached VM
+ * (one worker thread runs a VM at a time). */
 
 enum {
 	VMC_COMMIT_RESERVE  = 1,  /* may draw on the container's reserve fund     */
@@ -511,7 +530,9 @@ typedef struct vmc_check_report {
 
 /* Verify every table invariant: each granule is in exactly one state, the
  * counts add up to the pool size, the free list and worker caches hold
- * exactly the granules marked so, indices are in range.  Takes all locks
+ * exactly the granules marked so, indices are in range, and every derived
+ * figure (list lengths, VMs' committed, the container's commit budget, the
+ * code cache's bytes in use) equals what the granule states say.  Takes all locks
  * (briefly blocks other workers).  Debug builds also walk the heap of the
  * VM attached here (vmc_heap_stats with check).  Returns 0 if consistent,
  * VMC_ECORRUPT if not (out->first says what). out may be NULL. */
@@ -522,9 +543,13 @@ typedef struct vmc_recover_report {
 	uint32_t granules_returned; /* granules from their caches           */
 } vmc_recover_report_t;
 
-/* Reclaim the slots of dead workers (pid reuse-safe) and return their cached
- * granules to the pool.  Also done automatically on join and when the pool
- * runs dry.  out may be NULL. */
+/* Repair what crashed workers left: take back container locks whose
+ * holder no longer exists (without waiting for their timeout), reclaim the
+ * slots of dead workers (pid reuse-safe) and return their cached granules
+ * to the pool (VMs they had attached become orphaned), and count the
+ * commit budget again from the page maps.  Dead workers are also found on
+ * join, when the pool runs dry and when an attach meets a VM one of them
+ * held.  out may be NULL. */
 VMC_API int vmc_recover(vmc_t *c, vmc_recover_report_t *out);
 
 /* ------------------------------------------------------ host capabilities */

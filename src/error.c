@@ -29,6 +29,9 @@ const char *vmc_strerror(int err)
 	case VMC_ENOTATTACHED: return "no VM is attached in this worker";
 	case VMC_ELIMIT: return "the VM's memory limit would be exceeded";
 	case VMC_EUNCOMMITTED: return "the range is not committed";
+	/* errno values whose libc names would mislead here */
+	case ETIMEDOUT: return "a container lock was held too long (timed out)";
+	case EALREADY: return "a VM is attached in this process already";
 	}
 	if (err > 0)
 		return strerror(err);

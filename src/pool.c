@@ -34,6 +34,7 @@ static void free_strays(struct vmc *c)
 		if (r < VMC_MAX_REGIONS && c->regions[r].state != REGION_FREE &&
 		    g - c->regions[r].first < c->regions[r].ngran)
 			continue;
+		e->last_vm = LAST_REGION;   /* zeroed before a VM sees it */
 		gran_state(e, G_FREE);
 		e->owner = e->index = e->slot = VMC_NIL;
 		e->views = 0;

@@ -222,7 +222,7 @@ int vmc_region_create(vmc_t *c, const char *name, size_t size, int flags, void *
 		if (g->last_vm != VMC_NIL)
 			memset((char *)region_addr(c, r) + ((size_t)k << VMC_GRANULE_SHIFT), 0,
 			       VMC_GRANULE_SIZE);
-		g->last_vm = VMC_NIL;
+		g->last_vm = LAST_REGION;   /* from now on it holds the region's bytes */
 	}
 	if ((err = pool_lock(c)))
 		return err;
