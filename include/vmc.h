@@ -2,7 +2,8 @@
  * vmc.h - VM containers: isolated, shareable heaps for managed runtimes.
  *
  * A *container* is one shared-memory domain: a metadata file, a pool file
- * of 2 MiB *granules* ("physical memory") and an address *arena* reserved at
+ * of *granules* ("physical memory": 2 MiB, or 4 KiB .. 2 MiB on plain 4 KiB
+ * pages, see vmc/granule_size) and an address *arena* reserved at
  * the same base address in every process that joins it.  Processes join by
  * creating the container, opening it by name, or being forked from a
  * process that has joined; each joined process holds one *worker slot*.
@@ -76,6 +77,8 @@ VMC_API const char *vmc_errmsg(void);
 
 /* ----------------------------------------------------------- configuration */
 
+/* The largest granule, and the only one of hugetlb and THP pools.  A
+ * container's own is vmc_granule_size(). */
 #define VMC_GRANULE_SHIFT 21
 #define VMC_GRANULE_SIZE  ((size_t)1 << VMC_GRANULE_SHIFT)   /* 2 MiB */
 
@@ -86,15 +89,26 @@ enum vmc_page_kind {
 	VMC_PAGE_4K      = 3,  /* plain 4 KiB shmem in /dev/shm */
 };
 
-/* Container parameters.  Sizes are in bytes; sizes that describe memory are
- * rounded to nothing: they must be multiples of VMC_GRANULE_SIZE or
- * vmc_create() fails with EINVAL.  Each field has a profile key (shown)
- * and an environment override (VMC_ + key upper-cased, e.g.
- * VMC_MEMORY_ISOLATION for vmc/memory_isolation). */
+/* Container parameters.  Sizes are in bytes.  One rule for every size that
+ * describes memory, here and in every call that takes one (VM limits and
+ * spans, region sizes, balloon targets): it is rounded up to a whole number
+ * of granules, and what the container reports is the rounded value.  Each
+ * field has a profile key (shown) and an environment override (VMC_ + key
+ * upper-cased, e.g. VMC_MEMORY_ISOLATION for vmc/memory_isolation). */
 typedef struct vmc_config {
-	uint64_t pool_size;       /* vmc/pool_size: pool bytes (granules * 2 MiB). Default 1G      */
+	uint64_t pool_size;       /* vmc/pool_size: pool bytes. Default 1G                         */
 	uint64_t fund_size;       /* vmc/fund_size: bytes funded at create. Default 256M          */
-	uint64_t window_size;     /* vmc/window_size: address window of a worker. Default 1G      */
+	uint64_t window_size;     /* vmc/window_size: address window of a worker: the largest
+				   * span a VM may have. Default 1G                            */
+	uint64_t granule_size;    /* vmc/granule_size: the unit of mapping, funding and
+				   * accounting: a power of two, 4K .. 2M; hugetlb and THP
+				   * need 2M.  0 (default): 2M, or 64K on the 4k page kind.
+				   * Smaller granules waste less memory per VM and cost
+				   * more table entries and, where a VM's granules are not
+				   * contiguous, more mmap calls per attach             */
+	uint64_t span_total;      /* vmc/span_total: the spans of all VMs together (page
+				   * maps take 4 bytes per granule of span).  0 (default):
+				   * max_vms * window_size, at most 2^24 granules         */
 	uint64_t code_cache_size; /* vmc/code_cache_size: JIT code cache. Default 0 (none)        */
 	uint64_t region_space;    /* vmc/region_space: arena space for cache regions. Default 64G */
 	uint64_t reserve_size;    /* vmc/reserve_size: pause-prevention reserve fund. Default 0   */
@@ -103,7 +117,8 @@ typedef struct vmc_config {
 	uint32_t worker_cache;    /* vmc/worker_cache: granules a worker caches locally. Default 32 */
 	int      page_kind;       /* vmc/page_kind: auto | hugetlb | thp | 4k. Default auto        */
 	int      memory_isolation;/* vmc/memory_isolation: 1 strict, 0 lazy. Default 1            */
-	int      verbose;         /* vmc/verbose: 1 prints one-line notices (auto choice). Default 1 */
+	int      verbose;         /* vmc/verbose: 1 prints one-line notices (the auto choice) on
+				   * stderr. Default 0                                       */
 	int      code_cache_protect; /* vmc/code_cache_protect: 1 mprotects the code cache on
 				   * every attach/detach (the naive way, for comparison). Default 0 */
 	/* Called while funding runs longer than a moment (vmcctl draws a progress
@@ -153,8 +168,8 @@ VMC_API int vmc_close(vmc_t *c);
 
 /* The container's granule size in bytes: the unit of the mapping engine
  * (addresses and lengths of vmc_commit and friends are multiples of it),
- * of funding and of accounting.  VMC_GRANULE_SIZE (2 MiB) for hugetlb and
- * THP pools.  0 for a NULL or closed handle.  Any thread. */
+ * of funding and of accounting (vmc/granule_size).  VMC_GRANULE_SIZE (2 MiB)
+ * for hugetlb and THP pools.  0 for a NULL or closed handle.  Any thread. */
 VMC_API size_t vmc_granule_size(vmc_t *c);
 
 /* Remove container `name`'s files.  Processes that have it open keep
@@ -163,7 +178,7 @@ VMC_API int vmc_destroy(const char *name);
 
 /* ------------------------------------------------------------ pool, funds */
 
-/* Balloon the pool so that `target_unfunded` bytes (a multiple of 2 MiB) are
+/* Balloon the pool so that `target_unfunded` bytes (in whole granules) are
  * unfunded: inflate gives free granules back to the host (punching holes),
  * deflate funds holes again.  Used granules are never touched; granules in
  * workers' caches are taken back when inflating needs them.  *achieved (may
@@ -180,11 +195,19 @@ enum { VMC_VM_IDLE = 1, VMC_VM_ATTACHED = 2, VMC_VM_ORPHANED = 3 };
 enum { VMC_RECLAIM_KEEP = 1, VMC_RECLAIM_RESET = 2 };
 
 /* Create an empty VM named `name` (1..63 printable characters, unique in the
- * container) that may commit up to `limit` bytes (1 .. window_size; rounded
- * down to whole granules, at least one).  *id receives its id.  Errors:
- * EINVAL, EEXIST (name taken), ENOSPC (VM table full: raise vmc/max_vms).
- * Process- and thread-safe. */
+ * container) that may commit up to `limit` bytes (1 .. window_size, rounded
+ * up to whole granules) at window offsets [0, limit): its span is its
+ * limit.  *id receives its id.  Errors: EINVAL, EEXIST (name taken), ENOSPC
+ * (VM table full: raise vmc/max_vms; or no page-map space left: raise
+ * vmc/span_total).  Process- and thread-safe. */
 VMC_API int vmc_vm_create(vmc_t *c, const char *name, size_t limit, uint32_t *id);
+
+/* As vmc_vm_create, for a VM that may commit up to `limit` bytes anywhere in
+ * window offsets [0, span) (limit <= span <= window_size): a relocating
+ * collector's from- and to-space, or address space reserved for growth.
+ * Its page map costs 4 bytes per granule of span. */
+VMC_API int vmc_vm_create_span(vmc_t *c, const char *name, size_t limit, size_t span,
+			       uint32_t *id);
 
 /* Look a VM up by name. Errors: ENOENT, EINVAL. */
 VMC_API int vmc_vm_find(vmc_t *c, const char *name, uint32_t *id);
@@ -205,6 +228,7 @@ typedef struct vmc_vm_stats {
 	int      state;             /* VMC_VM_IDLE / _ATTACHED / _ORPHANED */
 	int32_t  pid;               /* the attached (or dead, if orphaned) worker, else 0 */
 	uint64_t limit;             /* bytes */
+	uint64_t span;              /* bytes: window offsets [0, span) are its own */
 	uint64_t committed;         /* bytes in the page map */
 	uint64_t hwm;               /* high-water mark of committed */
 	uint64_t reserve_used;      /* bytes committed from the reserve fund */
@@ -236,7 +260,8 @@ VMC_API int vmc_detach(vmc_t *c, uint32_t id);
 /* ------------------------------------------------------- the mapping engine
  *
  * Operations on the VM attached in this worker, at granule granularity:
- * addresses and lengths are non-zero multiples of 2 MiB inside the window.
+ * addresses and lengths are non-zero multiples of the granule
+ * (vmc_granule_size) inside the attached VM's span.
  * Each call is all or nothing: on an error nothing changed (but see
  * "system errors" below).  Errors common to all: VMC_ENOTATTACHED, EINVAL
  * (unaligned, outside the window, unknown flags), VMC_EUNCOMMITTED (a range
@@ -379,7 +404,7 @@ VMC_API int vmc_vm_clone(vmc_t *c, uint32_t src, const char *name, uint32_t *id)
 
 /* ---------------------------------------------------------- shared regions
  *
- * Named regions of any size (a multiple of 2 MiB; 64-bit sizes), at a fixed
+ * Named regions of any size (whole granules; 64-bit sizes), at a fixed
  * address in the arena, the same in every worker, readable by all that open
  * them and writable by those that open them for writing.  A region's
  * memory comes from the pool (funded: never SIGBUS) as one contiguous run

@@ -28,14 +28,14 @@
 #define MADV_POPULATE_WRITE 23
 #endif
 
-static off_t gran_off(uint32_t g)
+static off_t gran_off(struct vmc *c, uint32_t g)
 {
-	return (off_t)g << VMC_GRANULE_SHIFT;
+	return (off_t)g << GSHIFT(c);
 }
 
 static int fund_thp(struct vmc *c, uint32_t g, uint32_t n)
 {
-	size_t len = (size_t)n << VMC_GRANULE_SHIFT;
+	size_t len = (size_t)n << GSHIFT(c);
 	char *raw, *aligned;
 	int err = 0;
 
@@ -45,14 +45,14 @@ static int fund_thp(struct vmc *c, uint32_t g, uint32_t n)
 		return errno;
 	aligned = (char *)(((uintptr_t)raw + VMC_GRANULE_SIZE - 1) & ~(VMC_GRANULE_SIZE - 1));
 	if (os_mmap(aligned, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
-		    c->pool_fd, gran_off(g)) == MAP_FAILED)
+		    c->pool_fd, gran_off(c, g)) == MAP_FAILED)
 		err = errno;
 	if (!err)
 		os_madvise(aligned, len, MADV_HUGEPAGE);   /* advice only: never fatal */
 	if (!err && os_madvise(aligned, len, MADV_POPULATE_WRITE) != 0) {
 		err = errno;
 		if (err == EINVAL)  /* no MADV_POPULATE_WRITE: fallocate, 4K pages */
-			err = os_fallocate(c->pool_fd, 0, gran_off(g), (off_t)len) ? errno : 0;
+			err = os_fallocate(c->pool_fd, 0, gran_off(c, g), (off_t)len) ? errno : 0;
 	}
 	os_munmap(raw, len + VMC_GRANULE_SIZE);
 	return err;
@@ -65,16 +65,16 @@ int backing_fund(struct vmc *c, uint32_t g, uint32_t n)
 	if (c->h.page_kind == VMC_PAGE_THP)
 		err = fund_thp(c, g, n);
 	else
-		err = os_fallocate(c->pool_fd, 0, gran_off(g),
-				   (off_t)n << VMC_GRANULE_SHIFT) ? errno : 0;
+		err = os_fallocate(c->pool_fd, 0, gran_off(c, g), (off_t)n << GSHIFT(c)) ? errno : 0;
 	if (!err)
 		return 0;
 	backing_unfund(c, g, n);  /* give back what a partial fallocate took */
 	if (err == EFAULT)        /* POPULATE_WRITE's word for "no memory behind it" */
 		err = ENOSPC;
 	if (err == ENOSPC || err == ENOMEM)
-		return vmc_fail(err, "funding %u granules (%u MiB) of %s memory failed: %s; "
-				"free memory%s or fund less", n, n * 2,
+		return vmc_fail(err, "funding %u granules (%llu MiB) of %s memory failed: %s; "
+				"free memory%s or fund less", n,
+				(unsigned long long)(((uint64_t)n << GSHIFT(c)) >> 20),
 				vmc_page_kind_name((int)c->h.page_kind), vmc_strerror(err),
 				c->h.page_kind == VMC_PAGE_HUGETLB ?
 				" (`vmcctl hugepages N` reserves hugepages)" : "");
@@ -85,19 +85,19 @@ int backing_fund(struct vmc *c, uint32_t g, uint32_t n)
 int backing_unfund(struct vmc *c, uint32_t g, uint32_t n)
 {
 	if (os_fallocate(c->pool_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			 gran_off(g), (off_t)n << VMC_GRANULE_SHIFT) == 0)
+			 gran_off(c, g), (off_t)n << GSHIFT(c)) == 0)
 		return 0;
 	return vmc_fail(errno, "punching granules %u..%u out of the pool failed: %s",
 			g, g + n - 1, vmc_strerror(errno));
 }
 
-int backing_precheck(int kind, int fd, uint64_t n)
+int backing_precheck(int kind, int fd, uint64_t bytes)
 {
 	long huge_free, huge_total;
-	uint64_t bytes = n << VMC_GRANULE_SHIFT, avail;
+	uint64_t n = (bytes + VMC_GRANULE_SIZE - 1) >> VMC_GRANULE_SHIFT, avail;   /* hugepages */
 	struct statfs st;
 
-	if (!n)
+	if (!bytes)
 		return 0;
 	vmc_os_meminfo(&huge_free, &huge_total, &avail);
 	if (kind == VMC_PAGE_HUGETLB) {
@@ -123,11 +123,11 @@ int backing_precheck(int kind, int fd, uint64_t n)
 
 int backing_zero(struct vmc *c, uint32_t g)
 {
-	void *p = os_mmap(NULL, VMC_GRANULE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
-			  c->pool_fd, gran_off(g));
+	void *p = os_mmap(NULL, GSIZE(c), PROT_READ | PROT_WRITE, MAP_SHARED, c->pool_fd,
+			  gran_off(c, g));
 	if (p == MAP_FAILED)
 		return vmc_fail(errno, "zeroing granule %u: %s", g, vmc_strerror(errno));
-	memset(p, 0, VMC_GRANULE_SIZE);
-	os_munmap(p, VMC_GRANULE_SIZE);
+	memset(p, 0, GSIZE(c));
+	os_munmap(p, GSIZE(c));
 	return 0;
 }

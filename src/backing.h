@@ -17,9 +17,9 @@ VMC_HIDDEN int backing_unfund(struct vmc *c, uint32_t g, uint32_t n);
 /* Zero granule g through a temporary mapping. Returns 0 or an errno. */
 VMC_HIDDEN int backing_zero(struct vmc *c, uint32_t g);
 
-/* Refuse up front to fund n granules of `kind` that the host has not got
+/* Refuse up front to fund `bytes` of `kind` that the host has not got
  * (free hugepages, MemAvailable, tmpfs space of fd).  Returns 0 or ENOMEM
  * / ENOSPC with a message that says what to do. */
-VMC_HIDDEN int backing_precheck(int kind, int fd, uint64_t n);
+VMC_HIDDEN int backing_precheck(int kind, int fd, uint64_t bytes);
 
 #endif

@@ -80,8 +80,8 @@ static void count_op(uint64_t *ops, uint64_t *granules, uint32_t n)
 static void progress(struct vmc *c, uint32_t done, uint32_t total)
 {
 	if (c->progress)
-		c->progress(c->progress_arg, (uint64_t)done << VMC_GRANULE_SHIFT,
-			    (uint64_t)total << VMC_GRANULE_SHIFT);
+		c->progress(c->progress_arg, (uint64_t)done << GSHIFT(c),
+			    (uint64_t)total << GSHIFT(c));
 }
 
 /* Fund n holes, lowest first.  Balloon lock held. */
@@ -94,7 +94,8 @@ int pool_fund(struct vmc *c, uint32_t n)
 		return vmc_fail(VMC_EFUNDS, "cannot fund %u granules: only %u of the pool's %u "
 				"are unfunded", n, c->m->nunfunded, ng);
 	if ((err = backing_precheck((int)c->h.page_kind,
-				    c->h.flags & META_POOL_MEMFD ? -1 : c->pool_fd, n)))
+				    c->h.flags & META_POOL_MEMFD ? -1 : c->pool_fd,
+				    (uint64_t)n << GSHIFT(c))))
 		return err;
 	while (done < n) {
 		uint32_t run = 0;
@@ -185,12 +186,12 @@ int vmc_balloon(vmc_t *c, uint64_t target_unfunded, uint64_t *achieved)
 	vmc_clear_error();
 	if ((err = vmc_enter(c)))
 		return err;
-	if (target_unfunded % VMC_GRANULE_SIZE || target_unfunded > c->h.pool_size)
-		return vmc_fail(EINVAL, "balloon target %llu: must be a multiple of 2 MiB "
-				"no larger than the pool (%llu)",
-				(unsigned long long)target_unfunded,
-				(unsigned long long)c->h.pool_size);
-	target = (uint32_t)(target_unfunded >> VMC_GRANULE_SHIFT);
+	if (target_unfunded > c->h.pool_size)
+		return vmc_fail(EINVAL, "balloon target %llu MiB is larger than the pool (%llu MiB)",
+				(unsigned long long)(target_unfunded >> 20),
+				(unsigned long long)(c->h.pool_size >> 20));
+	/* whole granules, rounded up (vmc.h) */
+	target = (uint32_t)((target_unfunded + GSIZE(c) - 1) >> GSHIFT(c));
 	if ((err = balloon_lock(c)))
 		return err;
 	now = __atomic_load_n(&c->m->nunfunded, __ATOMIC_RELAXED);
@@ -201,6 +202,6 @@ int vmc_balloon(vmc_t *c, uint64_t target_unfunded, uint64_t *achieved)
 	balloon_unlock(c);
 	if (achieved)
 		*achieved = (uint64_t)__atomic_load_n(&c->m->nunfunded, __ATOMIC_RELAXED)
-			    << VMC_GRANULE_SHIFT;
+			    << GSHIFT(c);
 	return err;
 }

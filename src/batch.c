@@ -19,22 +19,25 @@ struct vmc_batch {
 };
 
 /* A VM must be attached and [addr, addr+len) be a granule-aligned range of
- * the window: its first index and count. */
+ * its span (window offsets [0, span)): its first index and count. */
 static int range(struct vmc *c, const void *addr, size_t len, const char *what,
 		 uint32_t *first, uint32_t *n)
 {
 	uintptr_t a = (uintptr_t)addr, base = (uintptr_t)c->arena;
+	uint32_t vm = c->win->attached;
+	uint64_t span;
 
-	if (c->win->attached == VMC_NIL)
+	if (vm == VMC_NIL)
 		return vmc_fail(VMC_ENOTATTACHED, "%s: no VM is attached in this worker", what);
-	if (!len || (a | len) & (VMC_GRANULE_SIZE - 1))
+	span = (uint64_t)vm_span(c, vm) << GSHIFT(c);
+	if (!len || (a | len) & (GSIZE(c) - 1))
 		return vmc_fail(EINVAL, "%s: address %p and length %zu must be non-zero "
-				"multiples of 2 MiB", what, addr, len);
-	if (a < base || a - base > c->h.window_size || len > c->h.window_size - (a - base))
-		return vmc_fail(EINVAL, "%s: [%p, +%zu) is outside the window [%p, +%llu)", what,
-				addr, len, c->arena, (unsigned long long)c->h.window_size);
-	*first = (uint32_t)((a - base) >> VMC_GRANULE_SHIFT);
-	*n = (uint32_t)(len >> VMC_GRANULE_SHIFT);
+				"multiples of the granule (%zu KiB)", what, addr, len, GSIZE(c) >> 10);
+	if (a < base || a - base > span || len > span - (a - base))
+		return vmc_fail(EINVAL, "%s: [%p, +%zu) is outside VM %s's span [%p, +%llu)", what,
+				addr, len, c->vms[vm].name, c->arena, (unsigned long long)span);
+	*first = (uint32_t)((a - base) >> GSHIFT(c));
+	*n = (uint32_t)(len >> GSHIFT(c));
 	return 0;
 }
 
@@ -138,7 +141,7 @@ int vmc_probe(vmc_t *c, const void *addr, vmc_probe_t *out)
 		return vmc_fail(VMC_ENOTATTACHED, "vmc_probe: no VM is attached in this worker");
 	if ((uintptr_t)addr < (uintptr_t)c->arena || off >= c->h.window_size)
 		return vmc_fail(EINVAL, "vmc_probe: %p is outside the window", addr);
-	e = vm_pagemap(c, vm)[off >> VMC_GRANULE_SHIFT];
+	e = off >> GSHIFT(c) < vm_span(c, vm) ? vm_pagemap(c, vm)[off >> GSHIFT(c)] : VMC_NIL;
 	out->vm = vm;
 	out->committed = e != VMC_NIL;
 	out->granule = e == VMC_NIL ? VMC_NIL : e & PM_GRANULE;

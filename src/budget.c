@@ -22,7 +22,7 @@
 int budget_charge(struct vmc *c, uint32_t n, int reserve, uint32_t *from_reserve)
 {
 	uint32_t funded = c->h.ngranules - __atomic_load_n(&c->m->nunfunded, __ATOMIC_RELAXED);
-	uint32_t rsv = (uint32_t)(c->h.reserve_size >> VMC_GRANULE_SHIFT);
+	uint32_t rsv = (uint32_t)(c->h.reserve_size >> GSHIFT(c));
 	uint32_t budget = funded > rsv ? funded - rsv : 0;
 	uint32_t cur = __atomic_load_n(&c->m->committed, __ATOMIC_RELAXED);
 
@@ -54,7 +54,7 @@ static uint32_t primaries(struct vmc *c, uint32_t v)
 	const uint32_t *map = vm_pagemap(c, v);
 	uint32_t n = 0;
 
-	for (uint32_t i = 0; i < c->h.window_granules; i++)
+	for (uint32_t i = 0; i < vm_span(c, v); i++)
 		n += map[i] != VMC_NIL && !(map[i] & PM_ALIAS);
 	return n;
 }

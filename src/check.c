@@ -30,6 +30,9 @@ static int check_derived(struct vmc *c, char *why, size_t n)
 	if (c->m->committed != want)
 		return snprintf(why, n, "the budget says %u granules are committed, the page maps "
 				"and regions hold %u", c->m->committed, want), VMC_ECORRUPT;
+	if (c->m->pm_top != vm_pm_top(c))
+		return snprintf(why, n, "page-map space is used up to entry %u, its top says %u",
+				vm_pm_top(c), c->m->pm_top), VMC_ECORRUPT;
 	if (c->h.code_cache_size && c->m->code_used != code_used_bytes(c))
 		return snprintf(why, n, "the code cache says %llu bytes are used, its bitmap %llu",
 				(unsigned long long)c->m->code_used,

@@ -54,11 +54,20 @@ static void meta_path(char *buf, size_t n, const char *name)
 
 /* ---------------------------------------------------------- page kinds */
 
-static int resolve_kind(const vmc_config_t *cfg, const char *name, uint32_t nfund, int *kind)
+#define DEFAULT_4K_GRANULE (64u << 10)
+#define MAX_WINDOW_GRANULES (1u << 22)   /* a process keeps 9 bytes per window granule */
+#define MAX_PM_ENTRIES (1u << 28)
+
+static uint64_t round_up(uint64_t v, unsigned shift)
+{
+	return (v + ((1ull << shift) - 1)) >> shift << shift;
+}
+
+static int resolve_kind(const vmc_config_t *cfg, const char *name, int *kind)
 {
 	vmc_caps_t caps;
 	char why[200] = "";
-	uint64_t need = VMC_MAX(nfund, 1);
+	uint64_t need = VMC_MAX(round_up(cfg->fund_size, VMC_GRANULE_SHIFT) >> VMC_GRANULE_SHIFT, 1);
 
 	vmc_caps_probe(&caps);
 	if (cfg->page_kind == VMC_PAGE_THP && !caps.thp_shmem)
@@ -69,7 +78,10 @@ static int resolve_kind(const vmc_config_t *cfg, const char *name, uint32_t nfun
 		*kind = cfg->page_kind;
 		return 0;
 	}
-	if ((uint64_t)caps.hugepages_free < need)
+	if (cfg->granule_size && cfg->granule_size < VMC_GRANULE_SIZE)
+		snprintf(why, sizeof why, "granules of %lluK need 4 KiB pages",
+			 (unsigned long long)(cfg->granule_size >> 10));
+	else if ((uint64_t)caps.hugepages_free < need)
 		snprintf(why, sizeof why, "hugetlb: %ld free hugepages, need %llu: run `vmcctl "
 			 "hugepages %llu` as root", caps.hugepages_free, (unsigned long long)need,
 			 (unsigned long long)need);
@@ -79,7 +91,8 @@ static int resolve_kind(const vmc_config_t *cfg, const char *name, uint32_t nfun
 	else
 		*kind = VMC_PAGE_HUGETLB;
 	if (why[0])
-		*kind = caps.thp_shmem ? VMC_PAGE_THP : VMC_PAGE_4K;
+		*kind = caps.thp_shmem && !(cfg->granule_size && cfg->granule_size < VMC_GRANULE_SIZE) ?
+			VMC_PAGE_THP : VMC_PAGE_4K;
 	if (cfg->verbose)
 		fprintf(stderr, "vmc: page_kind auto -> %s%s%s%s\n", vmc_page_kind_name(*kind),
 			why[0] ? " (" : "", why, why[0] ? ")" : "");
@@ -141,26 +154,22 @@ static void locate_tables(struct vmc *c)
 
 static int check_config(const vmc_config_t *cfg)
 {
-	const uint64_t G = VMC_GRANULE_SIZE;
 	const struct { const char *key; uint64_t v; int zero_ok; } sizes[] = {
 		{ "pool_size", cfg->pool_size, 0 }, { "fund_size", cfg->fund_size, 1 },
 		{ "window_size", cfg->window_size, 0 }, { "code_cache_size", cfg->code_cache_size, 1 },
 		{ "region_space", cfg->region_space, 1 }, { "reserve_size", cfg->reserve_size, 1 },
+		{ "span_total", cfg->span_total, 1 },
 	};
-	for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
-		if ((!sizes[i].v && !sizes[i].zero_ok) || sizes[i].v % G || sizes[i].v > (1ull << 44))
-			return vmc_fail(EINVAL, "vmc/%s = %llu: must be a %smultiple of 2 MiB "
-					"up to 16T", sizes[i].key, (unsigned long long)sizes[i].v,
-					sizes[i].zero_ok ? "" : "non-zero ");
-	}
-	if (cfg->code_cache_size > cfg->fund_size)
-		return vmc_fail(EINVAL, "code_cache_size (%llu) comes out of the funded pool: "
-				"fund_size (%llu) must be at least as large",
-				(unsigned long long)cfg->code_cache_size,
-				(unsigned long long)cfg->fund_size);
-	if (cfg->fund_size > cfg->pool_size || cfg->reserve_size > cfg->pool_size)
-		return vmc_fail(EINVAL, "fund_size and reserve_size must not exceed pool_size "
-				"(%llu)", (unsigned long long)cfg->pool_size);
+	for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+		if ((!sizes[i].v && !sizes[i].zero_ok) || sizes[i].v > (1ull << 44))
+			return vmc_fail(EINVAL, "vmc/%s = %llu: must be %s16T at most", sizes[i].key,
+					(unsigned long long)sizes[i].v,
+					sizes[i].zero_ok ? "" : "more than 0 and ");
+	if (cfg->granule_size && (cfg->granule_size & (cfg->granule_size - 1) ||
+				  cfg->granule_size < 4096 || cfg->granule_size > VMC_GRANULE_SIZE))
+		return vmc_fail(EINVAL, "vmc/granule_size = %llu: must be a power of two from 4K "
+				"to 2M (or 0 for the page kind's default)",
+				(unsigned long long)cfg->granule_size);
 	if (!cfg->max_vms || cfg->max_vms > 65536 || !cfg->max_workers ||
 	    cfg->max_workers > 4096 || !cfg->worker_cache || cfg->worker_cache > 4096)
 		return vmc_fail(EINVAL, "max_vms 1..65536, max_workers 1..4096, "
@@ -172,8 +181,56 @@ static int check_config(const vmc_config_t *cfg)
 	return 0;
 }
 
-/* Fill the immutable header of a new container into c->h. */
-static void init_header(struct vmc *c, const vmc_config_t *cfg, const char *name, int kind)
+/* The configuration as a container of page kind `kind` has it: its
+ * granule, and every size rounded up to whole granules (vmc.h). */
+static int shape(const vmc_config_t *in, int kind, vmc_config_t *cfg, unsigned *shift)
+{
+	uint64_t g = in->granule_size;
+
+	*cfg = *in;
+	if (!g)
+		g = kind == VMC_PAGE_4K ? DEFAULT_4K_GRANULE : VMC_GRANULE_SIZE;
+	if (kind != VMC_PAGE_4K && g != VMC_GRANULE_SIZE)
+		return vmc_fail(EINVAL, "vmc/granule_size = %lluK: the %s page kind maps 2 MiB "
+				"pages, so its granules are 2M (smaller ones need page_kind 4k)",
+				(unsigned long long)(g >> 10), vmc_page_kind_name(kind));
+	*shift = (unsigned)__builtin_ctzll(g);
+	cfg->pool_size = round_up(in->pool_size, *shift);
+	cfg->fund_size = round_up(in->fund_size, *shift);
+	cfg->window_size = round_up(in->window_size, *shift);
+	cfg->code_cache_size = round_up(in->code_cache_size, *shift);
+	cfg->region_space = round_up(in->region_space, *shift);
+	cfg->reserve_size = round_up(in->reserve_size, *shift);
+	cfg->span_total = in->span_total ? round_up(in->span_total, *shift) :
+		VMC_MIN((uint64_t)in->max_vms * cfg->window_size, (uint64_t)1 << (24 + *shift));
+	if (cfg->code_cache_size > cfg->fund_size)
+		return vmc_fail(EINVAL, "code_cache_size (%llu MiB) comes out of the funded pool: "
+				"fund_size (%llu MiB) must be at least as large",
+				(unsigned long long)(cfg->code_cache_size >> 20),
+				(unsigned long long)(cfg->fund_size >> 20));
+	if (cfg->fund_size > cfg->pool_size || cfg->reserve_size > cfg->pool_size)
+		return vmc_fail(EINVAL, "fund_size and reserve_size must not exceed pool_size "
+				"(%llu MiB)", (unsigned long long)(cfg->pool_size >> 20));
+	if (cfg->pool_size >> *shift >= PM_MAX_GRANULES)
+		return vmc_fail(EINVAL, "a pool of %llu MiB has too many %zuK granules: raise "
+				"vmc/granule_size", (unsigned long long)(cfg->pool_size >> 20),
+				(size_t)1 << (*shift - 10));
+	if (cfg->window_size >> *shift > MAX_WINDOW_GRANULES)
+		return vmc_fail(EINVAL, "a window of %llu MiB has more than %u granules of %zuK: "
+				"lower vmc/window_size or raise vmc/granule_size",
+				(unsigned long long)(cfg->window_size >> 20), MAX_WINDOW_GRANULES,
+				(size_t)1 << (*shift - 10));
+	if (cfg->span_total >> *shift > MAX_PM_ENTRIES)
+		return vmc_fail(EINVAL, "vmc/span_total of %llu MiB needs more than %u page-map "
+				"entries: lower it or raise vmc/granule_size",
+				(unsigned long long)(cfg->span_total >> 20), MAX_PM_ENTRIES);
+	return 0;
+}
+
+/* Fill the immutable header of a new container into c->h, from a shaped
+ * configuration. */
+static void init_header(struct vmc *c, const vmc_config_t *cfg, const char *name, int kind,
+			unsigned shift)
 {
 	struct vmc_meta *h = &c->h;
 	struct meta_layout l;
@@ -181,10 +238,11 @@ static void init_header(struct vmc *c, const vmc_config_t *cfg, const char *name
 	memset(h, 0, sizeof *h);
 	h->version = VMC_VERSION;
 	h->hdr_size = sizeof *h;
-	h->granule_size = sizeof(struct vmc_granule);
+	h->gentry_size = sizeof(struct vmc_granule);
 	h->slot_size = sizeof(struct vmc_slot);
 	h->vm_size = sizeof(struct vmc_vm);
-	h->ngranules = (uint32_t)(cfg->pool_size >> VMC_GRANULE_SHIFT);
+	h->granule_shift = shift;
+	h->ngranules = (uint32_t)(cfg->pool_size >> shift);
 	h->max_workers = cfg->max_workers;
 	h->max_vms = cfg->max_vms;
 	h->worker_cache = cfg->worker_cache;
@@ -197,7 +255,8 @@ static void init_header(struct vmc *c, const vmc_config_t *cfg, const char *name
 	h->reserve_size = cfg->reserve_size;
 	h->arena_size = arena_size(cfg->window_size + 2 * cfg->code_cache_size +
 				   cfg->region_space);
-	h->window_granules = (uint32_t)(cfg->window_size >> VMC_GRANULE_SHIFT);
+	h->window_granules = (uint32_t)(cfg->window_size >> shift);
+	h->pm_entries = (uint32_t)(cfg->span_total >> shift);
 	h->code_cache_protect = (uint32_t)cfg->code_cache_protect;
 	meta_layout(h, &l);
 	h->off_slots = l.off_slots;
@@ -270,23 +329,27 @@ static int init_tables(struct vmc *c)
 		if ((err = vmc_lock_init(&c->slots[s].lock)))
 			return vmc_fail(err, "cannot initialise a slot lock");
 	}
-	memset(c->pagemaps, 0xff, (uint64_t)c->h.max_vms * c->h.window_granules * sizeof(uint32_t));
+	memset(c->pagemaps, 0xff, (uint64_t)c->h.pm_entries * sizeof(uint32_t));
 	pool_init(c);
 	return 0;
 }
 
 /* Build the container with page kind `kind`. */
-static int create_as(const char *name, const vmc_config_t *cfg, int kind, vmc_t **out)
+static int create_as(const char *name, const vmc_config_t *asked, int kind, vmc_t **out)
 {
 	struct vmc *c;
 	char mpath[300] = "", ppath[sizeof c->h.pool_path] = "";
+	vmc_config_t shaped, *cfg = &shaped;
+	unsigned shift;
 	int err;
 
+	if ((err = shape(asked, kind, &shaped, &shift)))
+		return err;
 	if (!(c = handle_new()))
 		return vmc_fail(ENOMEM, "out of memory");
 	c->progress = cfg->progress;
 	c->progress_arg = cfg->progress_arg;
-	init_header(c, cfg, name, kind);
+	init_header(c, cfg, name, kind, shift);
 	if ((err = create_meta(c, name, mpath, sizeof mpath)) ||
 	    (err = open_pool(cfg, name, kind, ppath, sizeof ppath, &c->pool_fd)) ||
 	    (err = arena_create(c, name)))
@@ -297,7 +360,7 @@ static int create_as(const char *name, const vmc_config_t *cfg, int kind, vmc_t 
 	c->h.flags = ppath[0] ? 0 : META_POOL_MEMFD;
 	if ((err = init_tables(c)) || (err = worker_join(c)) || (err = balloon_lock(c)))
 		goto fail;
-	err = pool_fund(c, (uint32_t)(cfg->fund_size >> VMC_GRANULE_SHIFT));
+	err = pool_fund(c, (uint32_t)(cfg->fund_size >> shift));
 	balloon_unlock(c);
 	if (err || (err = code_create(c)) || (err = code_join(c)))
 		goto fail;
@@ -330,7 +393,7 @@ int vmc_create(const char *name, const vmc_config_t *cfg, vmc_t **out)
 	}
 	if ((name && (err = check_name(name))) || (err = check_config(cfg)))
 		return err;
-	if ((err = resolve_kind(cfg, name, (uint32_t)(cfg->fund_size >> VMC_GRANULE_SHIFT), &kind)))
+	if ((err = resolve_kind(cfg, name, &kind)))
 		return err;
 	err = create_as(name, cfg, kind, out);
 	/* auto: the hugepages it saw free were taken before it could fund them

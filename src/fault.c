@@ -68,7 +68,7 @@ static void report(struct vmc *c, int sig, const void *addr)
 	put(&l, ", attached VM ");
 	put_vm(&l, c, c->win ? c->win->attached : VMC_NIL);
 	if (off < c->h.window_size) {
-		uint32_t i = (uint32_t)(off >> VMC_GRANULE_SHIFT);
+		uint32_t i = (uint32_t)(off >> GSHIFT(c));
 		put(&l, ", window offset ");
 		put_num(&l, off, 16);
 		put(&l, ", last owner of that granule: VM ");

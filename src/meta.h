@@ -18,7 +18,7 @@
 #include "lock.h"
 
 #define VMC_MAGIC   0x31415445434d4d56ull  /* "VMMCETA1" little-endian */
-#define VMC_VERSION 1u
+#define VMC_VERSION 2u
 #define VMC_NIL     0xffffffffu
 #define VMC_NAME_MAX 64
 #define VMC_PAGE    4096u
@@ -34,7 +34,7 @@ enum {
 };
 enum { G_DEFERRED = 1, G_DIRTY = 2 };
 
-/* One per 2 MiB of pool.  Guarded by the pool lock, except while CACHED
+/* One per granule of pool.  Guarded by the pool lock, except while CACHED
  * (the owning slot's lock) or USED (the lock that guards the VM's page map). */
 struct vmc_granule {
 	uint8_t  state;    /* G_*                                                */
@@ -118,6 +118,10 @@ struct vmc_vm {
 	uint32_t committed;     /* page map owner: granules in the page map         */
 	uint32_t hwm;           /* page map owner: committed high-water mark        */
 	uint32_t reserve_used;  /* page map owner: granules drawn from the reserve  */
+	uint32_t pm_len;        /* pool lock: page-map entries: the VM's span in
+				 * granules (set at create)                         */
+	uint32_t pm_off;        /* pool lock: where its page map starts among the
+				 * container's page-map entries                     */
 	uint32_t pad1;
 	uint64_t attaches;      /* atomic */
 	int32_t  pid;           /* page map owner: pid of the attacher (kept when orphaned) */
@@ -167,9 +171,11 @@ struct vmc_meta {
 	uint32_t version;
 	uint32_t hdr_size;       /* sizeof(struct vmc_meta) */
 	uint64_t meta_size;      /* bytes of the whole metadata file */
-	uint32_t granule_size, slot_size, vm_size, flags;  /* entry sizes, for layout checks */
+	uint32_t gentry_size, slot_size, vm_size, flags;  /* entry sizes, for layout checks */
 	uint32_t ngranules, max_workers, max_vms, worker_cache;
 	uint32_t page_kind, memory_isolation, window_granules, code_cache_protect;
+	uint32_t granule_shift;  /* granules are 1 << granule_shift bytes (12..21) */
+	uint32_t pm_entries;     /* page-map entries of all VMs together */
 	uint64_t pool_size, window_size, code_cache_size, region_space, reserve_size;
 	uint64_t arena_base, arena_size;
 	uint64_t off_slots, off_granules, off_vms, off_pagemaps, off_regions, off_codemap;
@@ -190,9 +196,16 @@ struct vmc_meta {
 				  * `committed` before the next one (budget.c) */
 	uint32_t quar_head;      /* pool lock: quarantine list, oldest first */
 	uint32_t quar_tail;      /* pool lock */
+	uint32_t pm_top;         /* pool lock: page-map entries from here up are free
+				  * (the end of the highest live VM's page map)   */
+	uint32_t pad3;
 	uint64_t epoch;          /* pool lock (read atomically): see quarantine.c */
 	struct vmc_counters cnt; /* atomic */
 };
+
+/* The granule size of a container (1 << granule_shift bytes). */
+#define GSHIFT(c) ((c)->h.granule_shift)
+#define GSIZE(c)  ((size_t)1 << GSHIFT(c))
 
 /* The process-local handle. */
 struct vmc {
@@ -202,7 +215,8 @@ struct vmc {
 	struct vmc_granule *gran;/* the tables, located from h */
 	struct vmc_slot *slots;
 	struct vmc_vm *vms;
-	uint32_t *pagemaps;      /* max_vms page maps of window_granules entries */
+	uint32_t *pagemaps;      /* h.pm_entries entries: each VM's page map is
+				  * pm_len of them from pm_off                   */
 	struct vmc_region *regions;
 	uint64_t *codemap;       /* used bitmap, then start bitmap               */
 	uint64_t regions_mapped; /* bit r: region r is mapped in this process    */

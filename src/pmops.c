@@ -63,8 +63,8 @@ void u32v_free(struct u32v *a)
 
 static int uncommitted(const struct vmc_op *op, uint32_t i)
 {
-	return vmc_fail(VMC_EUNCOMMITTED, "%s: window offset %#llx is not committed",
-			vmc_op_name(op->kind), (unsigned long long)i << VMC_GRANULE_SHIFT);
+	return vmc_fail(VMC_EUNCOMMITTED, "%s: window granule %u is not committed",
+			vmc_op_name(op->kind), i);
 }
 
 static int op_commit(struct run *r, const struct vmc_op *op)
@@ -92,7 +92,7 @@ static int op_commit(struct run *r, const struct vmc_op *op)
 static void promote_alias(struct run *r, uint32_t gn)
 {
 	uint32_t *map = vm_pagemap(r->c, r->vm);
-	for (uint32_t j = 0; j < r->c->h.window_granules; j++)
+	for (uint32_t j = 0; j < vm_span(r->c, r->vm); j++)
 		if (map[j] != VMC_NIL && (map[j] & PM_ALIAS) && (map[j] & PM_GRANULE) == gn) {
 			map[j] &= ~PM_ALIAS;
 			r->c->gran[gn].index = j;
@@ -140,8 +140,8 @@ static int check_pair(struct run *r, const struct vmc_op *op)
 		if (op->kind == VMC_OP_ALIAS && in_from)
 			return vmc_fail(EINVAL, "vmc_alias: the ranges overlap");
 		if (!in_from && E(r, t) != VMC_NIL)
-			return vmc_fail(EEXIST, "%s: window offset %#llx is committed already",
-					vmc_op_name(op->kind), (unsigned long long)t << VMC_GRANULE_SHIFT);
+			return vmc_fail(EEXIST, "%s: window granule %u is committed already",
+					vmc_op_name(op->kind), t);
 		if (op->kind == VMC_OP_ALIAS && r->c->gran[E(r, op->from + k) & PM_GRANULE].views
 					       == UINT16_MAX && r->real)
 			return vmc_fail(EMLINK, "vmc_alias: too many views of one granule");

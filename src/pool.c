@@ -16,6 +16,7 @@
  */
 #include "pool.h"
 #include "quarantine.h"
+#include "vm.h"
 #include "window.h"
 #include "worker.h"
 
@@ -79,6 +80,7 @@ static void pool_repair(void *arg)
 
 	free_strays(c);
 	pool_rebuild(c);
+	c->m->pm_top = vm_pm_top(c);   /* a VM made or destroyed half-way */
 	/* a region made or freed half-way may have left the budget off */
 	__atomic_store_n(&c->m->budget_stale, 1, __ATOMIC_RELEASE);
 }

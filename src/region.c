@@ -38,11 +38,11 @@ void *region_addr(struct vmc *c, uint32_t r)
 int region_map(struct vmc *c, uint32_t r, void *at, int prot)
 {
 	struct vmc_region *e = &c->regions[r];
-	size_t len = (size_t)e->ngran << VMC_GRANULE_SHIFT;
+	size_t len = (size_t)e->ngran << GSHIFT(c);
 	int populate = c->h.page_kind == VMC_PAGE_HUGETLB ? MAP_POPULATE : 0;
 
 	if (os_mmap(at ? at : region_addr(c, r), len, prot, MAP_SHARED | MAP_FIXED | populate,
-		    c->pool_fd, (off_t)e->first << VMC_GRANULE_SHIFT) == MAP_FAILED)
+		    c->pool_fd, (off_t)e->first << GSHIFT(c)) == MAP_FAILED)
 		return vmc_fail(errno, "mapping region %s: %s", e->name, vmc_strerror(errno));
 	return 0;
 }
@@ -65,7 +65,7 @@ static uint64_t place(struct vmc *c, uint64_t size)
 		uint64_t next = at;
 		for (uint32_t r = 0; r < VMC_MAX_REGIONS; r++) {
 			struct vmc_region *e = &c->regions[r];
-			uint64_t a = e->arena_off, b = a + ((uint64_t)e->ngran << VMC_GRANULE_SHIFT);
+			uint64_t a = e->arena_off, b = a + ((uint64_t)e->ngran << GSHIFT(c));
 			if (e->state == REGION_LIVE && a < at + size && b > at)
 				next = VMC_MAX(next, b);
 		}
@@ -133,7 +133,7 @@ static int find_live(struct vmc *c, const char *name, uint32_t *r, int open)
 
 int region_new(struct vmc *c, const char *name, uint64_t size, int kind, uint32_t *out)
 {
-	uint32_t r, free_r = VMC_NIL, n = (uint32_t)(size >> VMC_GRANULE_SHIFT), first = 0;
+	uint32_t r, free_r = VMC_NIL, n = (uint32_t)(size >> GSHIFT(c)), first = 0;
 	uint64_t at;
 	int err;
 
@@ -189,9 +189,8 @@ static int check_args(const char *name, uint64_t size)
 	size_t n = name ? strlen(name) : 0;
 	if (!n || n >= VMC_NAME_MAX)
 		return vmc_fail(EINVAL, "region name must be 1..%d characters", VMC_NAME_MAX - 1);
-	if (!size || size % VMC_GRANULE_SIZE)
-		return vmc_fail(EINVAL, "region size %llu: must be a non-zero multiple of 2 MiB",
-				(unsigned long long)size);
+	if (!size)
+		return vmc_fail(EINVAL, "region size 0: a region needs at least one byte");
 	return 0;
 }
 
@@ -208,6 +207,7 @@ int vmc_region_create(vmc_t *c, const char *name, size_t size, int flags, void *
 	if (size > c->h.pool_size)
 		return vmc_fail(EINVAL, "region %s of %zu MiB is larger than the pool (%llu MiB)",
 				name, size >> 20, (unsigned long long)(c->h.pool_size >> 20));
+	size = (size + GSIZE(c) - 1) & ~(GSIZE(c) - 1);   /* whole granules (vmc.h) */
 	if ((err = region_new(c, name, size, REGION_LIVE, &r)))
 		return err;
 	if ((err = region_map(c, r, NULL, PROT_READ | PROT_WRITE)) || (err = pool_lock(c))) {
@@ -220,8 +220,7 @@ int vmc_region_create(vmc_t *c, const char *name, size_t size, int flags, void *
 	for (uint32_t k = 0; k < e->ngran; k++) {
 		struct vmc_granule *g = &c->gran[e->first + k];
 		if (g->last_vm != VMC_NIL)
-			memset((char *)region_addr(c, r) + ((size_t)k << VMC_GRANULE_SHIFT), 0,
-			       VMC_GRANULE_SIZE);
+			memset((char *)region_addr(c, r) + ((size_t)k << GSHIFT(c)), 0, GSIZE(c));
 		g->last_vm = LAST_REGION;   /* from now on it holds the region's bytes */
 	}
 	if ((err = pool_lock(c)))
@@ -277,7 +276,7 @@ int vmc_region_close(vmc_t *c, void *addr)
 		return err;
 	if ((r = region_at(c, addr)) == VMC_NIL)
 		return vmc_fail(EINVAL, "%p is not a region open in this process", addr);
-	unmap_range(addr, (size_t)c->regions[r].ngran << VMC_GRANULE_SHIFT);
+	unmap_range(addr, (size_t)c->regions[r].ngran << GSHIFT(c));
 	c->regions_mapped &= ~(1ull << r);
 	set_opener(c, r, 0);
 	return 0;
@@ -345,7 +344,7 @@ int vmc_region_destroy(vmc_t *c, const char *name)
 		return err;
 	}
 	if (c->regions_mapped >> r & 1) {
-		unmap_range(region_addr(c, r), (size_t)c->regions[r].ngran << VMC_GRANULE_SHIFT);
+		unmap_range(region_addr(c, r), (size_t)c->regions[r].ngran << GSHIFT(c));
 		c->regions_mapped &= ~(1ull << r);
 	}
 	region_free_locked(c, r);
@@ -369,7 +368,7 @@ int vmc_region_stats(vmc_t *c, uint32_t i, vmc_region_stats_t *out)
 	memset(out, 0, sizeof *out);
 	snprintf(out->name, sizeof out->name, "%s", e->name);
 	out->code = e->state == REGION_CODE;
-	out->size = (uint64_t)e->ngran << VMC_GRANULE_SHIFT;
+	out->size = (uint64_t)e->ngran << GSHIFT(c);
 	out->addr = region_addr(c, i);
 	/* every worker maps the code cache; cache regions count their openers */
 	for (uint32_t s = 0; s < c->h.max_workers; s++)
@@ -392,6 +391,6 @@ void region_forget_inherited(struct vmc *c)
 {
 	for (uint32_t r = 1; r < VMC_MAX_REGIONS; r++)
 		if (c->regions_mapped >> r & 1)
-			unmap_range(region_addr(c, r), (size_t)c->regions[r].ngran << VMC_GRANULE_SHIFT);
+			unmap_range(region_addr(c, r), (size_t)c->regions[r].ngran << GSHIFT(c));
 	c->regions_mapped &= 1;
 }

@@ -94,9 +94,9 @@ static void zero_through_window(struct run *r)
 		vmc_assert(c->win->vm == r->vm && c->win->map[i] == g &&
 			   c->win->prot[i] == (PROT_READ | PROT_WRITE));
 		if (must_zero(r, k, g))
-			memset(window_addr(c, i), 0, VMC_GRANULE_SIZE);
+			memset(window_addr(c, i), 0, GSIZE(c));
 		else if (r->atf.v[k] & VMC_COMMIT_POPULATE)
-			os_madvise(window_addr(c, i), VMC_GRANULE_SIZE, MADV_POPULATE_WRITE);
+			os_madvise(window_addr(c, i), GSIZE(c), MADV_POPULATE_WRITE);
 		mark_clean(r, g);
 	}
 }
@@ -297,10 +297,12 @@ int remap_run(struct vmc *c, uint32_t vm_id, const struct vmc_op *ops, uint32_t 
 	    (err = u32v_reserve(&r.freed, 2 * pmops_released(ops, n))))
 		goto out;
 	/* limits count the commits of the batch, not what it releases too */
-	if (r.need && (uint64_t)(vm->committed + r.need) << VMC_GRANULE_SHIFT > vm->limit) {
-		err = vmc_fail(VMC_ELIMIT, "VM %s: committing %u more granules would exceed "
-			       "its limit of %llu MiB (%u MiB committed)", vm->name, r.need,
-			       (unsigned long long)(vm->limit >> 20), vm->committed * 2);
+	if (r.need && (uint64_t)(vm->committed + r.need) << GSHIFT(c) > vm->limit) {
+		err = vmc_fail(VMC_ELIMIT, "VM %s: committing %llu KiB more would exceed its "
+			       "limit of %llu KiB (%llu KiB committed)", vm->name,
+			       (unsigned long long)(((uint64_t)r.need << GSHIFT(c)) >> 10),
+			       (unsigned long long)(vm->limit >> 10),
+			       (unsigned long long)(((uint64_t)vm->committed << GSHIFT(c)) >> 10));
 		goto out;
 	}
 	for (uint32_t k = 0; k < n; k++)

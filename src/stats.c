@@ -26,7 +26,7 @@ const char *vmc_page_kind_name(int kind)
 
 size_t vmc_granule_size(vmc_t *c)
 {
-	return c && c->m ? VMC_GRANULE_SIZE : 0;
+	return c && c->m ? GSIZE(c) : 0;
 }
 
 uint64_t vmc_syscalls(void)
@@ -83,7 +83,7 @@ int vmc_stats(vmc_t *c, vmc_stats_t *out)
 	for (uint32_t r = 0; r < VMC_MAX_REGIONS; r++)
 		if (c->regions[r].state == REGION_LIVE) {
 			out->regions++;
-			out->region_bytes += (uint64_t)c->regions[r].ngran << VMC_GRANULE_SHIFT;
+			out->region_bytes += (uint64_t)c->regions[r].ngran << GSHIFT(c);
 		}
 	out->code_cache_size = c->h.code_cache_size;
 	out->code_cache_used = __atomic_load_n(&c->m->code_used, __ATOMIC_RELAXED);
@@ -106,7 +106,7 @@ int vmc_stats(vmc_t *c, vmc_stats_t *out)
 	out->cached = n[G_CACHED];
 	out->used = n[G_USED];
 	out->quarantined = n[G_QUARANTINED];
-	out->funded_bytes = (uint64_t)(c->h.ngranules - n[G_UNFUNDED]) << VMC_GRANULE_SHIFT;
+	out->funded_bytes = (uint64_t)(c->h.ngranules - n[G_UNFUNDED]) << GSHIFT(c);
 	out->max_workers = c->h.max_workers;
 	out->max_vms = c->h.max_vms;
 	out->page_kind = (int)c->h.page_kind;

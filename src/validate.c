@@ -29,7 +29,7 @@ void meta_layout(const struct vmc_meta *h, struct meta_layout *out)
 	out->off_vms = off;
 	off = ALIGN_UP(off + (uint64_t)h->max_vms * sizeof(struct vmc_vm), 64);
 	out->off_pagemaps = off;
-	off = ALIGN_UP(off + (uint64_t)h->max_vms * h->window_granules * sizeof(uint32_t), 64);
+	off = ALIGN_UP(off + (uint64_t)h->pm_entries * sizeof(uint32_t), 64);
 	out->off_regions = off;
 	off = ALIGN_UP(off + VMC_MAX_REGIONS * sizeof(struct vmc_region), 64);
 	out->off_codemap = off;
@@ -58,21 +58,26 @@ static int check_header(const struct vmc_meta *h, size_t len, int flags, char *w
 	if (h->version != VMC_VERSION)
 		return bad(VMC_EVERSION, why, n, "format version %u, this library reads %u",
 			   h->version, VMC_VERSION);
-	if (h->hdr_size != sizeof *h || h->granule_size != sizeof(struct vmc_granule) ||
+	if (h->hdr_size != sizeof *h || h->gentry_size != sizeof(struct vmc_granule) ||
 	    h->slot_size != sizeof(struct vmc_slot) || h->vm_size != sizeof(struct vmc_vm))
 		return bad(VMC_EVERSION, why, n, "entry sizes differ from this library's");
+	if (h->granule_shift < 12 || h->granule_shift > VMC_GRANULE_SHIFT ||
+	    (h->page_kind != VMC_PAGE_4K && h->granule_shift != VMC_GRANULE_SHIFT))
+		return bad(VMC_ECORRUPT, why, n, "bad granule size (2^%u)", h->granule_shift);
 	if (!h->ngranules || h->ngranules >= PM_MAX_GRANULES || !h->max_workers ||
 	    h->max_workers > 4096 || !h->max_vms || h->max_vms > 65536 ||
 	    !h->worker_cache || h->worker_cache > 4096 ||
-	    h->window_granules != h->window_size >> VMC_GRANULE_SHIFT ||
-	    !h->window_granules || h->window_granules > (1u << 23))
+	    h->window_granules != h->window_size >> h->granule_shift ||
+	    !h->window_granules || h->window_granules > (1u << 22) ||
+	    !h->pm_entries || h->pm_entries > (1u << 28))
 		return bad(VMC_ECORRUPT, why, n, "table sizes out of range");
-	if (h->pool_size != (uint64_t)h->ngranules << VMC_GRANULE_SHIFT)
+	if (h->pool_size != (uint64_t)h->ngranules << h->granule_shift)
 		return bad(VMC_ECORRUPT, why, n, "pool size does not match granule count");
 	if (h->page_kind < VMC_PAGE_HUGETLB || h->page_kind > VMC_PAGE_4K ||
 	    h->memory_isolation > 1)
 		return bad(VMC_ECORRUPT, why, n, "bad page kind or isolation mode");
-	if (h->code_cache_size % VMC_GRANULE_SIZE || h->region_space % VMC_GRANULE_SIZE ||
+	uint64_t gmask = ((uint64_t)1 << h->granule_shift) - 1;
+	if (h->code_cache_size & gmask || h->region_space & gmask ||
 	    h->code_cache_size > h->pool_size || h->code_cache_protect > 1)
 		return bad(VMC_ECORRUPT, why, n, "bad code cache or region geometry");
 	meta_layout(h, &l);
@@ -84,7 +89,7 @@ static int check_header(const struct vmc_meta *h, size_t len, int flags, char *w
 	if (!(flags & META_HEADER) && len < h->meta_size)
 		return bad(VMC_ECORRUPT, why, n, "file is %zu bytes, layout needs %llu",
 			   len, (unsigned long long)h->meta_size);
-	if (h->window_size % VMC_GRANULE_SIZE || !h->window_size ||
+	if (h->window_size & gmask || !h->window_size ||
 	    h->arena_base % VMC_GRANULE_SIZE || !h->arena_base ||
 	    h->arena_size < h->window_size + 2 * h->code_cache_size + h->region_space ||
 	    h->arena_base + h->arena_size < h->arena_base ||
@@ -132,11 +137,15 @@ static int check_entries(const struct vmc_meta *h, char *why, size_t n)
 				   (unsigned long long)vm->own);
 		if (!memchr(vm->name, 0, sizeof vm->name))
 			return bad(VMC_ECORRUPT, why, n, "VM %u: unterminated name", v);
+		if (state != VM_FREE && (vm->pm_len > h->window_granules ||
+					 vm->pm_off > h->pm_entries ||
+					 vm->pm_len > h->pm_entries - vm->pm_off))
+			return bad(VMC_ECORRUPT, why, n, "VM %u: page map out of range", v);
 	}
 	const struct vmc_region *rt = (const void *)((const char *)h + h->off_regions);
 	for (uint32_t r = 0; r < VMC_MAX_REGIONS; r++) {
 		const struct vmc_region *e = &rt[r];
-		uint64_t size = (uint64_t)e->ngran << VMC_GRANULE_SHIFT;
+		uint64_t size = (uint64_t)e->ngran << h->granule_shift;
 		if (e->state > REGION_MAKING || !memchr(e->name, 0, sizeof e->name))
 			return bad(VMC_ECORRUPT, why, n, "region %u: bad state or name", r);
 		if (e->state != REGION_FREE &&
@@ -146,11 +155,10 @@ static int check_entries(const struct vmc_meta *h, char *why, size_t n)
 			return bad(VMC_ECORRUPT, why, n, "region %u: out of the pool or arena", r);
 	}
 	const uint32_t *pm = (const void *)((const char *)h + h->off_pagemaps);
-	for (uint64_t i = 0; i < (uint64_t)h->max_vms * h->window_granules; i++)
+	for (uint32_t i = 0; i < h->pm_entries; i++)
 		if (pm[i] != VMC_NIL && ((pm[i] & PM_GRANULE) >= h->ngranules ||
 					 (pm[i] & PM_PROT_MASK) == PM_PROT_MASK))
-			return bad(VMC_ECORRUPT, why, n, "page map of VM %llu: granule out of range",
-				   (unsigned long long)(i / h->window_granules));
+			return bad(VMC_ECORRUPT, why, n, "page-map entry %u: granule out of range", i);
 	if ((h->free_head != VMC_NIL && h->free_head >= h->ngranules) ||
 	    (h->quar_head != VMC_NIL && h->quar_head >= h->ngranules) ||
 	    h->nfree > h->ngranules || h->nunfunded > h->ngranules ||
@@ -191,14 +199,14 @@ static int walk_pagemaps(const struct vmc_meta *h, const struct vmc_granule *gt,
 
 	for (uint32_t v = 0; v < h->max_vms; v++) {
 		uint32_t committed = 0;
-		for (uint32_t i = 0; i < h->window_granules; i++) {
-			uint32_t g = pm[(uint64_t)v * h->window_granules + i];
+		if (VM_STATE(vt[v].own) == VM_FREE)
+			continue;
+		for (uint32_t i = 0; i < vt[v].pm_len; i++) {
+			uint32_t g = pm[vt[v].pm_off + i];
 			if (g == VMC_NIL)
 				continue;
 			uint32_t e = g;
 			g &= PM_GRANULE;
-			if (VM_STATE(vt[v].own) == VM_FREE)
-				return bad(VMC_ECORRUPT, why, n, "free VM %u maps granule %u", v, g);
 			if (gt[g].state != G_USED || gt[g].owner != v ||
 			    ((e & PM_ALIAS) ? gt[g].index == i : gt[g].index != i))
 				return bad(VMC_ECORRUPT, why, n, "VM %u index %u maps granule %u, "
@@ -237,18 +245,52 @@ static int walk_pagemaps(const struct vmc_meta *h, const struct vmc_granule *gt,
 	return 0;
 }
 
+static int cmp_extent(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Live VMs' page maps do not overlap, and every entry outside them is
+ * empty.  ext[] has room for max_vms (offset << 32 | length) words. */
+static int check_extents(const struct vmc_meta *h, const struct vmc_vm *vt, const uint32_t *pm,
+			 uint64_t *ext, char *why, size_t n)
+{
+	uint32_t k = 0, at = 0;
+
+	for (uint32_t v = 0; v < h->max_vms; v++)
+		if (VM_STATE(vt[v].own) != VM_FREE && vt[v].pm_len)
+			ext[k++] = (uint64_t)vt[v].pm_off << 32 | vt[v].pm_len;
+	qsort(ext, k, sizeof *ext, cmp_extent);
+	for (uint32_t j = 0; j <= k; j++) {
+		uint32_t off = j < k ? (uint32_t)(ext[j] >> 32) : h->pm_entries;
+		if (off < at)
+			return bad(VMC_ECORRUPT, why, n, "two VMs' page maps overlap at entry %u", off);
+		for (uint32_t i = at; i < off; i++)
+			if (pm[i] != VMC_NIL)
+				return bad(VMC_ECORRUPT, why, n, "page-map entry %u belongs to no VM "
+					   "but maps granule %u", i, pm[i] & PM_GRANULE);
+		if (j < k)
+			at = off + (uint32_t)ext[j];
+	}
+	return 0;
+}
+
 static int check_pagemaps(const struct vmc_meta *h, uint32_t used, char *why, size_t n)
 {
 	const struct vmc_granule *gt = (const void *)((const char *)h + h->off_granules);
 	const struct vmc_vm *vt = (const void *)((const char *)h + h->off_vms);
 	const uint32_t *pm = (const void *)((const char *)h + h->off_pagemaps);
 	uint32_t mapped = 0, *views = calloc(h->ngranules, sizeof *views);
+	uint64_t *ext = calloc(h->max_vms, sizeof *ext);
 	int err;
 
-	if (!views)
-		return bad(ENOMEM, why, n, "out of memory");
-	err = walk_pagemaps(h, gt, vt, pm, used, views, &mapped, why, n);
+	if (!views || !ext)
+		err = bad(ENOMEM, why, n, "out of memory");
+	else if (!(err = check_extents(h, vt, pm, ext, why, n)))
+		err = walk_pagemaps(h, gt, vt, pm, used, views, &mapped, why, n);
 	free(views);
+	free(ext);
 	return err;
 }
 

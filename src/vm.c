@@ -127,7 +127,7 @@ int vm_repair(struct vmc *c, uint32_t id)
 			c->gran[g].views = 0;
 			c->gran[g].index = VMC_NIL;
 		}
-	for (uint32_t i = 0; i < c->h.window_granules; i++) {
+	for (uint32_t i = 0; i < vm_span(c, id); i++) {
 		uint32_t e = map[i], g = e & PM_GRANULE;
 		if (e == VMC_NIL)
 			continue;
@@ -139,7 +139,7 @@ int vm_repair(struct vmc *c, uint32_t id)
 		if (!(e & PM_ALIAS))
 			c->gran[g].index = i;
 	}
-	for (uint32_t i = 0; i < c->h.window_granules; i++) {
+	for (uint32_t i = 0; i < vm_span(c, id); i++) {
 		uint32_t e = map[i], g = e & PM_GRANULE;
 		if (e == VMC_NIL || c->gran[g].index != VMC_NIL)
 			continue;
@@ -182,17 +182,26 @@ static uint32_t lookup(struct vmc *c, const char *name)
 	return VMC_NIL;
 }
 
-int vmc_vm_create(vmc_t *c, const char *name, size_t limit, uint32_t *id)
+int vmc_vm_create_span(vmc_t *c, const char *name, size_t limit, size_t span, uint32_t *id)
 {
-	uint32_t v, free_v = VMC_NIL;
+	uint32_t v, free_v = VMC_NIL, off, n;
+	size_t gmask;
 	int err;
 
 	vmc_clear_error();
 	if ((err = vmc_enter(c)) || (err = check_vm_name(name)))
 		return err;
-	if (!id || limit < VMC_GRANULE_SIZE || limit > c->h.window_size)
-		return vmc_fail(EINVAL, "VM limit %zu: must be 2 MiB .. the window size (%llu)",
-				limit, (unsigned long long)c->h.window_size);
+	gmask = GSIZE(c) - 1;
+	if (!id || !limit || !span || limit > c->h.window_size || span > c->h.window_size)
+		return vmc_fail(EINVAL, "VM limit %zu and span %zu: must be 1 .. the window size "
+				"(%llu MiB), and id not NULL", limit, span,
+				(unsigned long long)(c->h.window_size >> 20));
+	limit = (limit + gmask) & ~gmask;   /* whole granules, rounded up (vmc.h) */
+	span = (span + gmask) & ~gmask;
+	if (limit > span)
+		return vmc_fail(EINVAL, "VM limit %zu MiB is larger than its span %zu MiB",
+				limit >> 20, span >> 20);
+	n = (uint32_t)(span >> GSHIFT(c));
 	if ((err = pool_lock(c)))
 		return err;
 	if (lookup(c, name) != VMC_NIL) {
@@ -207,16 +216,27 @@ int vmc_vm_create(vmc_t *c, const char *name, size_t limit, uint32_t *id)
 		return vmc_fail(ENOSPC, "the VM table is full (%u VMs): raise vmc/max_vms",
 				c->h.max_vms);
 	}
+	if ((err = pm_alloc(c, n, &off))) {
+		pool_unlock(c);
+		return err;
+	}
 	struct vmc_vm *vm = &c->vms[free_v];
 	snprintf(vm->name, sizeof vm->name, "%s", name);
-	vm->limit = limit & ~(VMC_GRANULE_SIZE - 1);
-	vm->committed = vm->hwm = 0;
+	vm->limit = limit;
+	vm->pm_off = off;
+	vm->pm_len = n;
+	vm->committed = vm->hwm = vm->reserve_used = 0;
 	vm->attaches = 0;
 	vm->incarnation++;
 	__atomic_store_n(&vm->own, VM_OWN(VM_IDLE, VMC_NIL), __ATOMIC_RELEASE);
 	pool_unlock(c);
 	*id = free_v;
 	return 0;
+}
+
+int vmc_vm_create(vmc_t *c, const char *name, size_t limit, uint32_t *id)
+{
+	return vmc_vm_create_span(c, name, limit, limit, id);
 }
 
 int vmc_vm_find(vmc_t *c, const char *name, uint32_t *id)
@@ -244,7 +264,7 @@ int vmc_vm_find(vmc_t *c, const char *name, uint32_t *id)
  * `from`. */
 static int claim_and_empty(struct vmc *c, uint32_t id, uint32_t from)
 {
-	struct vmc_op op = { VMC_OP_RELEASE, OPF_SKIP_HOLES, 0, 0, c->h.window_granules };
+	struct vmc_op op = { VMC_OP_RELEASE, OPF_SKIP_HOLES, 0, 0, vm_span(c, id) };
 	int err = 0;
 
 	if ((err = vm_claim(c, id, from)))
@@ -276,6 +296,7 @@ static int destroy(struct vmc *c, uint32_t id, uint32_t from)
 	vm->name[0] = 0;
 	vm->reserve_used = 0;
 	__atomic_store_n(&vm->own, VM_OWN(VM_FREE, VMC_NIL), __ATOMIC_RELEASE);
+	pm_release(c);
 	pool_unlock(c);
 	return 0;
 }
@@ -354,10 +375,11 @@ int vmc_vm_stats(vmc_t *c, uint32_t id, vmc_vm_stats_t *out)
 	if (VM_STATE(own) >= VM_ATTACHED)
 		out->pid = vm->pid;
 	out->limit = vm->limit;
+	out->span = (uint64_t)vm->pm_len << GSHIFT(c);
 	out->committed = (uint64_t)__atomic_load_n(&vm->committed, __ATOMIC_RELAXED)
-			 << VMC_GRANULE_SHIFT;
-	out->hwm = (uint64_t)__atomic_load_n(&vm->hwm, __ATOMIC_RELAXED) << VMC_GRANULE_SHIFT;
-	out->reserve_used = (uint64_t)vm->reserve_used << VMC_GRANULE_SHIFT;
+			 << GSHIFT(c);
+	out->hwm = (uint64_t)__atomic_load_n(&vm->hwm, __ATOMIC_RELAXED) << GSHIFT(c);
+	out->reserve_used = (uint64_t)vm->reserve_used << GSHIFT(c);
 	out->attaches = __atomic_load_n(&vm->attaches, __ATOMIC_RELAXED);
 	pool_unlock(c);
 	return 0;
@@ -369,17 +391,17 @@ static int copy_granules(struct vmc *c, const uint32_t *src, const uint32_t *dst
 {
 	int populate = MAP_POPULATE;
 	for (uint32_t k = 0; k < n; k++) {
-		void *a = os_mmap(NULL, VMC_GRANULE_SIZE, PROT_READ, MAP_SHARED | populate,
-				  c->pool_fd, (off_t)src[k] << VMC_GRANULE_SHIFT);
-		void *b = os_mmap(NULL, VMC_GRANULE_SIZE, PROT_READ | PROT_WRITE,
-				  MAP_SHARED | populate, c->pool_fd, (off_t)dst[k] << VMC_GRANULE_SHIFT);
+		void *a = os_mmap(NULL, GSIZE(c), PROT_READ, MAP_SHARED | populate,
+				  c->pool_fd, (off_t)src[k] << GSHIFT(c));
+		void *b = os_mmap(NULL, GSIZE(c), PROT_READ | PROT_WRITE,
+				  MAP_SHARED | populate, c->pool_fd, (off_t)dst[k] << GSHIFT(c));
 		int err = a == MAP_FAILED || b == MAP_FAILED ? errno : 0;
 		if (!err)
-			memcpy(b, a, VMC_GRANULE_SIZE);
+			memcpy(b, a, GSIZE(c));
 		if (a != MAP_FAILED)
-			os_munmap(a, VMC_GRANULE_SIZE);
+			os_munmap(a, GSIZE(c));
 		if (b != MAP_FAILED)
-			os_munmap(b, VMC_GRANULE_SIZE);
+			os_munmap(b, GSIZE(c));
 		if (err)
 			return vmc_fail(err, "clone: mapping the pool: %s", vmc_strerror(err));
 	}
@@ -407,7 +429,7 @@ static int copy_batch(struct vmc *c, uint32_t dst, const uint32_t *from, const u
 static int copy_vm(struct vmc *c, uint32_t src, uint32_t dst)
 {
 	uint32_t *sm = vm_pagemap(c, src), *dm = vm_pagemap(c, dst);
-	uint32_t n = c->h.window_granules, from[32], to[32], k = 0, rsv;
+	uint32_t n = vm_span(c, src), from[32], to[32], k = 0, rsv;
 	uint32_t need = c->vms[src].committed;
 	int err = 0;
 
@@ -466,7 +488,8 @@ int vmc_vm_clone(vmc_t *c, uint32_t src, const char *name, uint32_t *id)
 		return vmc_fail(EINVAL, "vmc_vm_clone: id is NULL");
 	if ((err = vm_claim(c, src, VM_IDLE)))   /* holds src still while we copy */
 		return err;
-	if ((err = vmc_vm_create(c, name, c->vms[src].limit, &dst)))
+	if ((err = vmc_vm_create_span(c, name, c->vms[src].limit,
+				      (size_t)vm_span(c, src) << GSHIFT(c), &dst)))
 		goto out;
 	if ((err = vm_claim(c, dst, VM_IDLE)))
 		goto out;

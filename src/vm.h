@@ -6,10 +6,23 @@
 
 #include "meta.h"
 
+/* VM vm's page map: vm_span(c, vm) entries, for window indices 0 up. */
 static inline uint32_t *vm_pagemap(struct vmc *c, uint32_t vm)
 {
-	return c->pagemaps + (uint64_t)vm * c->h.window_granules;
+	return c->pagemaps + c->vms[vm].pm_off;
 }
+
+static inline uint32_t vm_span(struct vmc *c, uint32_t vm)
+{
+	return c->vms[vm].pm_len;
+}
+
+/* Page-map space (pagemap.c), pool lock: the end of the highest live VM's
+ * page map (what m->pm_top must be); place n entries for a new VM (*off),
+ * or ENOSPC; lower pm_top after a VM went. */
+VMC_HIDDEN uint32_t vm_pm_top(struct vmc *c);
+VMC_HIDDEN int pm_alloc(struct vmc *c, uint32_t n, uint32_t *off);
+VMC_HIDDEN void pm_release(struct vmc *c);
 
 /* Check id and return the VM, or NULL with vmc_errmsg set (ENOENT/EINVAL). */
 VMC_HIDDEN struct vmc_vm *vm_get(struct vmc *c, uint32_t id, int *err);

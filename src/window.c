@@ -14,6 +14,7 @@
  */
 #include "window.h"
 #include "pool.h"
+#include "vm.h"
 #include "os/os.h"
 
 #include <errno.h>
@@ -84,7 +85,7 @@ void window_unclaim(struct vmc *c)
 
 static int clear_range(struct vmc *c, uint32_t i, uint32_t n)
 {
-	void *p = os_mmap(window_addr(c, i), (size_t)n << VMC_GRANULE_SHIFT, PROT_NONE,
+	void *p = os_mmap(window_addr(c, i), (size_t)n << GSHIFT(c), PROT_NONE,
 			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
 	return p == MAP_FAILED ? errno : 0;
 }
@@ -102,7 +103,7 @@ static void forget(struct vmc_window *w)
 static int clear_all(struct vmc *c, int err)
 {
 	if (clear_range(c, 0, c->win->n) && c->win->ext)
-		os_mprotect(c->arena, (size_t)c->win->ext << VMC_GRANULE_SHIFT, PROT_NONE);
+		os_mprotect(c->arena, (size_t)c->win->ext << GSHIFT(c), PROT_NONE);
 	forget(c->win);
 	return vmc_fail(err, "remapping the window failed: %s", vmc_strerror(err));
 }
@@ -111,12 +112,24 @@ enum op { OP_NONE, OP_CLEAR, OP_MAP, OP_PROT };
 
 static const int prot_of[4] = { PROT_READ | PROT_WRITE, PROT_READ, PROT_NONE, PROT_NONE };
 
+/* The page map a window must show: entries beyond the VM's span are
+ * empty. */
+struct want {
+	const uint32_t *map;
+	uint32_t span;
+};
+
+static inline uint32_t at(const struct want *t, uint32_t i)
+{
+	return i < t->span ? t->map[i] : VMC_NIL;
+}
+
 /* What index i needs.  A granule released with VMC_RELEASE_DEFER stays
  * mapped where it was until a flush (keep_deferred). */
-static enum op op_at(struct vmc *c, const uint32_t *want, uint32_t i, int keep_deferred)
+static enum op op_at(struct vmc *c, const struct want *t, uint32_t i, int keep_deferred)
 {
 	struct vmc_window *w = c->win;
-	uint32_t e = want ? want[i] : VMC_NIL, cur = w->map[i];
+	uint32_t e = at(t, i), cur = w->map[i];
 	if (e == VMC_NIL) {
 		if (cur == VMC_NIL)
 			return OP_NONE;
@@ -133,25 +146,29 @@ static enum op op_at(struct vmc *c, const uint32_t *want, uint32_t i, int keep_d
 }
 
 /* Same operation, and for a map the next granule of the file. */
-static int same_run(const uint32_t *want, enum op op, uint32_t j)
+static int same_run(const struct want *t, enum op op, uint32_t j)
 {
 	if (op == OP_CLEAR)
 		return 1;
-	if ((want[j] ^ want[j - 1]) & PM_PROT_MASK)
+	if ((at(t, j) ^ at(t, j - 1)) & PM_PROT_MASK)
 		return 0;
-	return op != OP_MAP || (want[j] & PM_GRANULE) == (want[j - 1] & PM_GRANULE) + 1;
+	return op != OP_MAP || (at(t, j) & PM_GRANULE) == (at(t, j - 1) & PM_GRANULE) + 1;
 }
 
 int window_sync(struct vmc *c, uint32_t vm, uint32_t lo, uint32_t hi, int keep_deferred)
 {
 	struct vmc_window *w = c->win;
-	const uint32_t *want = vm == VMC_NIL ? NULL
-				: c->pagemaps + (uint64_t)vm * c->h.window_granules;
+	struct want t = { NULL, 0 };
 	/* 2 MiB pages: populating a run costs one page-table entry per granule,
 	 * far less than a fault on first touch; 4K pools fault lazily */
 	int populate = c->h.page_kind != VMC_PAGE_4K ? MAP_POPULATE : 0;
+	unsigned shift = GSHIFT(c);
 	uint32_t i;
 
+	if (vm != VMC_NIL) {
+		t.map = vm_pagemap(c, vm);
+		t.span = VMC_MIN(vm_span(c, vm), w->n);
+	}
 	if (w->vm != vm) {   /* another VM's view: every index may differ */
 		lo = 0;
 		hi = w->n;
@@ -159,36 +176,35 @@ int window_sync(struct vmc *c, uint32_t vm, uint32_t lo, uint32_t hi, int keep_d
 	hi = VMC_MIN(hi, w->n);
 	/* nothing beyond ext is mapped, and nothing beyond the page map's end
 	 * needs mapping: only look as far as either reaches */
-	uint32_t end = want ? hi : VMC_MIN(hi, w->ext);
-	while (want && end > lo && want[end - 1] == VMC_NIL && end > w->ext)
+	uint32_t end = VMC_MIN(hi, VMC_MAX(w->ext, t.span));
+	while (end > lo && at(&t, end - 1) == VMC_NIL && end > w->ext)
 		end--;
 	/* a page map is shared memory: never map beyond the pool (SIGBUS) */
-	for (i = lo; want && i < end; i++)
-		if (want[i] != VMC_NIL && (want[i] & PM_GRANULE) >= c->h.ngranules)
+	for (i = lo; i < end; i++)
+		if (at(&t, i) != VMC_NIL && (at(&t, i) & PM_GRANULE) >= c->h.ngranules)
 			return clear_all(c, VMC_ECORRUPT);
 	for (i = lo; i < end;) {
-		enum op op = op_at(c, want, i, keep_deferred);
-		uint32_t j = i + 1;
+		enum op op = op_at(c, &t, i, keep_deferred);
+		uint32_t j = i + 1, e = at(&t, i);
 		int err = 0;
 
-		while (j < end && op_at(c, want, j, keep_deferred) == op &&
-		       (op == OP_NONE || same_run(want, op, j)))
+		while (j < end && op_at(c, &t, j, keep_deferred) == op &&
+		       (op == OP_NONE || same_run(&t, op, j)))
 			j++;
-		size_t len = (size_t)(j - i) << VMC_GRANULE_SHIFT;
-		int prot = want && want[i] != VMC_NIL ?
-			   prot_of[(want[i] & PM_PROT_MASK) >> PM_PROT_SHIFT] : PROT_NONE;
+		size_t len = (size_t)(j - i) << shift;
+		int prot = e != VMC_NIL ? prot_of[(e & PM_PROT_MASK) >> PM_PROT_SHIFT] : PROT_NONE;
 		if (op == OP_CLEAR)
 			err = clear_range(c, i, j - i);
 		else if (op == OP_MAP)
 			err = os_mmap(window_addr(c, i), len, prot, MAP_SHARED | MAP_FIXED | populate,
-				      c->pool_fd, (off_t)(want[i] & PM_GRANULE) << VMC_GRANULE_SHIFT)
-				      == MAP_FAILED ? errno : 0;
+				      c->pool_fd, (off_t)(e & PM_GRANULE) << shift) == MAP_FAILED ?
+			      errno : 0;
 		else if (op == OP_PROT)
 			err = os_mprotect(window_addr(c, i), len, prot) ? errno : 0;
 		if (err)
 			return clear_all(c, err);
 		for (uint32_t k = i; k < j && op != OP_NONE; k++) {
-			w->map[k] = op == OP_CLEAR ? VMC_NIL : want[k] & PM_GRANULE;
+			w->map[k] = op == OP_CLEAR ? VMC_NIL : at(&t, k) & PM_GRANULE;
 			w->prot[k] = (uint8_t)(op == OP_CLEAR ? PROT_NONE : prot);
 			if (op != OP_CLEAR)
 				w->last[k] = vm;
@@ -212,7 +228,7 @@ int window_revoke(struct vmc *c)
 {
 	struct vmc_window *w = c->win;
 
-	if (w->ext && os_mprotect(c->arena, (size_t)w->ext << VMC_GRANULE_SHIFT, PROT_NONE))
+	if (w->ext && os_mprotect(c->arena, (size_t)w->ext << GSHIFT(c), PROT_NONE))
 		return clear_all(c, errno);
 	memset(w->prot, PROT_NONE, w->ext);
 	w->open = 0;

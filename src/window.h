@@ -58,7 +58,7 @@ VMC_HIDDEN void window_reset_child(struct vmc *c);
 
 static inline void *window_addr(struct vmc *c, uint32_t i)
 {
-	return (char *)c->arena + ((size_t)i << VMC_GRANULE_SHIFT);
+	return (char *)c->arena + ((size_t)i << GSHIFT(c));
 }
 
 #endif

@@ -42,8 +42,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define G VMC_GRANULE_SIZE
-#define NW 32            /* window granules (test_config: 64 MiB) */
+#define G test_granule()
+#define NW 32            /* window granules */
 #define NVM 3
 #define MAXID 4096       /* identities alive at once (far more than the pool) */
 #define NIL (-1)
@@ -721,7 +721,7 @@ static void do_detach_attach(int recreate)
 			d->e[i] = NIL;
 		d->serial = M.serials;
 		d->limit = limit;
-		if ((err = vmc_vm_create(C, d->name, (size_t)limit * G, &d->id))) {
+		if ((err = vmc_vm_create_span(C, d->name, (size_t)limit * G, (size_t)NW * G, &d->id))) {
 			FAIL("vmc_vm_create: %d %s", err, vmc_errmsg());
 			return;
 		}
@@ -747,7 +747,7 @@ static void do_garbage(void)
 		"move to an unaligned address", "protect PROT_EXEC", "probe into NULL",
 		"attach of VM 9999", "destroy of VM 9999", "stats of VM 9999",
 		"create with an empty name", "create with a space in the name",
-		"create with limit 0", "reclaim with mode 99", "balloon to 1 byte",
+		"create with limit 0", "reclaim with mode 99", "balloon past the pool",
 		"batch move on no batch", "open of no region", "code without a cache",
 	};
 	uint32_t k = rnd(sizeof what / sizeof *what), id;
@@ -774,7 +774,7 @@ static void do_garbage(void)
 	case 13: err = vmc_vm_create(C, "a b", G, &id); break;
 	case 14: err = vmc_vm_create(C, "zero", 0, &id); break;
 	case 15: err = vmc_vm_reclaim(C, M.vm[0].id, 99); break;
-	case 16: err = vmc_balloon(C, 1, NULL); break;
+	case 16: err = vmc_balloon(C, (uint64_t)49 * G, NULL); break;
 	case 17: err = vmc_batch_move(NULL, b, b + G, G, 0); break;
 	case 18: err = vmc_region_open(C, "no-such-region", VMC_REGION_READ, &p); break;
 	case 19: err = vmc_code_alloc(C, 16, &p, NULL); break;
@@ -813,8 +813,9 @@ int model_run(int isolation, uint64_t seed, uint64_t steps)
 {
 	vmc_config_t cfg;
 	int err;
-	test_config(&cfg, 96 * MiB, 64 * MiB);   /* 48 granules, 32 funded */
-	cfg.reserve_size = 4 * MiB;              /* 2 of them the reserve */
+	test_config(&cfg, 48 * G, 32 * G);   /* 48 granules, 32 funded */
+	cfg.reserve_size = 2 * G;            /* 2 of them the reserve */
+	cfg.window_size = NW * G;
 	cfg.memory_isolation = isolation;
 	strict = isolation;
 	rng = seed;
@@ -838,7 +839,7 @@ int model_run(int isolation, uint64_t seed, uint64_t steps)
 		for (int i = 0; i < NW; i++)
 			v->e[i] = NIL;
 		snprintf(v->name, sizeof v->name, "vm-%u", v->serial);
-		if ((err = vmc_vm_create(C, v->name, (size_t)v->limit * G, &v->id))) {
+		if ((err = vmc_vm_create_span(C, v->name, (size_t)v->limit * G, (size_t)NW * G, &v->id))) {
 			fprintf(stderr, "vmc_vm_create: %d %s\n", err, vmc_errmsg());
 			return 2;
 		}

@@ -24,7 +24,7 @@
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
 
-#define G VMC_GRANULE_SIZE
+#define G test_granule()
 
 
 static void shm_file(char *buf, size_t n, const char *name, const char *what)
@@ -286,17 +286,17 @@ TEST(bad_input)
 	} while (0)
 
 	BAD_CFG(pool_size, 0);
-	BAD_CFG(pool_size, 3 * MiB);
-	BAD_CFG(fund_size, 3 * MiB);
-	BAD_CFG(window_size, 3 * MiB);
 	BAD_CFG(window_size, 0);
+	BAD_CFG(granule_size, 3000);
+	BAD_CFG(granule_size, 2048);
+	BAD_CFG(granule_size, 4 * MiB);
 	BAD_CFG(fund_size, 64 * MiB);          /* > pool */
 	BAD_CFG(reserve_size, 64 * MiB);       /* > pool */
 	BAD_CFG(pool_size, 1ull << 60);
 	BAD_CFG(window_size, 1ull << 60);
 	BAD_CFG(region_space, 1ull << 60);
 	BAD_CFG(code_cache_size, 1ull << 60);
-	BAD_CFG(code_cache_size, 1 * MiB);
+	BAD_CFG(code_cache_size, 12 * MiB);    /* > fund */
 	BAD_CFG(max_workers, 0);
 	BAD_CFG(max_vms, 0);
 	BAD_CFG(worker_cache, 0);
@@ -304,13 +304,38 @@ TEST(bad_input)
 	BAD_CFG(memory_isolation, 2);
 	CHECK_EQ(vmc_destroy(name), ENOENT);   /* nothing was left behind */
 
+	/* hugetlb and THP pools map 2 MiB pages: their granules are 2 MiB */
+	{
+		vmc_config_t t = cfg;
+		t.page_kind = VMC_PAGE_HUGETLB;
+		t.granule_size = 64 << 10;
+		c = (vmc_t *)1;
+		CHECK_EQ(vmc_create(name, &t, &c), EINVAL);
+		CHECK(c == NULL && errmsg_has("granule"));
+	}
+
+	/* sizes are rounded up to whole granules (one rule for all) */
+	{
+		vmc_config_t r = cfg;
+		vmc_stats_t rs;
+		r.fund_size = G + 1;
+		r.window_size = 3 * G - 1;
+		c = NULL;
+		REQUIRE(vmc_create(name, &r, &c) == 0);
+		CHECK(vmc_stats(c, &rs) == 0 && rs.funded_bytes == 2 * G &&
+		      rs.window_size == 3 * G);
+		finish(c);
+	}
+
 	/* balloon targets */
 	c = NULL;
 	REQUIRE(vmc_create(name, &cfg, &c) == 0);
 	uint64_t got = 12345;
 	vmc_clear_error();
-	CHECK_EQ(vmc_balloon(c, 3 * MiB, &got), EINVAL);
-	CHECK(vmc_errmsg()[0]);
+	CHECK_EQ(vmc_balloon(c, 24 * MiB + 1, &got), 0);   /* rounded up */
+	CHECK_EQ(got, 24 * MiB + G);
+	CHECK_EQ(vmc_balloon(c, 24 * MiB, &got), 0);
+	CHECK_EQ(got, 24 * MiB);
 	CHECK_EQ(vmc_balloon(c, 34 * MiB, NULL), EINVAL);
 	CHECK(vmc_errmsg()[0]);
 	CHECK_EQ(vmc_balloon(c, 1ull << 60, NULL), EINVAL);

@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define G VMC_GRANULE_SIZE
+#define G test_granule()
 
 static int pipes[2];
 

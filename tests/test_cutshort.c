@@ -21,7 +21,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define G VMC_GRANULE_SIZE
+#define G test_granule()
 
 /* VM X fills n granules with 0xCC and releases them to the shared free
  * list: the next refill of any worker takes them, marked to be zeroed. */

@@ -29,7 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define G VMC_GRANULE_SIZE
+#define G test_granule()
 
 /* ------------------------------------------------- injection helpers */
 

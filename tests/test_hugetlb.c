@@ -24,7 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define G VMC_GRANULE_SIZE
+#define G test_granule()
 
 static long orig_nr = -1;
 static int huge_ran;           /* some hugetlb part really ran */

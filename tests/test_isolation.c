@@ -33,7 +33,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define G VMC_GRANULE_SIZE
+#define G test_granule()
 
 /* ------------------------------------------------------------- helpers */
 
@@ -704,15 +704,18 @@ TEST(vm_table_errors)
 	CHECK_EQ(vmc_vm_find(c, "", &id), EINVAL);
 	CHECK_EQ(vmc_vm_find(c, "x", NULL), EINVAL);
 
-	/* limits: 0, below a granule, above the window; rounding down */
+	/* limits and spans: 0, above the window, a limit above the span;
+	 * rounding up to whole granules (vmc.h: one rule for every size) */
 	CHECK_EQ(vmc_vm_create(c, "lim", 0, &id), EINVAL);
-	CHECK_EQ(vmc_vm_create(c, "lim", G - 1, &id), EINVAL);
 	CHECK_EQ(vmc_vm_create(c, "lim", 64 * MiB + 1, &id), EINVAL);
 	CHECK_EQ(vmc_vm_create(c, "lim", 128 * MiB, &id), EINVAL);
 	CHECK_EQ(vmc_vm_create(c, "lim", G, NULL), EINVAL);
-	CHECK_EQ(vmc_vm_create(c, "lim", 5 * MiB, &id), 0);
+	CHECK_EQ(vmc_vm_create_span(c, "lim", 2 * G, G, &id), EINVAL);
+	CHECK_EQ(vmc_vm_create_span(c, "lim", G, 0, &id), EINVAL);
+	CHECK_EQ(vmc_vm_create(c, "lim", 2 * G + 1, &id), 0);
 	CHECK_EQ(vmc_vm_stats(c, id, &vs), 0);
-	CHECK_EQ(vs.limit, 4 * MiB);
+	CHECK_EQ(vs.limit, 3 * G);
+	CHECK_EQ(vs.span, 3 * G);
 	CHECK_EQ(vs.state, VMC_VM_IDLE);
 	CHECK_EQ(vs.committed, 0);
 	CHECK(!strcmp(vs.name, "lim"));

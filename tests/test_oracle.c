@@ -38,7 +38,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define G VMC_GRANULE_SIZE
+#define G test_granule()
 
 struct world {
 	char name[64];

@@ -68,7 +68,7 @@ TEST(defaults)
 	CHECK_EQ(c.worker_cache, 32);
 	CHECK_EQ(c.page_kind, VMC_PAGE_AUTO);
 	CHECK_EQ(c.memory_isolation, 1);
-	CHECK_EQ(c.verbose, 1);
+	CHECK_EQ(c.verbose, 0);
 	CHECK(c.progress == NULL);
 	CHECK(c.progress_arg == NULL);
 

@@ -41,7 +41,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define G VMC_GRANULE_SIZE
+#define G test_granule()
 
 
 /* A config for these tests: 4K pages, the given pool and fund, a code
@@ -857,8 +857,14 @@ TEST(region_bad_input)
 	REQUIRE(vmc_stats(c, &s0) == 0);
 
 	CHECK_EQ(vmc_region_create(c, "z", 0, 0, &x), EINVAL);
-	CHECK_EQ(vmc_region_create(c, "z", 3 * MiB, 0, &x), EINVAL);
-	CHECK_EQ(vmc_region_create(c, "z", G + 1, 0, &x), EINVAL);
+	/* a size is rounded up to whole granules */
+	{
+		vmc_region_stats_t zs;
+		CHECK_EQ(vmc_region_create(c, "z", G + 1, 0, &x), 0);
+		CHECK(vmc_region_stats(c, 1, &zs) == 0 && zs.size == 2 * G);
+		CHECK_EQ(vmc_region_close(c, x), 0);
+		CHECK_EQ(vmc_region_destroy(c, "z"), 0);
+	}
 	CHECK_EQ(vmc_region_create(c, "", G, 0, &x), EINVAL);
 	CHECK_EQ(vmc_region_create(c, NULL, G, 0, &x), EINVAL);
 	memset(longname, 'n', sizeof longname);
@@ -1037,8 +1043,15 @@ TEST(code_bad_input)
 	vmc_t *c2 = NULL;
 	cfg_of(&cfg, 32 * MiB, 16 * MiB, 18 * MiB, 0);
 	CHECK_EQ(vmc_create(tname("codebig"), &cfg, &c2), EINVAL);
-	cfg_of(&cfg, 32 * MiB, 16 * MiB, 3 * MiB, 0);
-	CHECK_EQ(vmc_create(tname("codeodd"), &cfg, &c2), EINVAL);
+	/* an odd size is rounded up to whole granules */
+	cfg_of(&cfg, 32 * MiB, 16 * MiB, G + 1, 0);
+	const char *odd = tname("codeodd");
+	CHECK_EQ(vmc_create(odd, &cfg, &c2), 0);
+	if (c2) {
+		vmc_stats_t os;
+		CHECK(vmc_stats(c2, &os) == 0 && os.code_cache_size == 2 * G);
+		finish_named(c2, odd);
+	}
 }
 
 /* ------------------------------------ destroy while open elsewhere */

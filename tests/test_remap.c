@@ -42,7 +42,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define G VMC_GRANULE_SIZE
+#define G test_granule()
 #define MAXW 512
 
 /* Two views of one granule are two addresses the compiler thinks cannot

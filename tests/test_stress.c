@@ -39,7 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define G VMC_GRANULE_SIZE
+#define G test_granule()
 #define NVM 8
 #define NW 2
 #define NIDX 32                 /* window granules (64 MiB window) */
@@ -380,7 +380,7 @@ static int destroy_recreate(struct ctx *x, uint32_t lv)
 		FAILW(x, "destroy lv%u (id %u): %d %s", lv, id, err, vmc_errmsg());
 	__atomic_store_n(&sh->expect[lv], 0, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&sh->life[lv], 1, __ATOMIC_ACQ_REL);
-	if ((err = vmc_vm_create(x->c, vm_name(lv), LIMIT_G * G, &nid)))
+	if ((err = vmc_vm_create_span(x->c, vm_name(lv), LIMIT_G * G, x->c->h.window_size, &nid)))
 		FAILW(x, "re-create lv%u: %d %s", lv, err, vmc_errmsg());
 	__atomic_store_n(&sh->ids[lv], nid, __ATOMIC_RELEASE);
 	sh->recreates[x->w]++;
@@ -521,7 +521,7 @@ static void stress(int strict, int with_kills, double seconds)
 	REQUIRE(sh != MAP_FAILED);
 	memset(sh, 0, sizeof *sh);
 	for (uint32_t lv = 0; lv < NVM; lv++)
-		REQUIRE(vmc_vm_create(c, vm_name(lv), LIMIT_G * G, &sh->ids[lv]) == 0);
+		REQUIRE(vmc_vm_create_span(c, vm_name(lv), LIMIT_G * G, c->h.window_size, &sh->ids[lv]) == 0);
 	for (int w = 0; w < NW; w++) {
 		x[w] = (struct ctx){ c, sh, w, strict, with_kills, 0, 0, 0 };
 		pids[w] = start_worker(&x[w]);

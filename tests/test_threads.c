@@ -20,7 +20,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#define G VMC_GRANULE_SIZE
+#define G test_granule()
 #if defined(__SANITIZE_THREAD__)
 #define ROUNDS 60   /* ThreadSanitizer is slow; the races show early */
 #else

@@ -3,6 +3,7 @@
  */
 #include "util.h"
 #include "pool.h"
+#include "vm.h"
 #include "worker.h"
 
 #include <dirent.h>
@@ -26,7 +27,7 @@ const char *test_name(const char *tag)
 	return b;
 }
 
-#define G VMC_GRANULE_SIZE
+#define G test_granule()
 
 static char made[128][64];
 static int nmade;
@@ -45,6 +46,17 @@ void destroy_all(void)
 		vmc_destroy(made[i]);
 }
 
+size_t test_granule(void)
+{
+	static size_t g;
+	const char *e;
+	uint64_t v;
+
+	if (!g)
+		g = (e = getenv("VMC_TEST_GRANULE")) && vmc_parse_size(e, &v) == 0 ? v : 2 * MiB;
+	return g;
+}
+
 void test_config(vmc_config_t *cfg, uint64_t pool, uint64_t fund)
 {
 	vmc_config_init(cfg);
@@ -53,6 +65,7 @@ void test_config(vmc_config_t *cfg, uint64_t pool, uint64_t fund)
 	cfg->window_size = 64 * MiB;
 	cfg->region_space = 0;
 	cfg->page_kind = VMC_PAGE_4K;
+	cfg->granule_size = test_granule();
 	cfg->verbose = 0;
 	cfg->max_workers = 16;
 	cfg->max_vms = 16;
@@ -302,7 +315,7 @@ void finish(vmc_t *c)
 uint32_t mkvm(vmc_t *c, const char *name, size_t limit)
 {
 	uint32_t id = VMC_NIL;
-	int err = vmc_vm_create(c, name, limit, &id);
+	int err = vmc_vm_create_span(c, name, limit, c->h.window_size, &id);
 	if (err)
 		fprintf(stderr, "  vmc_vm_create(%s): %d %s\n", name, err, vmc_errmsg());
 	return id;
@@ -334,13 +347,13 @@ int take_n(vmc_t *c, uint32_t vm, uint32_t n, uint32_t *g)
 
 	if (vm >= c->h.max_vms)
 		return EINVAL;
-	map = c->pagemaps + (uint64_t)vm * c->h.window_granules;
+	map = vm_pagemap(c, vm);
 	if ((err = slot_lock(c, c->slot)))
 		return err;
 	for (uint32_t k = 0; !err && k < n; k++) {
-		while (i < c->h.window_granules && map[i] != VMC_NIL)
+		while (i < vm_span(c, vm) && map[i] != VMC_NIL)
 			i++;
-		if (i == c->h.window_granules) {
+		if (i == vm_span(c, vm)) {
 			err = ENOSPC;
 			break;
 		}
@@ -372,8 +385,8 @@ int put_n(vmc_t *c, uint32_t n, const uint32_t *g)
 	for (uint32_t k = 0; !err && k < n; k++) {
 		struct vmc_granule *e = &c->gran[g[k]];
 		if (e->state == G_USED && e->owner < c->h.max_vms &&
-		    e->index < c->h.window_granules) {
-			c->pagemaps[(uint64_t)e->owner * c->h.window_granules + e->index] = VMC_NIL;
+		    e->index < vm_span(c, e->owner)) {
+			vm_pagemap(c, e->owner)[e->index] = VMC_NIL;
 			c->vms[e->owner].committed--;
 			c->m->committed--;
 		}

@@ -31,7 +31,12 @@
 /* A container name unique to this process and call: "t-<tag>-<pid>-<n>". */
 const char *test_name(const char *tag);
 
-/* A small config: 4K pages, pool `pool` bytes, fund `fund`, verbose off. */
+/* The granule the tests run at: $VMC_TEST_GRANULE (e.g. 64K), else 2 MiB.
+ * Tests write G for it. */
+size_t test_granule(void);
+
+/* A small config: 4K pages of test_granule(), pool `pool` bytes, fund
+ * `fund`, window 64 MiB, verbose off. */
 void test_config(vmc_config_t *cfg, uint64_t pool, uint64_t fund);
 
 /* Open fds and lines of /proc/self/maps, for leak checks. */
@@ -106,7 +111,8 @@ vmc_t *make(const char *tag, int isolation, uint64_t pool, uint64_t fund);
 /* Close c and destroy its container. */
 void finish(vmc_t *c);
 
-/* vmc_vm_create(name, limit); the id, or VMC_NIL (said why). */
+/* vmc_vm_create_span(name, limit, the window): a VM that may commit limit
+ * bytes anywhere in the window; the id, or VMC_NIL (said why). */
 uint32_t mkvm(vmc_t *c, const char *name, size_t limit);
 
 /* In this worker: attach vm, commit indices [i, i+n), write their patterns
