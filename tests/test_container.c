@@ -289,7 +289,7 @@ TEST(bad_input)
 	BAD_CFG(window_size, 0);
 	BAD_CFG(granule_size, 3000);
 	BAD_CFG(granule_size, 2048);
-	BAD_CFG(granule_size, 4 * MiB);
+	BAD_CFG(granule_size, 4u << 20);
 	BAD_CFG(fund_size, 64 * MiB);          /* > pool */
 	BAD_CFG(reserve_size, 64 * MiB);       /* > pool */
 	BAD_CFG(pool_size, 1ull << 60);

@@ -460,6 +460,9 @@ int main(int argc, char **argv)
 	vmc_caps_t caps;
 	char why[300];
 
+	/* hugetlb and THP pools have 2 MiB granules, whatever the suite's */
+	setenv("VMC_TEST_GRANULE", "2M", 1);
+
 	if (argc == 5 && !strcmp(argv[1], "--child-open"))
 		return child_open(argv + 2);
 	signal(SIGBUS, on_sigbus);

@@ -72,6 +72,16 @@ static int run_child(int (*fn)(void *), void *arg, struct run *r)
 
 /* The child must have died of SIGSEGV, with an attribution line holding
  * every string in want[] (NULL-terminated). */
+/* "window offset 0x...", as the fault line prints it (a few at a time). */
+static const char *woff(uint64_t off)
+{
+	static char buf[4][40];
+	static int n;
+	char *b = buf[n++ % 4];
+	snprintf(b, sizeof buf[0], "window offset %#llx", (unsigned long long)off);
+	return b;
+}
+
 static int died_attributed(const struct run *r, const char *const *want)
 {
 	int ok = r->code == 128 + SIGSEGV;
@@ -150,7 +160,7 @@ static void tail_case(int strict)
 	REQUIRE(commit_fill(c, x.b, 0, 1) == 0);
 	run_child(child_tail, &x, &r);
 	const char *want[] = { "vmc: SIGSEGV", "attached VM \"heap-B\"", "\"heap-A\"",
-			       "window offset 0x401000",
+			       woff(2 * G + 4096),
 			       strict ? "isolation strict" : "isolation lazy", NULL };
 	CHECK(died_attributed(&r, want));
 	/* the parent's own window is untouched by what the child did */
@@ -208,7 +218,7 @@ static void shrink_case(int strict)
 	REQUIRE(x.a != VMC_NIL);
 	REQUIRE(commit_fill(c, x.a, 0, 4) == 0);
 	run_child(child_shrink, &x, &r);
-	const char *want[] = { "vmc: SIGSEGV", "\"shrinker\"", "window offset 0x400000",
+	const char *want[] = { "vmc: SIGSEGV", "\"shrinker\"", woff(2 * G),
 			       strict ? "isolation strict" : "isolation lazy", NULL };
 	CHECK(died_attributed(&r, want));
 	REQUIRE(vmc_recover(c, NULL) == 0);
@@ -254,7 +264,7 @@ TEST(strict_detach_revokes_everything)
 	REQUIRE(commit_fill(c, x.a, 0, 3) == 0);
 	run_child(child_stale, &x, &r);
 	const char *want[] = { "vmc: SIGSEGV", "attached VM none", "\"stale-vm\"",
-			       "window offset 0x200038", "isolation strict", NULL };
+			       woff(G + 0x38), "isolation strict", NULL };
 	CHECK(died_attributed(&r, want));
 	/* the child detached before it died: nothing is orphaned */
 	vmc_vm_stats_t vs;
@@ -616,7 +626,7 @@ static void fork_case(int strict, int parent_detached)
 	}
 	run_child(child_fork_read, &x, &r);
 	const char *want[] = { "vmc: SIGSEGV", "attached VM none", "\"forked-A\"",
-			       "window offset 0x200000",
+			       woff(G),
 			       strict ? "isolation strict" : "isolation lazy", NULL };
 	CHECK(died_attributed(&r, want));
 	x.strict = parent_detached ? strict : 2;

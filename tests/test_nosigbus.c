@@ -10,6 +10,8 @@
 #include "util.h"
 #include "meta.h"
 
+#define G test_granule()
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -94,7 +96,7 @@ TEST(memfd_pool_is_sealed_against_shrinking)
 }
 
 /* In a mount namespace of its own, with a 16 MiB tmpfs on /dev/shm: a
- * container whose page maps need 32 MiB is refused with ENOSPC and a
+ * container whose page maps need 256 MiB is refused with ENOSPC and a
  * message, not killed by SIGBUS while the tables are written.  Exit: 0 as
  * expected, 77 if the namespace cannot be had, else a failure. */
 static int small_shm(void *p)
@@ -107,7 +109,7 @@ static int small_shm(void *p)
 	    mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=16m"))
 		return 77;
 	test_config(&cfg, 64 * MiB, 0);
-	cfg.window_size = 1ull << 40;   /* 16 VMs x 512 Ki granules x 4 bytes */
+	cfg.window_size = (uint64_t)G << 22;   /* 16 VMs x 4 Mi granules x 4 bytes */
 	int err = vmc_create("small-shm", &cfg, &c);
 	if (err != ENOSPC || !strstr(vmc_errmsg(), "metadata") || !strstr(vmc_errmsg(), "/dev/shm")) {
 		fprintf(stderr, "  create: %d %s\n", err, vmc_errmsg());

@@ -390,12 +390,13 @@ TEST(code_alloc_free_random)
 	uint64_t seed = 0x5eed;
 	int n = 0;
 
-	cfg_of(&cfg, 32 * MiB, 16 * MiB, 2 * MiB, 0);
+	/* the allocations are real byte counts: so is the code cache */
+	cfg_of(&cfg, 32u << 20, 16u << 20, 2u << 20, 0);
 	vmc_t *c = make_named("alloc", &cfg, &name);
 	REQUIRE(c);
 	REQUIRE(vmc_region_stats(c, 0, &rs) == 0);
 	CHECK(rs.code);
-	CHECK_EQ(rs.size, 2 * MiB);
+	CHECK_EQ(rs.size, 2u << 20);
 	memset(a, 0, sizeof a);
 
 	for (; n < NALLOC; n++) {
@@ -499,7 +500,7 @@ TEST(code_alloc_concurrent_processes)
 	const char *name;
 	int fds[2], n = 0;
 
-	cfg_of(&cfg, 32 * MiB, 16 * MiB, 4 * MiB, 0);
+	cfg_of(&cfg, 32u << 20, 16u << 20, 4u << 20, 0);   /* real bytes, as the allocations */
 	vmc_t *c = make_named("conc", &cfg, &name);
 	REQUIRE(c);
 	REQUIRE(vmc_region_stats(c, 0, &rs) == 0);
@@ -533,9 +534,12 @@ TEST(code_alloc_concurrent_processes)
 
 /* --------------------------------------------------- large regions */
 
-static const uint64_t offs3[] = { 0, 1, 2 * GiB - 1, 2 * GiB, 2 * GiB + 1, 3 * GiB - 1 };
-static const uint64_t offs5[] = { 0, 1, 2 * GiB - 1, 2 * GiB, 2 * GiB + 1, 4 * GiB - 1,
-				  4 * GiB, 4 * GiB + 1, 5 * GiB - 1 };
+/* The regions beyond 4 GiB are about real 64-bit sizes: real bytes here. */
+#define RMiB (1ull << 20)
+#define RGiB (1ull << 30)
+static const uint64_t offs3[] = { 0, 1, 2 * RGiB - 1, 2 * RGiB, 2 * RGiB + 1, 3 * RGiB - 1 };
+static const uint64_t offs5[] = { 0, 1, 2 * RGiB - 1, 2 * RGiB, 2 * RGiB + 1, 4 * RGiB - 1,
+				  4 * RGiB, 4 * RGiB + 1, 5 * RGiB - 1 };
 #define NOFF(a) (sizeof(a) / sizeof(a)[0])
 
 /* The byte at offset off of region r: differs between offsets that agree
@@ -557,7 +561,7 @@ static int check_bytes(const uint8_t *p, int r, const uint64_t *offs, size_t n)
 	return bad;
 }
 
-#define MARK3 (2 * GiB + 7)
+#define MARK3 (2 * RGiB + 7)
 
 /* child mode: --child-regions NAME ADDR3 ADDR5.  Opens big3 read-write and
  * big5 read-only, checks the bytes and the addresses, writes markers into
@@ -584,7 +588,7 @@ static int mode_regions(char **a)
 	if (check_bytes(p3, 3, offs3, NOFF(offs3)) || check_bytes(p5, 5, offs5, NOFF(offs5)))
 		return 13;
 	/* never-written pages read as zero */
-	if (((uint8_t *)p5)[3 * GiB + 12345] || ((uint8_t *)p3)[GiB])
+	if (((uint8_t *)p5)[3 * RGiB + 12345] || ((uint8_t *)p3)[RGiB])
 		return 14;
 	for (uint32_t i = 1; i < VMC_MAX_REGIONS; i++)
 		if (vmc_region_stats(c, i, &rs) == 0 && rs.openers != 2) {
@@ -593,9 +597,9 @@ static int mode_regions(char **a)
 			return 15;
 		}
 	((volatile uint8_t *)p3)[MARK3] = 0xa5;
-	((volatile uint8_t *)p3)[3 * GiB - 2] = 0x5a;
+	((volatile uint8_t *)p3)[3 * RGiB - 2] = 0x5a;
 	default_segv();
-	((volatile uint8_t *)p5)[4 * GiB + 1] = 0;
+	((volatile uint8_t *)p5)[4 * RGiB + 1] = 0;
 	return 16;
 }
 
@@ -624,28 +628,28 @@ TEST(regions_beyond_4g)
 
 	if (statvfs("/dev/shm", &sv) == 0)
 		shm = (uint64_t)sv.f_bavail * sv.f_frsize;
-	if (avail < 10 * GiB || shm < 9 * GiB) {
-		fprintf(stderr, "  SKIPPED regions_beyond_4g: needs 10 GiB MemAvailable and 9 GiB "
-			"free in /dev/shm (have %llu MiB, %llu MiB)\n",
+	if (avail < 10 * RGiB || shm < 9 * RGiB) {
+		fprintf(stderr, "  SKIPPED regions_beyond_4g: needs 10 RGiB MemAvailable and 9 RGiB "
+			"free in /dev/shm (have %llu RMiB, %llu RMiB)\n",
 			(unsigned long long)(avail >> 20), (unsigned long long)(shm >> 20));
 		return;
 	}
-	cfg_of(&cfg, 9 * GiB, 8 * GiB + 512 * MiB, 0, 9 * GiB);
+	cfg_of(&cfg, 9 * RGiB, 8 * RGiB + 512 * RMiB, 0, 9 * RGiB);
 	cfg.max_vms = 4;
 	vmc_t *c = make_named("big", &cfg, &name);
 	REQUIRE(c);
 	REQUIRE(vmc_stats(c, &s0) == 0);
-	CHECK_EQ(s0.funded_bytes, 8 * GiB + 512 * MiB);
+	CHECK_EQ(s0.funded_bytes, 8 * RGiB + 512 * RMiB);
 
-	REQUIRE(vmc_region_create(c, "big3", 3 * GiB, 0, &p3) == 0);
-	REQUIRE(vmc_region_create(c, "big5", 5 * GiB, 0, &p5) == 0);
-	CHECK((char *)p3 + 3 * GiB <= (char *)p5 || (char *)p5 + 5 * GiB <= (char *)p3);
-	CHECK((uintptr_t)p3 >= s0.arena_base && (uintptr_t)p5 + 5 * GiB <= s0.arena_base +
-	      s0.arena_size && (uintptr_t)p3 + 3 * GiB <= s0.arena_base + s0.arena_size);
+	REQUIRE(vmc_region_create(c, "big3", 3 * RGiB, 0, &p3) == 0);
+	REQUIRE(vmc_region_create(c, "big5", 5 * RGiB, 0, &p5) == 0);
+	CHECK((char *)p3 + 3 * RGiB <= (char *)p5 || (char *)p5 + 5 * RGiB <= (char *)p3);
+	CHECK((uintptr_t)p3 >= s0.arena_base && (uintptr_t)p5 + 5 * RGiB <= s0.arena_base +
+	      s0.arena_size && (uintptr_t)p3 + 3 * RGiB <= s0.arena_base + s0.arena_size);
 	CHECK((uintptr_t)p5 >= s0.arena_base + s0.window_size);
 	CHECK_EQ(vmc_stats(c, &s), 0);
 	CHECK_EQ(s.regions, 2);
-	CHECK_EQ(s.region_bytes, 8 * GiB);
+	CHECK_EQ(s.region_bytes, 8 * RGiB);
 	CHECK_EQ(s.used, s0.used + 4096);
 	CHECK(conserved(&s));
 
@@ -663,15 +667,15 @@ TEST(regions_beyond_4g)
 	CHECK_EQ(run_self(argv), 128 + SIGSEGV);
 	/* the reader's writes through its read-write opening */
 	CHECK_EQ(((volatile uint8_t *)p3)[MARK3], 0xa5);
-	CHECK_EQ(((volatile uint8_t *)p3)[3 * GiB - 2], 0x5a);
+	CHECK_EQ(((volatile uint8_t *)p3)[3 * RGiB - 2], 0x5a);
 	/* its faulting store changed nothing */
-	CHECK_EQ(((volatile uint8_t *)p5)[4 * GiB + 1], bpat(5, 4 * GiB + 1));
+	CHECK_EQ(((volatile uint8_t *)p5)[4 * RGiB + 1], bpat(5, 4 * RGiB + 1));
 
 	/* the reader died with both open: destroy still works */
 	CHECK_EQ(vmc_region_destroy(c, "big3"), 0);
 	CHECK_EQ(vmc_region_destroy(c, "big5"), 0);
 	CHECK(!readable(p3));
-	CHECK(!readable((char *)p5 + 4 * GiB));
+	CHECK(!readable((char *)p5 + 4 * RGiB));
 	CHECK_EQ(vmc_stats(c, &s), 0);
 	CHECK_EQ(s.regions, 0);
 	CHECK_EQ(s.region_bytes, 0);

@@ -25,7 +25,11 @@
  * unreaped). */
 #define NEED(cond) do { if (!(cond)) { CHECK(cond); return; } } while (0)
 
-#define MiB (1024ull * 1024)
+/* A test mebibyte: half a granule.  The suite runs at 2 MiB granules and
+ * at smaller ones ($VMC_TEST_GRANULE, e.g. 64K); written in these units,
+ * every size in a test is the same number of granules at any granule size,
+ * so its figures hold at both.  Real byte counts are written as numbers. */
+#define MiB ((uint64_t)test_granule() / 2)
 #define GiB (1024ull * MiB)
 
 /* A container name unique to this process and call: "t-<tag>-<pid>-<n>". */
