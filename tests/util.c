@@ -53,7 +53,7 @@ size_t test_granule(void)
 	uint64_t v;
 
 	if (!g)
-		g = (e = getenv("VMC_TEST_GRANULE")) && vmc_parse_size(e, &v) == 0 ? v : 2 * MiB;
+		g = (e = getenv("VMC_TEST_GRANULE")) && vmc_parse_size(e, &v) == 0 ? v : (size_t)2 << 20;
 	return g;
 }
 
