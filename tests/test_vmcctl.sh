@@ -1,96 +1,112 @@
 #!/usr/bin/env bash
 #
 # test_vmcctl.sh - the admin CLI end to end.  Runs vmcctl ($VMCCTL, default
-# ./build/debug/vmcctl) through a container's life - create, stat (table,
+# ./build/debug/vmcctl) through its global options (--help, --version)
+# and command-line habits (getopt_long: --opt=value, prefixes, "--",
+# POSIXLY_CORRECT), then a container's life - create, list, stat (table,
 # histograms and JSON; the container has no VMs, so the VM table is empty
 # and the attach figures are zero), balloon out and back, check, recover,
-# destroy - and through the
-# error cases (unknown container, bad sizes, unknown options, missing
-# arguments), checking exit codes (0 ok, 1 error, 2 usage) and the key
-# words of the output.  A second container with a 4 MiB code cache goes
-# through the shared regions: region create/list/destroy, stat's region and
-# code cache figures (table and JSON), the errors (duplicate, missing,
-# unaligned, too large, unfunded, out of region space), and, when python3
-# can load libvmc, a region held open by another process (openers, EBUSY,
-# and a dead opener that no longer counts).  The containers have names
-# unique to this run and are destroyed on exit whatever happens.  Prints
-# "N passed, N failed"; exits non-zero if anything failed.
+# destroy - and through the error cases (unknown container, bad sizes,
+# unknown options, missing arguments), checking exit codes (0 ok, 1 error,
+# 2 usage) and the key words of the output (tests/cli.sh also holds every
+# error message to its rules: no internal function names, sizes in
+# units).  A second container with a 4 MiB code cache goes through the
+# shared regions: region create/list/destroy, stat's region and code cache
+# figures (table and JSON), the errors (duplicate, missing, unaligned, too
+# large, unfunded, out of region space), and, when python3 can load libvmc,
+# a region held open by another process (openers, EBUSY, and a dead opener
+# that no longer counts).  Names no container may have, and names with
+# quotes, backslashes, control characters and bytes that are not UTF-8 -
+# stray metadata files, VMs held by tests/cli_fixture.c, regions - must
+# come out as valid JSON that decodes to the same name, and as '?' in
+# tables.  The containers have names unique to this run and are destroyed
+# on exit whatever happens.  Prints "N passed, N failed"; exits non-zero if
+# anything failed.
 #
 set -u
+. "$(dirname "$0")/cli.sh"
 
-VMCCTL=${VMCCTL:-./build/debug/vmcctl}
 NAME=vmcctl-test-$$
 RNAME=vmcctl-test-rg-$$      # the container with a code cache and regions
 SNAME=vmcctl-test-rs-$$      # a small region space
-export VMC_VERBOSE=0
-unset VMC_PROFILE VMC_POOL_SIZE VMC_FUND_SIZE VMC_PAGE_KIND VMC_WINDOW_SIZE \
-      VMC_MAX_WORKERS VMC_MAX_VMS VMC_CODE_CACHE_SIZE VMC_REGION_SPACE \
-      VMC_CODE_CACHE_PROTECT
-
-if [ ! -x "$VMCCTL" ]; then
-	echo "test_vmcctl: $VMCCTL is not an executable (set VMCCTL)" >&2
-	exit 1
-fi
+VNAME=vmcctl-test-vm-$$      # VMs with names that need escaping
+cli_names+=("$NAME" "$RNAME" "$SNAME" "$VNAME")
 holder_pid=''
-cleanup() {
-	[ -n "$holder_pid" ] && kill -9 "$holder_pid" 2>/dev/null
-	for n in "$NAME" "$RNAME" "$SNAME"; do
-		"$VMCCTL" destroy "$n" >/dev/null 2>&1
-	done
-}
-trap cleanup EXIT
-
-passed=0 failed=0 out='' rc=0
-
-# t DESCRIPTION EXPECTED_RC PATTERN ARGS...: run vmcctl ARGS, expect the
-# exit code and (unless PATTERN is empty) a line of output (stdout and
-# stderr) matching the extended regex PATTERN.
-t() {
-	local desc=$1 want=$2 pat=$3 line
-	shift 3
-	out=$("$VMCCTL" "$@" 2>&1)
-	rc=$?
-	if [ "$rc" -ne "$want" ]; then
-		echo "FAIL: $desc: vmcctl $*: exit $rc, expected $want"
-	elif [ -n "$pat" ] && ! grep -Eq -- "$pat" <<<"$out"; then
-		echo "FAIL: $desc: vmcctl $*: output does not match /$pat/"
-	else
-		passed=$((passed + 1))
-		return 0
-	fi
-	while IFS= read -r line; do echo "    | $line"; done <<<"$out"
-	failed=$((failed + 1))
-	return 1
-}
-
-# ok DESCRIPTION CONDITION...: count a check done by other means.
-ok() {
-	local desc=$1
-	shift
-	if "$@"; then
-		passed=$((passed + 1))
-	else
-		echo "FAIL: $desc"
-		failed=$((failed + 1))
-	fi
-}
+trap '[ -n "$holder_pid" ] && kill -9 "$holder_pid" 2>/dev/null; cli_cleanup' EXIT
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+have_python=''
+command -v python3 >/dev/null 2>&1 && have_python=1
 
 # ---------------------------------------------------------------- usage
-t "top-level help" 0 '^usage: vmcctl COMMAND' --help
+t "top-level help" 0 '^usage: vmcctl \[--version\] \[--help\] COMMAND' --help
 t "top-level -h" 0 'example:' -h
 t "help create" 0 '^usage: vmcctl create NAME' help create
 t "no arguments" 2 '^usage: vmcctl'
 t "unknown command" 2 "^vmcctl: unknown command 'frobnicate'" frobnicate
-for cmd in create stat region balloon check destroy hugepages caps; do
+for cmd in list create stat region balloon check destroy hugepages caps; do
 	t "$cmd --help" 0 '^example:' "$cmd" --help
 	t "$cmd -h" 0 "^usage: vmcctl $cmd" "$cmd" -h
 done
+
+# ----------------------------------------------- global options, exit codes
+version=$(sed -n 's/^project(vmc VERSION \([0-9.]*\).*/\1/p' "$SRC/CMakeLists.txt")
+t "--version" 0 "^vmcctl $version\$" --version
+ok "--version is one line" test "$(wc -l <<<"$out")" -eq 1
+t "-V" 0 "^vmcctl $version\$" -V
+t "--version before a command" 0 "^vmcctl $version\$" --version list
+t "unknown global option" 2 "^vmcctl: unknown option '--frob'" --frob list
+t "help lists list" 0 '^  list +list the containers on this host$' --help
+t "help documents exit 1" 0 '^  1  the operation failed' --help
+t "help documents exit 2" 0 '^  2  the command line was wrong' --help
+t "unknown option of a command" 2 "^vmcctl: caps: unknown option '--frob'" caps --frob
+t "unknown short option" 2 "^vmcctl: caps: unknown option '-x'" caps -x
+t "ambiguous option" 2 "^vmcctl: create: ambiguous option '--max' \(--max-workers, --max-vms\)" \
+	create "$NAME" --max 3
 
 # ------------------------------------------------------------ lifecycle
 t "create" 0 "^created $NAME: pool 256 MiB \(4k\), funded 64 MiB, window" \
 	create "$NAME" --size 256M --fund 64M --page-kind 4k
 t "create again" 1 "^vmcctl: create $NAME: .*exists" \
 	create "$NAME" --size 256M --fund 64M --page-kind 4k
+
+LNAME=vmcctl-test-ls-$$      # metadata files that are no containers
+junk=/dev/shm/vmc.$LNAME-junk.meta
+odd=$LNAME-$'q"b\\s\x01c\x7f\xff'   # a name no container may have
+cli_files+=("$junk" "/dev/shm/vmc.$odd.meta")
+printf 'not a container' >"$junk"
+: >"/dev/shm/vmc.$odd.meta"
+t "list" 0 "^  $NAME +4k +256 MiB +64 MiB +0 B +0 +0\$" list "$NAME" "$LNAME-*"
+ok "list heads its columns" grep -Eq '^  name +pages +size +funded +in use +VMs +workers$' <<<"$out"
+ok "list: a corrupt file, with why" \
+	grep -Eq "^  $LNAME-junk +(- +){6} error: .*shorter than the header" <<<"$out"
+ok "list: a stray name, with why" \
+	grep -Fq "  ${LNAME}-q\"b\\s?c?"$'\xff' <<<"$out"
+ok "list: no control characters in the table" test "$(tr -d '\n' <<<"$out" | tr -d '[:print:]' |
+	tr -d $'\xff' | wc -c)" -eq 0
+t "list sorts by name" 0 '' list "$LNAME-*" "$NAME"
+ok "list sorts by name (rows)" test "$(grep -c '^  vmcctl-test-' <<<"$out")" -eq 3 -a \
+	"$(grep '^  vmcctl-test-' <<<"$out" | sort -c 2>&1 && echo sorted)" = sorted
+t "list, no match" 0 '^no container matches$' list "vmcctl-nosuch-$$-*"
+t "list --json" 0 '^\{"containers": \[' list "$NAME" "$LNAME-*" --json
+if command -v python3 >/dev/null 2>&1; then
+	ok "list --json is valid JSON" python3 -m json.tool <<<"$out" >/dev/null
+	ok "list --json fields and names" python3 -c '
+import json, sys
+name, lname = sys.argv[1], sys.argv[2]
+rows = json.load(sys.stdin)["containers"]
+assert [r["name"] for r in rows] == sorted(r["name"] for r in rows), rows
+byname = {r["name"]: r for r in rows}
+c = byname[name]
+assert c["error"] is None and c["page_kind"] == "4k" and c["pool_size"] == 256 << 20, c
+assert c["funded_bytes"] == 64 << 20 and c["used_bytes"] == 0, c
+assert c["vms"] == 0 and c["workers"] == 0, c
+j = byname[lname + "-junk"]
+assert "shorter than the header" in j["error"] and j["pool_size"] is None, j
+odd = lname + "-q\"b\\s\x01c\x7f\ufffd"
+assert odd in byname and byname[odd]["error"], byname.keys()
+assert len(rows) == 3, rows' "$NAME" "$LNAME" <<<"$out"
+fi
+rm -f -- "$junk" "/dev/shm/vmc.$odd.meta"
 
 t "stat" 0 'funded +64 MiB' stat "$NAME"
 t "stat granules" 0 'unfunded +96 +192 MiB' stat "$NAME"
@@ -141,9 +157,16 @@ t "balloon all out" 0 "^$NAME: unfunded 256 MiB \(was 0 B\), funded now 0 B" \
 	balloon "$NAME" 256MiB
 t "stat after balloon" 0 'funded +0 B' stat "$NAME"
 t "balloon back" 0 "funded now 256 MiB" balloon "$NAME" 0
-t "balloon unaligned" 1 "^vmcctl: balloon $NAME .*multiple of 2 MiB" balloon "$NAME" 3M
-t "balloon beyond pool" 1 "^vmcctl: balloon $NAME " balloon "$NAME" 1G
-t "balloon bad size" 2 "^vmcctl: balloon: bad size '12x'" balloon "$NAME" 12x
+t "balloon unaligned" 1 \
+	"^vmcctl: balloon $NAME to 3.0 MiB unfunded: .*multiple of 2.0 MiB .*pool \(256 MiB\)" \
+	balloon "$NAME" 3M
+t "balloon beyond pool" 1 "^vmcctl: balloon $NAME to 1.0 GiB unfunded: .*\(256 MiB\)" \
+	balloon "$NAME" 1G
+t "balloon bad size" 2 "^vmcctl: balloon: bad TARGET: \"12x\" is not a size" balloon "$NAME" 12x
+t "balloon size too large" 2 "^vmcctl: balloon: bad TARGET: .*too large" \
+	balloon "$NAME" 16777216T
+t "balloon negative" 2 "^vmcctl: balloon: unknown option '-2': .*cannot be negative" \
+	balloon "$NAME" -2M
 
 t "check" 0 "^$NAME: consistent$" check "$NAME"
 t "check --recover" 0 "^$NAME: recovered 0 dead workers" check "$NAME" --recover
@@ -198,7 +221,7 @@ t "region create unfunded" 1 "^vmcctl: create region wide in $RNAME: .*contiguou
 	region create "$RNAME" wide 64M
 t "region create long name" 1 "^vmcctl: create region x+ in $RNAME: .*1\.\.63" \
 	region create "$RNAME" "$(printf 'x%.0s' $(seq 64))" 2M
-t "region create bad size" 2 "^vmcctl: region create: bad size '12q'" \
+t "region create bad size" 2 "^vmcctl: region create: bad SIZE: \"12q\" is not a size" \
 	region create "$RNAME" q 12q
 t "region create missing size" 2 '^vmcctl: region create: missing SIZE$' \
 	region create "$RNAME" q
@@ -212,6 +235,18 @@ t "region create unknown container" 1 '^vmcctl: open ' \
 	region create "vmcctl-nosuch-$$" jars 2M
 t "region list after errors" 0 '^  regions +2$' region list "$RNAME"
 t "check with regions" 0 "^$RNAME: consistent$" check "$RNAME"
+
+rodd=$'ctl\x01\t"q\\b\x7f\xff'     # quotes, a backslash, control bytes, not UTF-8
+t "region create, odd name" 0 "^created region ctl" region create "$RNAME" "$rodd" 2M
+t "region list, odd name" 0 '^ +[0-9]+ ctl\?\?"q\\b\?'$'\xff'' +2 ' region list "$RNAME"
+t "region list --json, odd name" 0 '' region list "$RNAME" --json
+if command -v python3 >/dev/null 2>&1; then
+	ok "region list --json, odd name, decodes" python3 -c '
+import json, sys
+names = [r["name"] for r in json.load(sys.stdin)["region_table"]]
+assert "ctl\x01\t\"q\\b\x7f\ufffd" in names, names' <<<"$out"
+fi
+t "region destroy, odd name" 0 "^destroyed region ctl" region destroy "$RNAME" "$rodd"
 
 t "region list --json" 0 '"region_table": \[' region list "$RNAME" --json
 if command -v python3 >/dev/null 2>&1; then
@@ -324,7 +359,8 @@ t "bad --code-cache" 2 '^vmcctl: create [^:]+: --code-cache abc: .*size' \
 	create "$SNAME" --code-cache abc
 t "unaligned --code-cache" 1 '^vmcctl: create [^:]+: .*code_cache_size.*multiple of 2 MiB' \
 	create "$SNAME" --size 64M --fund 16M --page-kind 4k --code-cache 3M
-t "--code-cache above --fund" 1 '^vmcctl: create [^:]+: .*fund' \
+# (the library's message counts in bytes: src/container.c)
+BYTES_OK=1 t "--code-cache above --fund" 1 '^vmcctl: create [^:]+: .*fund' \
 	create "$SNAME" --size 64M --fund 16M --page-kind 4k --code-cache 32M
 t "bad --region-space" 2 '^vmcctl: create [^:]+: --region-space 1x: ' \
 	create "$SNAME" --region-space 1x
@@ -336,6 +372,58 @@ t "region beyond the space" 1 "^vmcctl: create region b in $SNAME: .*region_spac
 t "region space freed" 0 "^destroyed region a in $SNAME" region destroy "$SNAME" a
 t "region in freed space" 0 "^created region b in $SNAME: 2.0 MiB" region create "$SNAME" b 2M
 t "destroy small region space" 0 "^destroyed $SNAME$" destroy "$SNAME"
+
+# ------------------------------------- VMs whose names need escaping, a worker
+vms=('q"uote' 'back\slash' '\"both\\' 'plain')
+t "create for VMs" 0 "^created $VNAME: pool 64 MiB \(4k\), funded 32 MiB" \
+	create "$VNAME" --size=64M --fund=32M --page-kind=4k
+if fixture_start "$VNAME" "${vms[@]}"; then
+	t "list: VMs, a worker, memory in use" 0 "^  $VNAME +4k +64 MiB +32 MiB +20 MiB +4 +1\$" \
+		list "$VNAME"
+	t "stat: VM table" 0 '^ +[0-9]+ q"uote +idle +2 ' stat "$VNAME"
+	ok "stat: backslashes as they are" grep -Eq '^ +[0-9]+ \\"both\\\\ +idle +6 ' <<<"$out"
+	ok "stat: the attached VM" grep -Eq "^ +[0-9]+ plain +attached +8 +8 +8 +$fixture_pid " \
+		<<<"$out"
+	t "stat --json with VMs" 0 '"vm_table": \[' stat "$VNAME" --json
+	if command -v python3 >/dev/null 2>&1; then
+		ok "stat --json with VMs is valid JSON" python3 -m json.tool <<<"$out" >/dev/null
+		ok "stat --json: VM names decode" python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+want = sys.argv[2:]
+vms = s["vm_table"]
+assert [v["name"] for v in vms] == want, vms
+assert [v["committed"] for v in vms] == [(i + 1) << 21 for i in range(len(want))], vms
+assert [v["state"] for v in vms] == ["idle"] * (len(want) - 1) + ["attached"], vms
+w = [x for x in s["worker_slots"] if not x["vmcctl"]]
+assert len(w) == 1 and w[0]["pid"] == int(sys.argv[1]) and w[0]["vm"] == want[-1], w' \
+			"$fixture_pid" "${vms[@]}" <<<"$out"
+	fi
+	t "stat --prometheus" 0 '^# TYPE vmc_vm_committed_bytes gauge$' stat "$VNAME" --prometheus
+	ok "prometheus: a quote escaped" grep -Fxq \
+		"vmc_vm_committed_bytes{container=\"$VNAME\",vm=\"q\\\"uote\"} 2097152" <<<"$out"
+	ok "prometheus: backslashes escaped" grep -Fxq \
+		"vmc_vm_committed_bytes{container=\"$VNAME\",vm=\"\\\\\\\"both\\\\\\\\\"} 6291456" <<<"$out"
+	ok "prometheus: the worker, not vmcctl" test "$(grep -c '^vmc_worker_alive{' <<<"$out")" = 1
+	ok "prometheus: the worker's labels" grep -Eq \
+		"^vmc_worker_alive\{container=\"$VNAME\",worker=\"[0-9]+\",pid=\"$fixture_pid\"\} 1\$" \
+		<<<"$out"
+	t "stat --json --prometheus" 2 '^vmcctl: stat: --json and --prometheus: choose one' \
+		stat "$VNAME" --json --prometheus
+	fixture_stop
+	ok "the worker left cleanly" test $? -eq 0
+fi
+t "list: the worker gone" 0 "^  $VNAME +4k +64 MiB +32 MiB +20 MiB +4 +0\$" list "$VNAME"
+t "check after the worker" 0 "^$VNAME: consistent$" check "$VNAME"
+
+# ------------------------------------------------ getopt_long's habits
+t "--opt=value, prefixes" 0 "^created $SNAME: pool 64 MiB \(4k\), funded 16 MiB" \
+	create "$SNAME" --si=64M --fu 16M --page=4k
+POSIXLY_CORRECT=1 t "options after arguments, POSIXLY_CORRECT" 0 '"name": "vmcctl-' \
+	stat "$SNAME" --json
+t "-- ends the options" 0 "^destroyed $SNAME$" destroy -- "$SNAME"
+t "-- then an option-like word" 2 "^vmcctl: stat: unexpected argument '--json'" \
+	stat -- "$SNAME" --json
 
 # ---------------------------------------------------------- error cases
 t "stat unknown" 1 '^vmcctl: open vmcctl-nosuch-[0-9]+: no container' stat "vmcctl-nosuch-$$"
@@ -372,5 +460,4 @@ rm -f "$profile"
 t "destroy" 0 "^destroyed $NAME$" destroy "$NAME"
 t "stat destroyed" 1 "^vmcctl: open $NAME: no container" stat "$NAME"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
