@@ -7,8 +7,8 @@
  * in one format (`vmcctl: WHAT: MESSAGE`) with one set of exit codes, a
  * progress bar for long funding runs, a snapshot of a live container, and
  * reports that print one description of what is shown either as a table
- * or as JSON.  vmcctl uses
- * the public API (vmc.h) only, like any other program.
+ * or as JSON.  vmcctl uses the public API (vmc.h) only, like any other
+ * program.
  */
 #ifndef VMCCTL_H
 #define VMCCTL_H
@@ -18,7 +18,8 @@
 
 #include "vmc.h"
 
-/* Exit codes. */
+/* Exit codes (`vmcctl --help` documents them): done, the operation
+ * failed, the command line was wrong. */
 enum { EXIT_OK = 0, EXIT_ERR = 1, EXIT_USAGE = 2 };
 
 struct vmcctl_cmd {
