@@ -2,8 +2,9 @@
 JOBS  ?= $(shell nproc)
 FUZZ_API_SECONDS ?= 120
 CMAKE ?= cmake
+CPACK ?= cpack
 
-.PHONY: all run deps test bench asan tsan release debug fuzz clean install
+.PHONY: all run deps test bench asan tsan release debug fuzz clean install deb
 
 all: debug
 
@@ -51,8 +52,21 @@ fuzz:
 	VMC_VERBOSE=0 ./build/fuzz/tests/fuzz_api -max_total_time=$(FUZZ_API_SECONDS) -max_len=4096 \
 	  -print_final_stats=1 build/fuzz/corpus-api
 
+# `make install` installs the release build into the configured prefix
+# (/usr/local); `make install PREFIX=DIR` into DIR (DESTDIR is honoured too).
 install: release
-	$(CMAKE) --install build/release
+	$(CMAKE) --install build/release $(if $(PREFIX),--prefix "$(abspath $(PREFIX))")
+
+# Debian packages (libvmc, libvmc-dev, vmc-tools) in build/deb, for /usr.
+# Only the installed targets are built.  Needs dpkg-dev and file.
+deb:
+	@command -v dpkg-shlibdeps >/dev/null && command -v file >/dev/null || \
+	  { echo "make deb: needs dpkg-dev and file: apt-get install -y dpkg-dev file" >&2; exit 1; }
+	$(CMAKE) -S . -B build/deb -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr \
+	  -DVMC_INSTALL_RPATH=OFF -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON >/dev/null
+	$(CMAKE) --build build/deb -j$(JOBS) --target vmc_shared vmc_static vmcctl
+	rm -f build/deb/*.deb
+	cd build/deb && $(CPACK) -G DEB
 
 clean:
 	rm -rf build

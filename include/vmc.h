@@ -143,6 +143,17 @@ VMC_API int vmc_config_set(vmc_config_t *cfg, const char *key, const char *value
  * Returns 0, VMC_EPROFILE (naming key and line) or an errno. */
 VMC_API int vmc_config_load(vmc_config_t *cfg, const char *path);
 
+/* Parse a size the way profile values are read, for programs that take
+ * sizes from their users: decimal digits, then optionally a unit K, M, G
+ * or T (powers of 1024), which may be followed by "B" or "iB"; or "B"
+ * alone.  Letters may be in any case: "4096", "64k", "512M", "8GiB",
+ * "1tb", "4096B".  No sign, fraction, hex or white space (trim first).
+ * Returns 0 and sets *out; EINVAL if s is not a size (NULL, empty,
+ * negative, garbage, a unit it does not know); ERANGE if the value does
+ * not fit in 64 bits.  On error *out is left alone and vmc_errmsg() says
+ * what was wrong. */
+VMC_API int vmc_parse_size(const char *s, uint64_t *out);
+
 /* ------------------------------------------------------------- containers */
 
 typedef struct vmc vmc_t;

@@ -6,7 +6,6 @@
  */
 #include "internal.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,32 +60,4 @@ void vmc_assert_fail(const char *expr, const char *file, int line)
 {
 	fprintf(stderr, "vmc: assertion failed: %s (%s:%d)\n", expr, file, line);
 	abort();
-}
-
-int vmc_parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	unsigned shift = 0;
-
-	if (!s || *s < '0' || *s > '9')
-		return EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return EINVAL;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
-	}
-	if (shift && (*end == 'i' || *end == 'B'))
-		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
-	if (*end)
-		return EINVAL;
-	if (shift && v > (UINT64_MAX >> shift))
-		return EINVAL;
-	*out = (uint64_t)v << shift;
-	return 0;
 }

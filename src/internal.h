@@ -29,9 +29,6 @@ VMC_HIDDEN int vmc_fail(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 VMC_HIDDEN void vmc_clear_error(void);
 
-/* Parse "512M", "8G", "4096" into bytes. Returns 0 or EINVAL. */
-VMC_HIDDEN int vmc_parse_size(const char *s, uint64_t *out);
-
 #define VMC_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define VMC_MAX(a, b) ((a) > (b) ? (a) : (b))
 

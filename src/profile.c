@@ -101,7 +101,8 @@ static int apply(vmc_config_t *cfg, const struct key *k, const char *val,
 		switch (k->type) {
 		case KEY_SIZE:
 			return vmc_fail(VMC_EPROFILE, "%s: expected a size in bytes "
-					"with an optional K/M/G/T suffix, e.g. 512M or 8G", ctx);
+					"with an optional K/M/G/T suffix, e.g. 512M or 8G, "
+					"below 16 EiB", ctx);
 		case KEY_UINT:
 			return vmc_fail(VMC_EPROFILE, "%s: expected a number %llu..%llu",
 					ctx, (unsigned long long)k->min,
@@ -122,7 +123,8 @@ static int apply(vmc_config_t *cfg, const struct key *k, const char *val,
 	return 0;
 }
 
-/* Look up key (long or short form) and set it; where prefixes messages. */
+/* Look up key (long or short form) and set it; where ("profile F line N: ",
+ * or "" for a single setting) prefixes messages. */
 static int set_key(vmc_config_t *cfg, const char *where, const char *key,
 		   const char *val)
 {
@@ -132,7 +134,7 @@ static int set_key(vmc_config_t *cfg, const char *where, const char *key,
 
 	for (i = 0; i < NKEYS; i++) {
 		if (!strcmp(name, keys[i].name)) {
-			snprintf(ctx, sizeof ctx, "%s: vmc/%s = %.64s", where,
+			snprintf(ctx, sizeof ctx, "%svmc/%s = %.64s", where,
 				 keys[i].name, val);
 			return apply(cfg, &keys[i], val, ctx);
 		}
@@ -140,7 +142,7 @@ static int set_key(vmc_config_t *cfg, const char *where, const char *key,
 	for (i = 0; i < NKEYS && n < sizeof known; i++)
 		n += (size_t)snprintf(known + n, sizeof known - n, "%svmc/%s",
 				      i ? ", " : "", keys[i].name);
-	return vmc_fail(VMC_EPROFILE, "%s: unknown key \"%.64s\" (known: %s)",
+	return vmc_fail(VMC_EPROFILE, "%sunknown key \"%.64s\" (known: %s)",
 			where, key, known);
 }
 
@@ -158,9 +160,9 @@ static char *trim(char *s, char *e)
 int vmc_config_set(vmc_config_t *cfg, const char *key, const char *value)
 {
 	if (!cfg || !key || !value)
-		return vmc_fail(VMC_EPROFILE, "vmc_config_set: %s is NULL",
-				!cfg ? "cfg" : !key ? "key" : "value");
-	return set_key(cfg, "vmc_config_set", key, value);
+		return vmc_fail(VMC_EPROFILE, "setting a parameter: no %s given (NULL)",
+				!cfg ? "configuration" : !key ? "key" : "value");
+	return set_key(cfg, "", key, value);
 }
 
 int vmc_config_load(vmc_config_t *cfg, const char *path)
@@ -171,8 +173,8 @@ int vmc_config_load(vmc_config_t *cfg, const char *path)
 	int err = 0;
 
 	if (!cfg || !path)
-		return vmc_fail(EINVAL, "vmc_config_load: %s is NULL",
-				!cfg ? "cfg" : "path");
+		return vmc_fail(EINVAL, "loading a profile: no %s given (NULL)",
+				!cfg ? "configuration" : "file name");
 	if (!(buf = malloc(PROFILE_MAX + 2)))
 		return vmc_fail(ENOMEM, "profile %s: no memory for a %d KiB "
 				"read buffer", path, PROFILE_MAX / 1024);
@@ -198,9 +200,9 @@ int vmc_config_load(vmc_config_t *cfg, const char *path)
 		line = trim(line, end);
 		if (!*line)
 			continue;
-		snprintf(where, sizeof where, "profile %s line %u", path, lineno);
+		snprintf(where, sizeof where, "profile %s line %u: ", path, lineno);
 		if (!(eq = strchr(line, '='))) {
-			err = vmc_fail(VMC_EPROFILE, "%s: expected \"key = value\", "
+			err = vmc_fail(VMC_EPROFILE, "%sexpected \"key = value\", "
 				       "got \"%.64s\"", where, line);
 			break;
 		}
@@ -219,7 +221,7 @@ int vmc_config_init(vmc_config_t *cfg)
 	int err;
 
 	if (!cfg)
-		return vmc_fail(EINVAL, "vmc_config_init: cfg is NULL");
+		return vmc_fail(EINVAL, "no configuration to fill in (NULL)");
 	*cfg = defaults;
 	profile = getenv("VMC_PROFILE");
 	if (profile && *profile && (err = vmc_config_load(cfg, profile)))

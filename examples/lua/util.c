@@ -20,18 +20,5 @@ double vl_now(void)
 
 int vl_parse_size(const char *s, uint64_t *out)
 {
-	char *end;
-	if (!s || !*s)
-		return -1;
-	unsigned long long v = strtoull(s, &end, 10);
-	int shift = 0;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	}
-	if (*end || end == s)
-		return -1;
-	*out = (uint64_t)v << shift;
-	return 0;
+	return vmc_parse_size(s, out) ? -1 : 0;
 }

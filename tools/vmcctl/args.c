@@ -1,17 +1,21 @@
 /*
  * args.c - command lines and usage.  Every subcommand takes a fixed number
- * of positional arguments and a few long options, in any order: `--size
- * 1G`, `--size=1G`, flags like `--json`, and `--` to end the options.  -h
- * and --help print the subcommand's help and leave with 0; anything the
- * subcommand does not know is a usage error (exit 2) that names the
- * offending word and shows the usage line.  One parser for all subcommands
- * keeps their command lines alike.
+ * of positional arguments and a few long options, in any order, the way
+ * GNU tools do (getopt_long does the parsing): `--size 1G`, `--size=1G`,
+ * an unambiguous prefix (`--si 1G`), flags like `--json`, and `--` to end
+ * the options.  -h and --help print the subcommand's help and leave with
+ * 0; anything the subcommand does not know is a usage error (exit 2) that
+ * names the offending word and shows the usage line.  One parser for all
+ * subcommands keeps their command lines alike.
  */
 #include "vmcctl.h"
 
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#define OPT_BASE 256    /* getopt_long's value for opts[i] is OPT_BASE + i */
 
 void usage_print(const struct vmcctl_cmd *cmd)
 {
@@ -32,17 +36,6 @@ int usage_error(const struct vmcctl_cmd *cmd, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
-/* The option named by arg ("--size" or "--size=1G"); NULL if none. */
-static const struct vmcctl_opt *find_opt(const struct vmcctl_opt *opts, const char *arg)
-{
-	size_t n = strcspn(arg + 2, "=");
-
-	for (; opts && opts->name; opts++)
-		if (strlen(opts->name) == n && !strncmp(opts->name, arg + 2, n))
-			return opts;
-	return NULL;
-}
-
 /* The synopsis begins with the names of the positional arguments
  * ("NAME TARGET [...]"); skip n of them. */
 static const char *skip_words(const char *s, int n)
@@ -54,52 +47,106 @@ static const char *skip_words(const char *s, int n)
 	return s;
 }
 
-int args_parse(const struct vmcctl_cmd *cmd, int argc, char **argv,
-	       const struct vmcctl_opt *opts, const char **pos, int npos)
+/* If word ("--max") begins two or more option names, say which; 1 if so. */
+static int ambiguous(const struct vmcctl_cmd *cmd, const struct vmcctl_opt *opts,
+		     const char *word)
 {
-	int got = 0, options = 1;
+	size_t len = strcspn(word, "="), at = 0;
+	char names[256] = "";
+	int n = 0;
 
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *eq;
-		const struct vmcctl_opt *o;
+	if (strncmp(word, "--", 2) || len < 3)
+		return 0;
+	for (; opts && opts->name; opts++)
+		if (!strncmp(opts->name, word + 2, len - 2) && at < sizeof names)
+			at += (size_t)snprintf(names + at, sizeof names - at, "%s--%s",
+					       n++ ? ", " : "", opts->name);
+	if (n < 2)
+		return 0;
+	usage_error(cmd, "ambiguous option '%.*s' (%s)", (int)len, word, names);
+	return 1;
+}
 
-		/* "-" and negative numbers are arguments, for the command to judge */
-		if (!options || a[0] != '-' || !a[1] || (a[1] >= '0' && a[1] <= '9')) {
-			if (got == npos)
-				return usage_error(cmd, "unexpected argument '%s'", a);
-			pos[got++] = a;
-			continue;
-		}
-		if (!strcmp(a, "--")) {
-			options = 0;
-			continue;
-		}
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+/* getopt_long returned '?': say what was wrong with the word it refused. */
+static int bad_option(const struct vmcctl_cmd *cmd, const struct vmcctl_opt *opts,
+		      const char *word)
+{
+	if (optopt >= OPT_BASE)     /* a flag given a value: --json=1 */
+		return usage_error(cmd, "option --%s takes no value", opts[optopt - OPT_BASE].name);
+	if (optopt >= '0' && optopt <= '9')
+		return usage_error(cmd, "unknown option '-%c': sizes and counts cannot be "
+				   "negative", optopt);
+	if (optopt)
+		return usage_error(cmd, "unknown option '-%c'", optopt);
+	return ambiguous(cmd, opts, word) ? EXIT_USAGE :
+	       usage_error(cmd, "unknown option '%.*s'", (int)strcspn(word, "="), word);
+}
+
+/* Options from opts, then between min and max positional arguments into
+ * pos[], their number into *got. */
+static int parse(const struct vmcctl_cmd *cmd, int argc, char **argv,
+		 const struct vmcctl_opt *opts, const char **pos, int min, int max, int *got)
+{
+	int n = 0, ch;
+
+	while (opts && opts[n].name)
+		n++;
+	struct option lo[n + 2];
+	for (int i = 0; i < n; i++)
+		lo[i] = (struct option){ opts[i].name,
+					 opts[i].metavar ? required_argument : no_argument,
+					 NULL, OPT_BASE + i };
+	lo[n] = (struct option){ "help", no_argument, NULL, 'h' };
+	lo[n + 1] = (struct option){ 0 };
+	*got = 0;
+	optind = 0;     /* start afresh */
+	opterr = 0;     /* the messages are ours */
+	/* "-": positional arguments come back in order as 1, whatever
+	 * POSIXLY_CORRECT says; ":": a missing value comes back as ':' */
+	while ((ch = getopt_long(argc, argv, "-:h", lo, NULL)) != -1) {
+		if (ch == 1) {
+			if (*got == max)
+				return usage_error(cmd, "unexpected argument '%s'", optarg);
+			pos[(*got)++] = optarg;
+		} else if (ch == 'h') {
 			usage_print(cmd);
 			return EXIT_OK;
-		}
-		if (a[1] != '-' || !(o = find_opt(opts, a)))
-			return usage_error(cmd, "unknown option '%s'", a);
-		eq = strchr(a, '=');
-		if (!o->metavar) {
-			if (eq)
-				return usage_error(cmd, "option --%s takes no value", o->name);
-			*o->value = o->name;
-		} else if (eq) {
-			*o->value = eq + 1;
-		} else if (i + 1 < argc) {
-			*o->value = argv[++i];
+		} else if (ch == ':') {
+			return usage_error(cmd, "option --%s needs a value (%s)",
+					   opts[optopt - OPT_BASE].name,
+					   opts[optopt - OPT_BASE].metavar);
+		} else if (ch >= OPT_BASE && ch < OPT_BASE + n) {
+			const struct vmcctl_opt *o = &opts[ch - OPT_BASE];
+			*o->value = o->metavar ? optarg : o->name;
 		} else {
-			return usage_error(cmd, "option --%s needs a value (%s)", o->name,
-					   o->metavar);
+			return bad_option(cmd, opts, argv[optind - 1]);
 		}
 	}
-	if (got < npos) {
-		const char *from = skip_words(cmd->synopsis, got);
-		const char *to = skip_words(from, npos - got);
+	for (; optind < argc; optind++) {     /* after "--" */
+		if (*got == max)
+			return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+		pos[(*got)++] = argv[optind];
+	}
+	if (*got < min) {
+		const char *from = skip_words(cmd->synopsis, *got);
+		const char *to = skip_words(from, min - *got);
 		while (to > from && to[-1] == ' ')
 			to--;
 		return usage_error(cmd, "missing %.*s", (int)(to - from), from);
 	}
 	return ARGS_OK;
+}
+
+int args_parse(const struct vmcctl_cmd *cmd, int argc, char **argv,
+	       const struct vmcctl_opt *opts, const char **pos, int npos)
+{
+	int got;
+
+	return parse(cmd, argc, argv, opts, pos, npos, npos, &got);
+}
+
+int args_parse_list(const struct vmcctl_cmd *cmd, int argc, char **argv,
+		    const struct vmcctl_opt *opts, const char **pos, int *npos)
+{
+	return parse(cmd, argc, argv, opts, pos, 0, argc, npos);
 }

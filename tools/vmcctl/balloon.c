@@ -14,11 +14,25 @@
 #include <stdio.h>
 #include <unistd.h>
 
+/* The library refuses a target that is not a whole number of granules
+ * within the pool too, but says so in bytes; this says it in sizes. */
+static int target_ok(const char *name, uint64_t target, uint64_t granule, uint64_t pool)
+{
+	char t[SIZE_BUF], g[SIZE_BUF], p[SIZE_BUF];
+
+	if (target % granule == 0 && target <= pool)
+		return 1;
+	fprintf(stderr, "vmcctl: balloon %s to %s unfunded: the target must be a multiple "
+		"of %s no larger than the pool (%s)\n", name, size_str(target, t),
+		size_str(granule, g), size_str(pool, p));
+	return 0;
+}
+
 static int run(const struct vmcctl_cmd *cmd, int argc, char **argv)
 {
 	const char *pos[2];
 	char was[SIZE_BUF], now[SIZE_BUF], funded[SIZE_BUF], want[SIZE_BUF];
-	uint64_t target, before, achieved;
+	uint64_t target, before, achieved, granule;
 	struct progress bar = { 0 };
 	vmc_stats_t st;
 	vmc_t *c;
@@ -26,16 +40,18 @@ static int run(const struct vmcctl_cmd *cmd, int argc, char **argv)
 
 	if ((rc = args_parse(cmd, argc, argv, NULL, pos, 2)) != ARGS_OK)
 		return rc;
-	if (size_parse(pos[1], &target))
-		return usage_error(cmd, "bad size '%s' (expected bytes with an optional "
-				   "K/M/G/T suffix, e.g. 512M)", pos[1]);
+	if ((rc = size_arg(cmd, "TARGET", pos[1], &target)))
+		return rc;
 	if ((rc = open_container(pos[0], &c)))
 		return rc;
 	if ((err = vmc_stats(c, &st))) {
 		rc = fail(err, "stat %s", pos[0]);
 		return close_container(c, pos[0], rc);
 	}
-	before = achieved = (uint64_t)st.unfunded * VMC_GRANULE_SIZE;
+	granule = vmc_granule_size(c);
+	if (!target_ok(pos[0], target, granule, st.pool_size))
+		return close_container(c, pos[0], EXIT_ERR);
+	before = achieved = (uint64_t)st.unfunded * granule;
 	if (isatty(STDERR_FILENO)) {
 		progress_begin(&bar);
 		vmc_set_progress(c, progress_update, &bar);

@@ -4,7 +4,8 @@
  * library's own sentence for the failure (vmc_errmsg(), which says what to
  * do about it) or, if it left none, the name of the return code; the exit
  * code is then 1.  Sizes are read and written in powers of 1024, the way
- * vmc's profile parameters are (512M, 2G; "256 MiB", "1.0 GiB").
+ * vmc's profile parameters are: read by the library's own parser
+ * (vmc_parse_size: 512M, 2G, 1GiB), written as "256 MiB" or "1.0 GiB".
  */
 #include "vmcctl.h"
 
@@ -44,34 +45,10 @@ int close_container(vmc_t *c, const char *name, int rc)
 
 /* ----------------------------------------------------------------- sizes */
 
-int size_parse(const char *s, uint64_t *out)
+int size_arg(const struct vmcctl_cmd *cmd, const char *what, const char *s, uint64_t *out)
 {
-	char *end;
-	unsigned long long v;
-	unsigned shift = 0;
-
-	if (*s < '0' || *s > '9')     /* strtoull would take "-1" and " 1" */
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -1;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; break;
-	case 'm': case 'M': shift = 20; break;
-	case 'g': case 'G': shift = 30; break;
-	case 't': case 'T': shift = 40; break;
-	}
-	if (shift) {
-		end++;
-		if (*end == 'i' && end[1] == 'B')
-			end += 2;
-		else if (*end == 'B')
-			end++;
-	}
-	if (*end || (shift && v > (UINT64_MAX >> shift)))
-		return -1;
-	*out = (uint64_t)v << shift;
+	if (vmc_parse_size(s, out))
+		return usage_error(cmd, "bad %s: %s", what, vmc_errmsg());
 	return 0;
 }
 

@@ -155,9 +155,8 @@ static int run_create(const struct vmcctl_cmd *cmd, int argc, char **argv)
 
 	if ((rc = args_parse(cmd, argc, argv, NULL, pos, 3)) != ARGS_OK)
 		return rc;
-	if (size_parse(pos[2], &size) || size > SIZE_MAX)
-		return usage_error(cmd, "bad size '%s' (expected bytes with an optional "
-				   "K/M/G/T suffix, e.g. 64M)", pos[2]);
+	if ((rc = size_arg(cmd, "SIZE", pos[2], &size)))
+		return rc;
 	if ((rc = open_container(pos[0], &c)))
 		return rc;
 	if ((err = vmc_region_create(c, pos[1], (size_t)size, 0, &addr)))

@@ -4,8 +4,9 @@
  * (name/value sections) and rows of cells (the VM, worker and region
  * tables).  The functions here print that data either for people - aligned
  * columns, sizes in MiB or powers of 1024, addresses in hex, latencies in
- * µs, ratios, "-" for none - or as JSON - keys, numbers as numbers in bytes
- * and ns, null for none - so the two outputs always carry the same fields.
+ * µs, ratios, "-" for none, control characters shown as '?' - or as JSON -
+ * keys, numbers as numbers in bytes and ns, null for none, every string
+ * escaped - so the two outputs always carry the same fields.
  */
 #include "vmcctl.h"
 
@@ -14,17 +15,55 @@
 
 #define HIST_BAR 40
 
-void json_str(const char *s)
+/* The length of the well-formed UTF-8 sequence at s (1..4), or 0 if the
+ * bytes there are not one (a stray byte, an overlong form, a surrogate). */
+static int utf8_len(const unsigned char *s)
 {
+	unsigned char lo = 0x80, hi = 0xbf;
+	int n;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (s[0] == 0xe0)
+		lo = 0xa0;
+	else if (s[0] == 0xed)
+		hi = 0x9f;
+	else if (s[0] == 0xf0)
+		lo = 0x90;
+	else if (s[0] == 0xf4)
+		hi = 0x8f;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (int i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+void json_str(const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
 	putchar('"');
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch < 0x20)
-			printf("\\u%04x", ch);
+	while (*s) {
+		int n = utf8_len(s);
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if (*s < 0x20)
+			printf("\\u%04x", *s);
+		else if (n)
+			fwrite(s, 1, (size_t)n, stdout);
 		else
-			putchar(ch);
+			printf("\\ufffd");   /* not UTF-8: the replacement character */
+		s += n ? n : 1;
 	}
 	putchar('"');
 }
@@ -100,6 +139,8 @@ static const char *text(const struct cell *c, char buf[SIZE_BUF])
 	switch (c->kind) {
 	case CELL_STR:
 		return c->s;
+	case CELL_SIZE:
+		return size_str(c->n, buf);
 	case CELL_BOOL:
 		return c->n ? "yes" : "NO";
 	case CELL_MIB:
@@ -114,23 +155,45 @@ static const char *text(const struct cell *c, char buf[SIZE_BUF])
 	}
 }
 
+/* Marks and notes follow the row; they have no column. */
+static int column(const struct cell *c)
+{
+	return c->kind != CELL_MARK && c->kind != CELL_NOTE;
+}
+
 void cells_head(const struct cell *c, int n)
 {
 	for (int i = 0; i < n; i++)
-		if (c[i].kind != CELL_MARK)
+		if (column(&c[i]))
 			printf(i ? " %*s" : "  %*s", width(&c[i]), c[i].head);
 	putchar('\n');
 }
 
+/* s for a terminal: a control character in a name (a VM's, a region's, a
+ * stray file's) shows as '?' instead of moving the cursor. */
+static const char *printable(const char *s, char *buf, size_t n)
+{
+	size_t i;
+
+	for (i = 0; s[i] && i + 1 < n; i++)
+		buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+	buf[i] = 0;
+	return buf;
+}
+
 void cells_row(const struct cell *c, int n)
 {
-	char buf[SIZE_BUF];
+	char buf[SIZE_BUF], safe[512];
 
 	for (int i = 0; i < n; i++) {
-		if (c[i].kind != CELL_MARK)
-			printf(i ? " %*s" : "  %*s", width(&c[i]), text(&c[i], buf));
-		else if (c[i].n)
-			printf("  (%s)", c[i].s ? c[i].s : c[i].head);
+		if (column(&c[i]))
+			printf(i ? " %*s" : "  %*s", width(&c[i]),
+			       printable(text(&c[i], buf), safe, sizeof safe));
+		else if (c[i].kind == CELL_NOTE && !c[i].none)
+			printf("  %s: %s", c[i].head, printable(c[i].s, safe, sizeof safe));
+		else if (c[i].kind == CELL_MARK && c[i].n)
+			printf("  (%s)", printable(c[i].s ? c[i].s : c[i].head, safe,
+						   sizeof safe));
 	}
 	putchar('\n');
 }
@@ -142,7 +205,7 @@ void cells_json(const struct cell *c, int n)
 		printf("%s\"%s\": ", i ? ", " : "", c[i].key);
 		if (c[i].none)
 			printf("null");
-		else if (c[i].kind == CELL_STR)
+		else if (c[i].kind == CELL_STR || c[i].kind == CELL_NOTE)
 			json_str(c[i].s);
 		else if (c[i].kind == CELL_BOOL || c[i].kind == CELL_MARK)
 			printf(c[i].n ? "true" : "false");

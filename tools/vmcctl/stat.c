@@ -1,36 +1,16 @@
 /*
- * stat.c - `vmcctl stat NAME [--json] [--hist]`: a look inside a live
- * container.  It joins the container like any worker (so vmcctl holds a
- * worker slot for as long as it looks, marked "(vmcctl)"), takes one
- * consistent snapshot of the pool (vmc_stats: granules by state, shared
- * regions and code cache use, counters and attach/detach figures summed
- * over every process that ever used it),
- * then reads each VM (ids 0..max_vms-1) and each used worker slot (pid,
- * whether that process still lives, the VM attached there, its cache and
- * attach figures).  Those reads follow the snapshot, so a VM created or
- * destroyed meanwhile may show in one and not the other.  The same data
- * prints as a table for people or, with --json, as one JSON object for
- * monitoring: the counter lists and row descriptions below drive both
- * (report.c renders them), so the two outputs always carry the same fields.
+ * stat.c - `vmcctl stat NAME [--json | --prometheus] [--hist]`: a look
+ * inside a live container.  It takes a snapshot (snapshot.c: the pool, its
+ * counters and attach figures, each VM and each worker slot, vmcctl's own
+ * marked "(vmcctl)") and prints it as a table for people or, with --json,
+ * as one JSON object for scripts: the counter lists and row descriptions
+ * below drive both (report.c renders them), so the two outputs always carry
+ * the same fields.  --prometheus hands the snapshot to prometheus.c, for
+ * the monitoring people already run.
  */
 #include "vmcctl.h"
 
-#include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-struct snapshot {
-	const char *name;
-	vmc_stats_t st;
-	uint32_t self;               /* vmcctl's own slot */
-	uint32_t nvms, nworkers;     /* VMs found, used worker slots */
-	uint32_t *vm_id;             /* [nvms] */
-	vmc_vm_stats_t *vm;          /* [nvms] */
-	uint32_t *slot;              /* [nworkers] slot numbers */
-	vmc_worker_stats_t *ws;      /* [nworkers] */
-	int namew;                   /* the longest VM name, for the VM columns */
-};
 
 struct count { const char *key; uint64_t n; };
 
@@ -79,27 +59,6 @@ static void attach_counters(const vmc_attach_stats_t *a, struct counter out[NATT
 				   .n = vmc_hist_percentile(a->detach_hist, 0.99), .usec = 1 };
 }
 
-static const char *vm_state(int state)
-{
-	switch (state) {
-	case VMC_VM_IDLE: return "idle";
-	case VMC_VM_ATTACHED: return "attached";
-	case VMC_VM_ORPHANED: return "orphaned";
-	}
-	return "?";
-}
-
-/* The name of VM id; NULL for VMC_NO_VM, "?" for one not in the snapshot. */
-static const char *vm_name(const struct snapshot *s, uint32_t id)
-{
-	if (id == VMC_NO_VM)
-		return NULL;
-	for (uint32_t i = 0; i < s->nvms; i++)
-		if (s->vm_id[i] == id)
-			return s->vm[i].name;
-	return "?";
-}
-
 /* ------------------------------------------------------------------ rows */
 
 #define MAX_CELLS 9
@@ -111,7 +70,7 @@ static int vm_row(const struct snapshot *s, uint32_t i, struct cell *c)
 
 	c[0] = (struct cell){ "id", "id", 4, CELL_NUM, .n = s->vm_id[i] };
 	c[1] = (struct cell){ "name", "name", -s->namew, CELL_STR, .s = v->name };
-	c[2] = (struct cell){ "state", "state", -8, CELL_STR, .s = vm_state(v->state) };
+	c[2] = (struct cell){ "state", "state", -8, CELL_STR, .s = vm_state_name(v->state) };
 	c[3] = (struct cell){ "committed", "committed", 0, CELL_MIB, .n = v->committed };
 	c[4] = (struct cell){ "hwm", "hwm", 6, CELL_MIB, .n = v->hwm };
 	c[5] = (struct cell){ "limit", "limit", 6, CELL_MIB, .n = v->limit };
@@ -124,7 +83,7 @@ static int vm_row(const struct snapshot *s, uint32_t i, struct cell *c)
 static int worker_row(const struct snapshot *s, uint32_t i, struct cell *c)
 {
 	const vmc_worker_stats_t *w = &s->ws[i];
-	const char *vm = vm_name(s, w->attached);
+	const char *vm = snapshot_vm_name(s, w->attached);
 
 	c[0] = (struct cell){ "slot", "slot", 4, CELL_NUM, .n = s->slot[i] };
 	c[1] = (struct cell){ "pid", "pid", 8, CELL_NUM, .n = (uint64_t)w->pid };
@@ -167,53 +126,17 @@ static void rows_json(const char *key, const struct snapshot *s, uint32_t n, row
 	printf(n ? "\n  ]" : "]");
 }
 
-/* ------------------------------------------------------------- snapshot */
-
-static int take(vmc_t *c, struct snapshot *s)
-{
-	const vmc_stats_t *st = &s->st;
-	int err;
-
-	if ((err = vmc_stats(c, &s->st)))
-		return fail(err, "stat %s", s->name);
-	s->self = vmc_worker_slot(c);
-	s->vm_id = calloc(st->max_vms, sizeof *s->vm_id);
-	s->vm = calloc(st->max_vms, sizeof *s->vm);
-	s->slot = calloc(st->max_workers, sizeof *s->slot);
-	s->ws = calloc(st->max_workers, sizeof *s->ws);
-	if (!s->vm_id || !s->vm || !s->slot || !s->ws)
-		return fail(ENOMEM, "stat %s: out of memory", s->name);
-	s->namew = 4;
-	for (uint32_t id = 0; id < st->max_vms; id++) {
-		vmc_vm_stats_t *v = &s->vm[s->nvms];
-		if ((err = vmc_vm_stats(c, id, v)) == ENOENT)
-			continue;
-		if (err)
-			return fail(err, "stat %s: VM %u", s->name, id);
-		s->vm_id[s->nvms++] = id;
-		if ((int)strlen(v->name) > s->namew)
-			s->namew = (int)strlen(v->name);
-	}
-	for (uint32_t i = 0; i < st->max_workers; i++) {
-		vmc_worker_stats_t *w = &s->ws[s->nworkers];
-		if ((err = vmc_worker_stats(c, i, w)))
-			return fail(err, "stat %s: worker slot %u", s->name, i);
-		if (w->pid)
-			s->slot[s->nworkers++] = i;
-	}
-	return EXIT_OK;
-}
-
 static void print_table(const struct snapshot *s, int hist)
 {
 	const vmc_stats_t *st = &s->st;
 	struct count sc[5];
 	struct counter k[NCOUNTERS], a[NATTACH], rg[NREGION_COUNTERS];
-	char b[SIZE_BUF];
+	char b[SIZE_BUF], g[SIZE_BUF];
 
 	printf("container %s\n", s->name);
-	printf("  %-18s %s in %u granules of 2 MiB, page kind %s\n", "pool",
-	       size_str(st->pool_size, b), st->granules, vmc_page_kind_name(st->page_kind));
+	printf("  %-18s %s in %u granules of %s, page kind %s\n", "pool",
+	       size_str(st->pool_size, b), st->granules, size_str(s->granule, g),
+	       vmc_page_kind_name(st->page_kind));
 	printf("  %-18s %s\n", "funded", size_str(st->funded_bytes, b));
 	printf("  %-18s %s\n", "reserve", size_str(st->reserve_size, b));
 	printf("  %-18s %s\n", "window", size_str(st->window_size, b));
@@ -230,7 +153,7 @@ static void print_table(const struct snapshot *s, int hist)
 	states(st, sc);
 	for (int i = 0; i < 5; i++)
 		printf("  %-15s %8llu %12s\n", sc[i].key, (unsigned long long)sc[i].n,
-		       size_str(sc[i].n * VMC_GRANULE_SIZE, b));
+		       size_str(sc[i].n * s->granule, b));
 
 	region_counters(st, rg);
 	counters_table("regions and code cache (`vmcctl region list` shows them)", rg,
@@ -256,7 +179,7 @@ static void print_json(const struct snapshot *s)
 	printf("{\n  \"name\": ");
 	json_str(s->name);
 	printf(",\n  \"pool_size\": %llu,\n  \"granule_size\": %llu,\n  \"granules\": %u,\n",
-	       (unsigned long long)st->pool_size, (unsigned long long)VMC_GRANULE_SIZE,
+	       (unsigned long long)st->pool_size, (unsigned long long)s->granule,
 	       st->granules);
 	printf("  \"page_kind\": \"%s\",\n", vmc_page_kind_name(st->page_kind));
 	printf("  \"funded_bytes\": %llu,\n  \"reserve_size\": %llu,\n"
@@ -295,9 +218,10 @@ static void print_json(const struct snapshot *s)
 
 static int run(const struct vmcctl_cmd *cmd, int argc, char **argv)
 {
-	const char *json = NULL, *hist = NULL;
+	const char *json = NULL, *hist = NULL, *prom = NULL;
 	const struct vmcctl_opt opts[] = {
-		{ "json", NULL, &json }, { "hist", NULL, &hist }, { 0 },
+		{ "json", NULL, &json }, { "hist", NULL, &hist },
+		{ "prometheus", NULL, &prom }, { 0 },
 	};
 	struct snapshot s = { 0 };
 	vmc_t *c;
@@ -305,24 +229,25 @@ static int run(const struct vmcctl_cmd *cmd, int argc, char **argv)
 
 	if ((rc = args_parse(cmd, argc, argv, opts, &s.name, 1)) != ARGS_OK)
 		return rc;
+	if (json && prom)
+		return usage_error(cmd, "--json and --prometheus: choose one");
 	if ((rc = open_container(s.name, &c)))
 		return rc;
-	if (!(rc = take(c, &s))) {
+	if (!(rc = snapshot_take(c, &s))) {
 		if (json)
 			print_json(&s);
+		else if (prom)
+			prometheus_print(&s);
 		else
 			print_table(&s, hist != NULL);
 	}
-	free(s.vm_id);
-	free(s.vm);
-	free(s.slot);
-	free(s.ws);
+	snapshot_free(&s);
 	return close_container(c, s.name, rc);
 }
 
 const struct vmcctl_cmd cmd_stat = {
 	.name = "stat",
-	.synopsis = "NAME [--json] [--hist]",
+	.synopsis = "NAME [--json | --prometheus] [--hist]",
 	.summary = "show a container's pool, counters, attach figures, VMs and workers",
 	.help =
 	"vmcctl joins the container while it looks, so one worker slot is its own\n"
@@ -342,8 +267,15 @@ const struct vmcctl_cmd cmd_stat = {
 	"           sizes in bytes, latencies in ns, histograms as arrays of the\n"
 	"           32 buckets, null for none)\n"
 	"  --hist   also print the non-zero buckets of the attach and detach latency\n"
-	"           histograms: [2^k ns, 2^(k+1) ns), count and a bar\n\n"
+	"           histograms: [2^k ns, 2^(k+1) ns), count and a bar\n"
+	"  --prometheus\n"
+	"           print the figures in the Prometheus text exposition format:\n"
+	"           vmc_* gauges and *_total counters labelled with container (and vm,\n"
+	"           or worker and pid), attach and detach latency histograms in\n"
+	"           seconds (buckets and count; the library keeps no sum).  vmcctl's\n"
+	"           own worker slot is left out, so vmc_workers counts the others.\n\n"
 	"example:\n"
-	"  vmcctl stat web --json | python3 -m json.tool\n",
+	"  vmcctl stat web --json | python3 -m json.tool\n"
+	"  vmcctl stat web --prometheus > /var/lib/node_exporter/textfile/vmc-web.prom\n",
 	.run = run,
 };

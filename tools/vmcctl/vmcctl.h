@@ -5,9 +5,10 @@
  * below keep the subcommands to their own concern: option parsing with
  * --help built in, sizes read and printed in powers of 1024, errors printed
  * in one format (`vmcctl: WHAT: MESSAGE`) with one set of exit codes, a
- * progress bar for long funding runs, and reports that print one
- * description of what is shown either as a table or as JSON.  vmcctl uses
- * the public API (vmc.h) only, like any other program.
+ * progress bar for long funding runs, a snapshot of a live container, and
+ * reports that print one description of what is shown either as a table
+ * or as JSON.  vmcctl uses the public API (vmc.h) only, like any other
+ * program.
  */
 #ifndef VMCCTL_H
 #define VMCCTL_H
@@ -17,7 +18,8 @@
 
 #include "vmc.h"
 
-/* Exit codes. */
+/* Exit codes (`vmcctl --help` documents them): done, the operation
+ * failed, the command line was wrong. */
 enum { EXIT_OK = 0, EXIT_ERR = 1, EXIT_USAGE = 2 };
 
 struct vmcctl_cmd {
@@ -28,8 +30,8 @@ struct vmcctl_cmd {
 	int (*run)(const struct vmcctl_cmd *cmd, int argc, char **argv);
 };
 
-extern const struct vmcctl_cmd cmd_create, cmd_stat, cmd_region, cmd_balloon, cmd_check,
-	cmd_destroy, cmd_hugepages, cmd_caps;
+extern const struct vmcctl_cmd cmd_list, cmd_create, cmd_stat, cmd_region, cmd_balloon,
+	cmd_check, cmd_destroy, cmd_hugepages, cmd_caps;
 
 /* ------------------------------------------------------------ arguments */
 
@@ -49,6 +51,11 @@ struct vmcctl_opt {
  * leave with: EXIT_OK after printing help, EXIT_USAGE after a usage error. */
 int args_parse(const struct vmcctl_cmd *cmd, int argc, char **argv,
 	       const struct vmcctl_opt *opts, const char **pos, int npos);
+
+/* The same for a subcommand that takes any number of positional arguments:
+ * they go to pos[] (room for argc), their number to *npos. */
+int args_parse_list(const struct vmcctl_cmd *cmd, int argc, char **argv,
+		    const struct vmcctl_opt *opts, const char **pos, int *npos);
 
 /* Print the help of cmd to stdout. */
 void usage_print(const struct vmcctl_cmd *cmd);
@@ -73,9 +80,10 @@ int close_container(vmc_t *c, const char *name, int rc);
 
 /* ----------------------------------------------------------------- sizes */
 
-/* "512M", "2G", "4096", "1GiB": a byte count with an optional K/M/G/T
- * suffix (powers of 1024). Returns 0, or -1 if s is not a size. */
-int size_parse(const char *s, uint64_t *out);
+/* Read argument s, named `what` in messages ("TARGET"), as a size with
+ * vmc_parse_size ("512M", "2G", "4096", "1GiB").  Returns 0, or prints a
+ * usage error that says what is wrong with it and returns EXIT_USAGE. */
+int size_arg(const struct vmcctl_cmd *cmd, const char *what, const char *s, uint64_t *out);
 
 /* A non-negative decimal count ("16"). Returns 0, or -1. */
 int count_parse(const char *s, long *out);
@@ -142,18 +150,21 @@ void region_counters(const vmc_stats_t *st, struct counter out[NREGION_COUNTERS]
 enum cell_kind {
 	CELL_NUM,
 	CELL_MIB,    /* bytes: MiB in the table */
+	CELL_SIZE,   /* bytes: "1.5 GiB" in the table */
 	CELL_HEX,    /* an address: 0x... in the table, a number in JSON */
 	CELL_STR,
 	CELL_BOOL,   /* "yes" / "NO" in the table */
 	CELL_MARK,   /* "  (HEAD)" after the row if set (or "  (S)" if s is set),
 		      * no column; true/false in JSON */
+	CELL_NOTE,   /* "  HEAD: S" after the row unless none, no column; a string
+		      * (or null) in JSON */
 };
 struct cell {
 	const char *key, *head;  /* JSON key, table heading */
 	int width;               /* at least the heading's; negative: left-aligned */
 	enum cell_kind kind;
 	uint64_t n;              /* all kinds but CELL_STR */
-	const char *s;           /* CELL_STR; CELL_MARK: shown instead of HEAD */
+	const char *s;           /* CELL_STR, CELL_NOTE; CELL_MARK: shown instead of HEAD */
 	int none;                /* no value: "-" in the table, null in JSON */
 };
 
@@ -161,12 +172,43 @@ void cells_head(const struct cell *c, int n);
 void cells_row(const struct cell *c, int n);
 void cells_json(const struct cell *c, int n);   /* {"key": value, ...} */
 
+/* ------------------------------------------------------------ snapshots */
+
+/* What `vmcctl stat` shows, read once (snapshot.c). */
+struct snapshot {
+	const char *name;            /* the container's */
+	vmc_stats_t st;
+	uint64_t granule;            /* vmc_granule_size() */
+	uint32_t self;               /* vmcctl's own worker slot */
+	uint32_t nvms, nworkers;     /* VMs found, used worker slots */
+	uint32_t *vm_id;             /* [nvms] */
+	vmc_vm_stats_t *vm;          /* [nvms] */
+	uint32_t *slot;              /* [nworkers] slot numbers */
+	vmc_worker_stats_t *ws;      /* [nworkers] */
+	int namew;                   /* the longest VM name, for the VM columns */
+};
+
+/* Fill s (zeroed, with s->name set) from the open container c.  Returns 0,
+ * or prints the error and returns EXIT_ERR; snapshot_free() either way. */
+int snapshot_take(vmc_t *c, struct snapshot *s);
+void snapshot_free(struct snapshot *s);
+
+/* "idle", "attached", "orphaned". */
+const char *vm_state_name(int state);
+
+/* The name of VM id; NULL for VMC_NO_VM, "?" for one not in the snapshot. */
+const char *snapshot_vm_name(const struct snapshot *s, uint32_t id);
+
+/* The snapshot in the Prometheus text format (prometheus.c). */
+void prometheus_print(const struct snapshot *s);
+
 /* A log2 histogram (bucket k: [2^k, 2^(k+1)) ns): "\nTITLE" and a row
  * with a bar per non-zero bucket; or a JSON array of all the buckets. */
 void hist_table(const char *title, const uint64_t hist[VMC_HIST_BUCKETS]);
 void hist_json(const uint64_t hist[VMC_HIST_BUCKETS]);
 
-/* s as a JSON string, quoted and escaped. */
+/* s as a JSON string: quoted; quotes, backslashes and control characters
+ * escaped; bytes that are not UTF-8 as U+FFFD, so any name makes valid JSON. */
 void json_str(const char *s);
 
 #endif
