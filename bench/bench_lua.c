@@ -96,12 +96,12 @@ static int drive(struct vl_host *h, const char *path, int lfd, const struct vl_m
 		 int nreq, struct vl_lg_result *res, char *err, size_t n)
 {
 	int stopfd;
-	pid_t pid = vl_loadgen_spawn(h, path, mix, nreq, conns, 7, &stopfd);
+	pid_t pid = vl_loadgen_spawn(path, mix, nreq, conns, 1, 7, &stopfd);
 	if (pid < 0) {
 		snprintf(err, n, "load generator: %s", strerror(errno));
 		return -1;
 	}
-	vl_serve(h, lfd, stopfd);
+	vl_serve(h, lfd, -1, stopfd);
 	if (vl_loadgen_wait(pid, stopfd, res) || res->unexpected) {
 		snprintf(err, n, "load generator failed; %llu unexpected replies, first %.150s",
 			 (unsigned long long)res->unexpected, res->first_unexpected);
@@ -139,11 +139,11 @@ static int dispatcher(const struct vdef *v, const char *kind, struct outcome *ou
 	mix->overlimit = overlimit;
 	if (drive(h, path, lfd, mix, 2000, res, out->err, sizeof out->err))
 		goto out;
-	vmc_attach_stats_t a0, a1;
-	vl_host_attach_stats(h, &a0);
+	struct vl_run_stats a1;
+	vl_host_stats_reset(h);
 	if (drive(h, path, lfd, mix, requests, res, out->err, sizeof out->err))
 		goto out;
-	vl_host_attach_stats(h, &a1);
+	vl_host_run_stats(h, &a1);
 	out->rps = (double)res->sent / res->secs;
 	vl_host_memory(h, &out->rss_kb, &out->pss_kb, &out->pss_shmem_kb);
 	if (vl_host_vmc(h)) {
@@ -151,12 +151,10 @@ static int dispatcher(const struct vdef *v, const char *kind, struct outcome *ou
 		vmc_stats(vl_host_vmc(h), &st);
 		out->committed = (uint64_t)st.used * VMC_GRANULE_SIZE;
 		out->funded = st.funded_bytes;
-		for (int k = 0; k < VMC_HIST_BUCKETS; k++)
-			a1.attach_hist[k] -= a0.attach_hist[k];
-		out->attaches = a1.attaches - a0.attaches;
-		out->hits = a1.affinity_hits - a0.affinity_hits;
-		out->p50 = vmc_hist_percentile(a1.attach_hist, 0.5);
-		out->p99 = vmc_hist_percentile(a1.attach_hist, 0.99);
+		out->attaches = a1.attaches;
+		out->hits = a1.affinity_hits;
+		out->p50 = (uint64_t)(a1.attach_p50_us * 1000);
+		out->p99 = (uint64_t)(a1.attach_p99_us * 1000);
 	}
 	out->ok = 1;
 	rc = 0;
