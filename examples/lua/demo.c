@@ -52,7 +52,7 @@ static const char *mib(uint64_t b, char *buf)
 /* build/X/vmcctl, next to build/X/examples/lua/vmc-lua, or "vmcctl". */
 static void vmcctl_path(char *out, size_t n)
 {
-	char self[PATH_MAX];
+	char self[PATH_MAX], path[PATH_MAX + 16], real[PATH_MAX];
 	ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
 	char *slash;
 	snprintf(out, n, "vmcctl");
@@ -61,9 +61,9 @@ static void vmcctl_path(char *out, size_t n)
 	self[k] = 0;
 	if ((slash = strrchr(self, '/'))) {
 		*slash = 0;
-		snprintf(out, n, "%s/../../vmcctl", self);
-		if (access(out, X_OK))
-			snprintf(out, n, "vmcctl");
+		snprintf(path, sizeof path, "%s/../../vmcctl", self);
+		if (!access(path, X_OK) && realpath(path, real))
+			snprintf(out, n, "%s", real);
 	}
 }
 
@@ -77,7 +77,7 @@ static void page_kind_line(struct vl_host *h, const char *asked)
 	if (vmc_stats(vl_host_vmc(h), &st))
 		return;
 	vmc_caps_probe(&caps);
-	need = (long)(st.pool_size / VMC_GRANULE_SIZE) * 2;    /* two demo containers at once */
+	need = (long)(st.pool_size / VMC_GRANULE_SIZE);
 	printf("page kind: %s (%s", vmc_page_kind_name(st.page_kind), asked ? "asked for" : "auto");
 	if (st.page_kind == VMC_PAGE_HUGETLB)
 		printf(": %ld free 2 MiB hugepages were there to take)\n", caps.hugepages_free);
@@ -87,13 +87,9 @@ static void page_kind_line(struct vl_host *h, const char *asked)
 	if (st.page_kind == VMC_PAGE_HUGETLB || asked)
 		return;
 	vmcctl_path(ctl, sizeof ctl);
-	if (geteuid() == 0)
-		printf("  hugepages make each attach map 2 MiB at a time instead of 4 KiB pages "
-		       "(fewer page faults): you are root, so `%s hugepages %ld` reserves them; "
-		       "then run this again\n", ctl, need);
-	else
-		printf("  hugepages would make attaches cheaper; root can reserve them: "
-		       "`sudo %s hugepages %ld`\n", ctl, need);
+	printf("  with hugepages an attach maps 2 MiB at a time, with far fewer page faults; "
+	       "%s`%s hugepages %ld` reserves them, then run this again\n",
+	       geteuid() == 0 ? "you are root: " : "as root, ", ctl, need);
 }
 
 static int expect(struct vl_host *h, const char *tenant, const char *body, int pin,
@@ -178,7 +174,6 @@ static int run_mode(const struct vl_demo_opts *o, int m, struct mode_result *mr)
 	ho.quiet = 1;
 	snprintf(name, sizeof name, "vmc-lua-%d-%s", (int)getpid(), modes[m].col);
 	ho.name = name;
-	printf("\n== %s ==\n", modes[m].title);
 	fflush(stdout);
 	if (!(h = vl_host_new(&ho, err, sizeof err))) {
 		fprintf(stderr, "vmc-lua: %s\n", err);
@@ -186,6 +181,7 @@ static int run_mode(const struct vl_demo_opts *o, int m, struct mode_result *mr)
 	}
 	if (m == 0)
 		page_kind_line(h, o->page_kind);
+	printf("\n== %s ==\n", modes[m].title);
 	if (ho.mode == VL_VMC && vl_host_init_times(h, 7, &scratch, &clone) == 0)
 		printf("tenant init (median of 7): from scratch %.0f us (vmc_vm_create + lua_newstate"
 		       " + libraries), clone %.0f us (vmc_vm_clone of the template)\n", scratch, clone);
