@@ -438,7 +438,7 @@ static void measure(struct size_results *s, char **kinds, int nk)
 				uint64_t t0 = bench_now_ns();
 				if (run_config(&configs[c], configs[c].mode == VL_VMC ? s->kinds[k] : NULL,
 					       s->tenants, o))
-					snprintf(s->why[c][k], sizeof s->why[c][k], "failed: %s", o->err);
+					snprintf(s->why[c][k], sizeof s->why[c][k], "failed: %.240s", o->err);
 				fprintf(stderr, "bench_lua: %d tenants, run %d/%d: %s: %.0f req/s (%.1f s)\n",
 					s->tenants, run + 1, s->runs, lbl, o->rps,
 					(double)(bench_now_ns() - t0) / 1e9);

@@ -1,8 +1,8 @@
 /*
  * host.h - the dispatcher's private state, shared by the files of the host:
  * host.c (workers, deaths, the event loop's share), dispatch.c (queues and
- * routing), maint.c (maintenance jobs), tenants.c (making tenants) and
- * hoststats.c.  Process-local: nothing here is in shared memory.
+ * routing), maint.c (maintenance jobs), tenants.c (making tenants),
+ * scripts.c (their scripts) and hoststats.c.  Process-local: nothing here is in shared memory.
  */
 #ifndef VMCLUA_HOST_H
 #define VMCLUA_HOST_H
@@ -141,14 +141,18 @@ int   tenant_name_ok(const char *name, size_t len);
 /* A fresh VM for tenant ti (the old one destroyed): a clone of the template
  * for its limit, or a state made from scratch.  0 or -1 (err). */
 int   tenant_fresh_vm(struct vl_host *h, int ti, char *err, size_t n);
+/* Register tenant `name` with no state yet (broken: "not loaded yet");
+ * its script comes from `path`; limit and budget 0: the host's.  Index or -1. */
+int   tenant_register(struct vl_host *h, const char *name, const char *path, uint64_t limit,
+		      uint64_t budget, char *err, size_t n);
+/* 0 if `name` is a good name and no tenant has it yet, else -1 (err). */
+int   tenant_check(struct vl_host *h, const char *name, char *err, size_t n);
+
+/* scripts.c */
 /* The tenant's script: its file read again, or a copy of the source it
  * runs.  Returns malloc'ed text (len in *len) or NULL (err). */
 char *tenant_script(struct vl_host *h, int ti, int from_file, size_t *len, char *err,
 		    size_t n);
-/* Register tenant `name` with no state yet (broken: "not loaded yet");
- * its script comes from `path`.  Index or -1. */
-int   tenant_register(struct vl_host *h, const char *name, const char *path, char *err,
-		      size_t n);
 void  tenant_set_msg(struct tenant *t, const char *msg);
 
 #endif

@@ -54,7 +54,8 @@ void vl_host_admin(struct vl_host *h, int op, const char *name, vl_done_fn *done
 	}
 	if (ti < 0 && op == VL_OP_RELOAD && h->dir && tenant_name_ok(name, len)) {
 		snprintf(path, sizeof path, "%s/%s.lua", h->dir, name);
-		if (!access(path, R_OK) && (ti = tenant_register(h, name, path, err, sizeof err)) < 0)
+		if (!access(path, R_OK) &&
+		    (ti = tenant_register(h, name, path, 0, 0, err, sizeof err)) < 0)
 			host_log(h, "adding tenant '%s': %s", name, err);
 	}
 	if (ti < 0) {

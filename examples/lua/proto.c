@@ -54,7 +54,7 @@ struct conn {
 	struct vl_host *h;
 	int    fd, ctl;
 	int    eof, dead, skipping, pumping;
-	struct pend *ph, *pt;
+	struct pend *ph, **ptail;        /* replies to come, in line order */
 	int    npend;
 	size_t inlen, outlen, outcap;
 	char  *out;
@@ -161,9 +161,8 @@ static void conn_emit(struct conn *k)
 			memcpy(k->out + k->outlen, p->text, p->len);
 			k->outlen += p->len;
 		}
-		k->ph = p->next;
-		if (!k->ph)
-			k->pt = NULL;
+		if (!(k->ph = p->next))
+			k->ptail = &k->ph;
 		k->npend--;
 		free(p->text);
 		free(p);
@@ -225,11 +224,8 @@ static void conn_line(struct conn *k, const char *line, size_t len, int too_long
 		return;
 	}
 	p->k = k;
-	if (k->pt)
-		k->pt->next = p;
-	else
-		k->ph = p;
-	k->pt = p;
+	*k->ptail = p;
+	k->ptail = &p->next;
 	k->npend++;
 	if (too_long) {
 		reject(p, "line longer than %d bytes (dropped)", VL_LINE_MAX);
@@ -347,6 +343,7 @@ static void accept_all(struct server *s, int lfd, int ctl)
 		k->fd = fd;
 		k->h = s->h;
 		k->ctl = ctl;
+		k->ptail = &k->ph;
 		s->c[s->n++] = k;
 	}
 }

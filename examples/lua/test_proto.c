@@ -169,8 +169,8 @@ static int control_client(const char *path, const char *ctl, void *arg)
 	static const char *const want[] = {
 		"\ncounter          ready            2       1         1          0",
 		"\nworker ", "\n0 ", "\n1 ",
-		"{\"name\":\"counter\",\"state\":\"ready\",\"message\":\"\",\"requests\":2,\"errors\":1,"
-		"\"budget_kills\":1,\"nomem\":0,\"orphans\":0",
+		("{\"name\":\"counter\",\"state\":\"ready\",\"message\":\"\",\"requests\":2,\"errors\":1,"
+		 "\"budget_kills\":1,\"nomem\":0,\"orphans\":0"),
 		"\"workers\":[{\"worker\":0,", "commands: stats",
 		"\nERR unknown command 'bogus' (help lists them)\n",
 	};

@@ -286,7 +286,7 @@ static void t_soak(void)
 	tu_opts(&o, 2, 1);
 	o.pool_size = 128 * MiB;
 	o.budget = BUDGET;
-	o.timeout_ms = 1000;
+	o.timeout_ms = 2000;
 	struct vl_host *h = tu_host_opts(&o);
 	CHECK(vl_host_add_dir(h, dir, err, sizeof err) == 8, "%s", err);
 	pid_t w0 = vl_host_worker_pid(h, 0), w1 = vl_host_worker_pid(h, 1);

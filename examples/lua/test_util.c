@@ -13,8 +13,7 @@
 void tu_opts(struct vl_host_opts *o, int workers, int iso)
 {
 	vl_host_opts_init(o);
-	o->private_c = 1;
-	o->quiet = 1;
+	o->private_c = o->quiet = 1;
 	o->workers = workers;
 	o->isolation = iso;
 	o->timeout_ms = 0;

@@ -10,7 +10,8 @@
  *   dispatch.c  routing: per-tenant queues, affinity, batches, replies
  *   maint.c     maintenance jobs: reload, reset, the check of an orphan
  *   hoststats.c what the host tells: per tenant, per worker, text and JSON
- *   tenants.c   making tenants: templates, clones, scripts and their files
+ *   tenants.c   making tenants: templates, clones
+ *   scripts.c   tenants' scripts: files, header lines, directories
  *   worker.c    the worker processes
  *   proto.c     the line protocol server (requests and control lines)
  *   control.c   the control commands: stats, reload, reset
@@ -195,7 +196,7 @@ void vl_host_free(struct vl_host *h);
  * closes its sockets there). */
 void vl_host_set_atfork(struct vl_host *h, void (*fn)(void *), void *arg);
 
-/* --------------------------------------------------------------- tenants.c */
+/* ----------------------------------------------------- tenants.c, scripts.c */
 
 /* Add tenant `name` running script src with memory limit `limit` and CPU
  * budget `budget` (0: the host's defaults).  The script runs once, in the
