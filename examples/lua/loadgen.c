@@ -53,6 +53,7 @@ int vl_mix_from_host(struct vl_mix *m, struct vl_host *h)
 	struct vl_tenant_info ti;
 	m->n = 0;
 	m->overlimit = 8;
+	m->sequential = 0;
 	if (!(m->t = calloc((size_t)vl_host_ntenants(h) + 1, sizeof *m->t)))
 		return -1;
 	for (int i = 0; i < vl_host_ntenants(h); i++) {
@@ -75,11 +76,16 @@ void vl_mix_free(struct vl_mix *m)
 	m->n = 0;
 }
 
-/* One request line (with LF) for a random tenant of the mix. */
-static size_t make_line(const struct vl_mix *m, uint64_t *rng, char *buf, size_t cap, int *ti,
+/* The generator's state: its random numbers, and the lines made so far. */
+struct gen { uint64_t rng, seq; };
+
+/* One request line (with LF) for a tenant of the mix: the next one in turn
+ * (m->sequential), or one at random. */
+static size_t make_line(const struct vl_mix *m, struct gen *g, char *buf, size_t cap, int *ti,
 			int *expect)
 {
-	int t = (int)(rnd(rng) % (uint64_t)m->n), n;
+	uint64_t *rng = &g->rng;
+	int t = (int)((m->sequential ? g->seq++ : rnd(rng)) % (uint64_t)m->n), n;
 	*ti = t;
 	switch (m->t[t].kind) {
 	case VL_K_COUNTER:
@@ -117,10 +123,10 @@ struct lconn {
 	char     in[VL_LINE_MAX + 8];
 };
 
-static int send_next(const struct vl_mix *m, uint64_t *rng, struct lconn *k)
+static int send_next(const struct vl_mix *m, struct gen *g, struct lconn *k)
 {
 	struct inflight *f = &k->ring[(k->head + k->count) % MAX_DEPTH];
-	size_t n = make_line(m, rng, f->line, sizeof f->line, &f->ti, &f->expect);
+	size_t n = make_line(m, g, f->line, sizeof f->line, &f->ti, &f->expect);
 	f->t0 = vl_now_ns();
 	k->count++;
 	for (size_t off = 0; off < n;) {
@@ -158,7 +164,7 @@ static void check(const struct vl_mix *m, const struct inflight *f, const char *
 }
 
 /* Take the replies in k->in; each one frees a slot that a new request fills. */
-static int replies(const struct vl_mix *m, uint64_t *rng, struct lconn *k, int requests,
+static int replies(const struct vl_mix *m, struct gen *g, struct lconn *k, int requests,
 		   int *sent, int *done, double *lat, struct vl_lg_result *res)
 {
 	char *nl;
@@ -174,7 +180,7 @@ static int replies(const struct vl_mix *m, uint64_t *rng, struct lconn *k, int r
 		memmove(k->in, nl + 1, k->inlen - len - 1);
 		k->inlen -= len + 1;
 		if (*sent < requests) {
-			if (send_next(m, rng, k))
+			if (send_next(m, g, k))
 				return -1;
 			(*sent)++;
 		}
@@ -185,7 +191,7 @@ static int replies(const struct vl_mix *m, uint64_t *rng, struct lconn *k, int r
 int vl_loadgen(const char *path, const struct vl_mix *m, int requests, int conns, int depth,
 	       uint64_t seed, struct vl_lg_result *res)
 {
-	uint64_t rng = seed ? seed : 0x9e3779b97f4a7c15ull;
+	struct gen g = { seed ? seed : 0x9e3779b97f4a7c15ull, 0 };
 	struct lconn *c = calloc((size_t)conns, sizeof *c);
 	struct pollfd *pfd = calloc((size_t)conns, sizeof *pfd);
 	double *lat = malloc((size_t)requests * sizeof *lat);
@@ -204,7 +210,7 @@ int vl_loadgen(const char *path, const struct vl_mix *m, int requests, int conns
 	double t0 = vl_now();
 	for (int d = 0; d < depth; d++)
 		for (int i = 0; i < conns && sent < requests; i++, sent++)
-			if (send_next(m, &rng, &c[i]))
+			if (send_next(m, &g, &c[i]))
 				goto out;
 	while (done < sent) {
 		for (int i = 0; i < conns; i++)
@@ -224,7 +230,7 @@ int vl_loadgen(const char *path, const struct vl_mix *m, int requests, int conns
 				goto out;
 			}
 			k->inlen += (size_t)r;
-			if (replies(m, &rng, k, requests, &sent, &done, lat, res))
+			if (replies(m, &g, k, requests, &sent, &done, lat, res))
 				goto out;
 		}
 	}

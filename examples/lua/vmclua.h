@@ -371,12 +371,13 @@ struct vl_mix_tenant { char name[VL_NAME_MAX + 1]; int kind; };
 struct vl_mix {
 	int n;
 	int overlimit;          /* 1 in this many memhog requests is over its limit; 0: none */
+	int sequential;         /* 1: the tenants in turn (a warm-up that visits each), 0: at random */
 	struct vl_mix_tenant *t;
 };
 
 /* The request mix over the host's ready tenants: the kind of each comes
  * from its name (counter*, wordfreq*, memhog*; anything else gets "ping");
- * overlimit = 8.  0 or -1 (out of memory).  vl_mix_free frees m->t. */
+ * overlimit = 8, at random.  0 or -1 (out of memory).  vl_mix_free frees m->t. */
 int  vl_mix_from_host(struct vl_mix *m, struct vl_host *h);
 void vl_mix_free(struct vl_mix *m);
 
