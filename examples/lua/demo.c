@@ -80,7 +80,8 @@ static void page_kind_line(struct vl_host *h, const char *asked)
 	need = (long)(st.pool_size / VMC_GRANULE_SIZE);
 	printf("page kind: %s (%s", vmc_page_kind_name(st.page_kind), asked ? "asked for" : "auto");
 	if (st.page_kind == VMC_PAGE_HUGETLB)
-		printf(": %ld free 2 MiB hugepages were there to take)\n", caps.hugepages_free);
+		printf(": enough free 2 MiB hugepages: the pool took %ld, %ld are left)\n", need,
+		       caps.hugepages_free);
 	else
 		printf(": %ld free 2 MiB hugepages, %ld needed; shmem THP is \"%s\")\n",
 		       caps.hugepages_free, need, caps.thp_shmem_setting);
