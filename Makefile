@@ -31,13 +31,27 @@ test: debug
 	cd build/debug && ctest --output-on-failure -j$(JOBS)
 	$(MAKE) --no-print-directory asan
 
-# The main job: vmc-lua hosting the sample Lua tenants (needs liblua5.4-dev,
-# which `make deps` installs as root, or tells you how to).
-run: deps release
-	./build/release/examples/lua/vmc-lua --demo
+# The main job: vmc-lua hosting the sample Lua tenants.  It installs what
+# the run needs (`.ci/deps.sh run`: liblua5.4-dev and a toolchain; as root,
+# or it prints the command), builds vmc-lua and vmcctl, and runs the demo.
+# Quiet: one line per step; the steps' whole output goes to $(RUN_LOG).
+RUN_LOG := build/run.log
 
+run:
+	@mkdir -p build && : >$(RUN_LOG)
+	@step() { printf '%-52s' "make run: $$1 ..."; shift; \
+	  if "$$@" >>$(RUN_LOG) 2>&1; then echo " ok"; \
+	  else echo " FAILED"; tail -n 25 $(RUN_LOG); echo "make run: the whole log is $(RUN_LOG)"; \
+	    exit 1; fi; }; \
+	step "what the run needs (.ci/deps.sh run)" ./.ci/deps.sh run && \
+	step "configure build/release" $(CMAKE) -S . -B build/release -DCMAKE_BUILD_TYPE=Release && \
+	step "build vmc-lua and vmcctl" $(CMAKE) --build build/release -j$(JOBS) --target vmc-lua vmcctl
+	@echo "make run: build output in $(RUN_LOG); now ./build/release/examples/lua/vmc-lua --demo"
+	@./build/release/examples/lua/vmc-lua --demo
+
+# Everything the project's targets use (clang for `make fuzz`, python3 for tests).
 deps:
-	@./.ci/deps.sh
+	@./.ci/deps.sh all
 
 bench: release
 	./bench/run.sh build/release

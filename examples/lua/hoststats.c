@@ -1,8 +1,14 @@
 /*
- * hoststats.c - what the dispatcher can tell about itself: tenants,
- * workers, the attach figures of its workers' slots (vmc_worker_stats) and
- * the memory of its processes (/proc).  For the demo, the tests and
- * bench_lua.
+ * hoststats.c - what the dispatcher can tell about itself: tenants (their
+ * counts, state and memory), workers (requests, attaches, affinity hits,
+ * attach times, system calls and page faults, from the figures each answer
+ * carries), the memory of its processes (/proc), and the report of the
+ * control socket's `stats` as a table or as JSON.
+ *
+ * Attach percentiles come from the attach times themselves (each worker
+ * times vmc_attach and sends the time with the answer; the last
+ * VL_SAMPLES of them are kept), interpolated between neighbours: not from
+ * a histogram's bucket edges.
  */
 #include "host.h"
 
@@ -20,11 +26,11 @@ pid_t vl_host_worker_pid(struct vl_host *h, int w) { return w >= 0 && w < h->nw 
 
 int vl_host_busy(struct vl_host *h)
 {
-	int n = 0;
-	for (struct req *r = h->ph; r; r = r->next)
-		n++;
+	int n = h->queued;
 	for (int i = 0; i < h->nw; i++)
 		n += h->w[i].inflight;
+	for (int j = 0; j < VL_JOBS; j++)
+		n += h->job[j].pid != 0;
 	return n;
 }
 
@@ -33,43 +39,70 @@ int vl_host_tenant(struct vl_host *h, int i, struct vl_tenant_info *out)
 	if (i < 0 || i >= h->nt)
 		return -1;
 	struct tenant *t = &h->t[i];
-	out->name = t->name;
-	out->vm = t->vm;
-	out->orphaned = t->orphaned;
-	out->limit = t->limit;
-	out->served = t->served;
+	*out = (struct vl_tenant_info){
+		.name = t->name, .msg = t->msg ? t->msg : "", .vm = t->vm, .state = t->state,
+		.limit = t->limit, .budget = t->budget, .served = t->served, .errors = t->errors,
+		.budget_kills = t->budget_kills, .nomem = t->nomem, .orphans = t->orphans,
+		.recoveries = t->recoveries, .reloads = t->reloads,
+	};
 	memcpy(out->by_worker, t->by_worker, sizeof out->by_worker);
 	return 0;
 }
 
-int vl_host_attach_stats(struct vl_host *h, vmc_attach_stats_t *out)
+static void reset(struct worker *w)
 {
-	vmc_stats_t st;
+	w->requests = w->attaches = w->hits = w->syscalls = w->minflt = 0;
+	w->nsamples = 0;
+}
+
+void vl_host_stats_reset(struct vl_host *h)
+{
+	for (int i = 0; i < h->nw; i++)
+		reset(&h->w[i]);
+	reset(&h->own);
+}
+
+/* Append w's kept attach times to v[*n]. */
+static void samples(const struct worker *w, double *v, size_t *n)
+{
+	uint64_t k = w->nsamples < VL_SAMPLES ? w->nsamples : VL_SAMPLES;
+	for (uint64_t i = 0; i < k; i++)
+		v[(*n)++] = (double)w->samples[i] / 1000.0;
+}
+
+static void add(struct vl_run_stats *s, const struct worker *w)
+{
+	s->requests += w->requests;
+	s->attaches += w->attaches;
+	s->affinity_hits += w->hits;
+	s->syscalls += w->syscalls;
+	s->minflt += w->minflt;
+}
+
+/* Figures of worker w (-1: the dispatcher's own runs), or of all (-2). */
+static void run_stats(struct vl_host *h, int which, struct vl_run_stats *out)
+{
+	size_t n = 0;
+	double *v = malloc(((size_t)h->nw + 1) * VL_SAMPLES * sizeof *v);
 	memset(out, 0, sizeof *out);
-	if (!h->c || vmc_stats(h->c, &st))
-		return -1;
-	for (uint32_t s = 0; s < st.max_workers; s++) {
-		vmc_worker_stats_t ws;
-		int mine = 0;
-		if (vmc_worker_stats(h->c, s, &ws) || !ws.pid)
+	for (int i = -1; i < h->nw; i++) {
+		const struct worker *w = i < 0 ? &h->own : &h->w[i];
+		if (which != -2 && which != i)
 			continue;
-		if (h->nw == 0)
-			mine = s == vmc_worker_slot(h->c);
-		for (int i = 0; i < h->nw; i++)
-			mine |= h->w[i].alive && h->w[i].pid == ws.pid;
-		if (!mine)
-			continue;
-		out->attaches += ws.attach.attaches;
-		out->affinity_hits += ws.attach.affinity_hits;
-		out->remaps += ws.attach.remaps;
-		out->detaches += ws.attach.detaches;
-		out->syscalls += ws.attach.syscalls;
-		for (int k = 0; k < VMC_HIST_BUCKETS; k++) {
-			out->attach_hist[k] += ws.attach.attach_hist[k];
-			out->detach_hist[k] += ws.attach.detach_hist[k];
-		}
+		add(out, w);
+		if (v)
+			samples(w, v, &n);
 	}
-	return 0;
+	if (v) {
+		out->attach_p50_us = vl_quantile(v, n, 0.5);
+		out->attach_p99_us = vl_quantile(v, n, 0.99);
+	}
+	free(v);
+}
+
+void vl_host_run_stats(struct vl_host *h, struct vl_run_stats *out)
+{
+	run_stats(h, -2, out);
 }
 
 static uint64_t proc_kb(pid_t pid, const char *file, const char *key)
@@ -102,4 +135,145 @@ void vl_host_memory(struct vl_host *h, uint64_t *rss_kb, uint64_t *pss_kb,
 		*pss_kb += proc_kb(pid, "smaps_rollup", "Pss:");
 		*pss_shmem_kb += proc_kb(pid, "smaps_rollup", "Pss_Shmem:");
 	}
+}
+
+uint64_t vl_host_mem_in_use(struct vl_host *h)
+{
+	uint64_t rss, pss, shm, vms = 0;
+	vmc_stats_t st;
+	vl_host_memory(h, &rss, &pss, &shm);
+	if (h->c && !vmc_stats(h->c, &st))
+		vms = (uint64_t)st.used * vmc_granule_size(h->c);
+	return (pss - shm) * 1024 + vms;
+}
+
+/* ------------------------------------------------------------- report */
+
+static const char *const state_name[] = { "ready", "broken", "orphaned", "maint" };
+
+/* A JSON string that is valid whatever the bytes: printable ASCII as it
+ * is, everything else as \u00XX (so a byte >= 0x80 of an error message
+ * shows as the Latin-1 character of the same number). */
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		fprintf(f, *p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\' ? "%c" : "\\u%04x", *p);
+	fputc('"', f);
+}
+
+static void mem(const struct vl_host *h, const struct tenant *t, uint64_t *committed)
+{
+	vmc_vm_stats_t vs;
+	*committed = h->c && t->vm != VMC_NO_VM && !vmc_vm_stats(h->c, t->vm, &vs) ? vs.committed : 0;
+}
+
+static void report_json(struct vl_host *h, FILE *f, const char *kind)
+{
+	fprintf(f, "{\"container\":");
+	json_str(f, vl_host_name(h));
+	fprintf(f, ",\"page_kind\":\"%s\",\"isolation\":\"%s\",\"affinity\":%d,\"batch\":%d,"
+		"\"tenants\":[", kind, h->o.isolation ? "strict" : "lazy", h->o.affinity, h->o.batch);
+	for (int i = 0; i < h->nt; i++) {
+		struct tenant *t = &h->t[i];
+		uint64_t committed;
+		mem(h, t, &committed);
+		fprintf(f, "%s{\"name\":", i ? "," : "");
+		json_str(f, t->name);
+		fprintf(f, ",\"state\":\"%s\",\"message\":", state_name[t->state]);
+		json_str(f, t->msg ? t->msg : "");
+		fprintf(f, ",\"requests\":%llu,\"errors\":%llu,\"budget_kills\":%llu,\"nomem\":%llu,"
+			"\"orphans\":%llu,\"recoveries\":%llu,\"reloads\":%llu,\"committed\":%llu,"
+			"\"limit\":%llu,\"budget\":%llu}",
+			(unsigned long long)t->served, (unsigned long long)t->errors,
+			(unsigned long long)t->budget_kills, (unsigned long long)t->nomem,
+			(unsigned long long)t->orphans, (unsigned long long)t->recoveries,
+			(unsigned long long)t->reloads, (unsigned long long)committed,
+			(unsigned long long)t->limit, (unsigned long long)t->budget);
+	}
+	fprintf(f, "],\"workers\":[");
+	for (int i = -1, k = 0; i < h->nw; i++) {
+		struct vl_run_stats s;
+		run_stats(h, i, &s);
+		if (i < 0 && !s.requests)
+			continue;
+		fprintf(f, "%s{\"worker\":%d,\"pid\":%d,\"requests\":%llu,\"attaches\":%llu,"
+			"\"affinity_hits\":%llu,\"attach_p50_us\":%.3f,\"attach_p99_us\":%.3f,"
+			"\"syscalls\":%llu,\"minflt\":%llu}", k++ ? "," : "", i,
+			i < 0 ? (int)getpid() : (int)h->w[i].pid, (unsigned long long)s.requests,
+			(unsigned long long)s.attaches, (unsigned long long)s.affinity_hits,
+			s.attach_p50_us, s.attach_p99_us, (unsigned long long)s.syscalls,
+			(unsigned long long)s.minflt);
+	}
+	fprintf(f, "]}\n");
+}
+
+static double per(uint64_t a, uint64_t b)
+{
+	return b ? (double)a / (double)b : 0;
+}
+
+static void report_text(struct vl_host *h, FILE *f, const char *kind)
+{
+	fprintf(f, "container %s: %s pages, %s isolation, %d workers, affinity %s, batches of up "
+		"to %d\n\n", vl_host_name(h), kind, h->o.isolation ? "strict" : "lazy", h->nw,
+		h->o.affinity ? "on" : "off", h->o.batch);
+	fprintf(f, "%-16s %-8s %9s %7s %9s %10s %7s %9s %7s %10s %9s %10s\n", "tenant", "state",
+		"requests", "errors", "cpu-kills", "mem-errors", "orphans", "recovered", "reloads",
+		"committed", "limit", "budget");
+	for (int i = 0; i < h->nt; i++) {
+		struct tenant *t = &h->t[i];
+		uint64_t committed;
+		mem(h, t, &committed);
+		fprintf(f, "%-16s %-8s %9llu %7llu %9llu %10llu %7llu %9llu %7llu %6.1f MiB %5llu MiB "
+			"%9.0fM\n", t->name, state_name[t->state], (unsigned long long)t->served,
+			(unsigned long long)t->errors, (unsigned long long)t->budget_kills,
+			(unsigned long long)t->nomem, (unsigned long long)t->orphans,
+			(unsigned long long)t->recoveries, (unsigned long long)t->reloads,
+			(double)committed / (1 << 20), (unsigned long long)(t->limit >> 20),
+			(double)t->budget / 1e6);
+	}
+	for (int i = 0; i < h->nt; i++)
+		if (h->t[i].msg && h->t[i].state != VL_T_READY)
+			fprintf(f, "  %s %s: %s\n", h->t[i].name, state_name[h->t[i].state], h->t[i].msg);
+	fprintf(f, "\n%-10s %8s %9s %9s %9s %12s %12s %12s %11s\n", "worker", "pid", "requests",
+		"attaches", "affinity", "attach p50", "attach p99", "syscalls/req", "faults/req");
+	for (int i = -1; i < h->nw; i++) {
+		struct vl_run_stats s;
+		char name[16];
+		run_stats(h, i, &s);
+		if (i < 0 && !s.requests)
+			continue;
+		if (i < 0)
+			snprintf(name, sizeof name, "dispatcher");
+		else
+			snprintf(name, sizeof name, "%d", i);
+		fprintf(f, "%-10s %8d %9llu %9llu %9llu %9.2f us %9.2f us %12.2f %11.2f\n", name,
+			i < 0 ? (int)getpid() : (int)h->w[i].pid, (unsigned long long)s.requests,
+			(unsigned long long)s.attaches, (unsigned long long)s.affinity_hits,
+			s.attach_p50_us, s.attach_p99_us, per(s.syscalls, s.requests),
+			per(s.minflt, s.requests));
+	}
+	fputc('\n', f);
+}
+
+char *vl_host_report(struct vl_host *h, int json)
+{
+	char *buf = NULL;
+	size_t size = 0;
+	vmc_stats_t st;
+	const char *kind = h->c && !vmc_stats(h->c, &st) ? vmc_page_kind_name(st.page_kind)
+		: h->o.mode == VL_ONEPROC ? "malloc (oneproc)" : "malloc (procs)";
+	FILE *f = open_memstream(&buf, &size);
+	if (!f)
+		return NULL;
+	if (json)
+		report_json(h, f, kind);
+	else
+		report_text(h, f, kind);
+	if (fclose(f)) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
 }

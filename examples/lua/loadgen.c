@@ -1,16 +1,18 @@
 /*
  * loadgen.c - the built-in load generator: it connects to the socket like
- * any client and keeps `conns` requests in flight, drawn from a mix over
- * the host's tenants by what each one is:
+ * any client and keeps `depth` requests in flight on each of `conns`
+ * connections (pipelined), drawn from a mix over the host's tenants by what
+ * each one is:
  *   counter*   "incr"                              -> OK <new count>
  *   wordfreq*  8-24 words from a 64-word vocabulary -> OK <summary>
  *   memhog*    "64" (KiB)                           -> OK
  *              1 in 8 (vl_mix.overlimit): "100000" (~100 MB, far over its limit)
  *                                                   -> ERR ... not enough memory
  *   other      "ping"                               -> any reply
- * Every reply is checked against that; the counts, the request latency
- * histogram and the successful increments per counter tenant come back in
- * struct vl_lg_result.
+ * Every reply is checked against that (a connection's replies come in the
+ * order of its lines); the counts, the exact p50/p99 of the round trips and
+ * the successful increments of the tenant "counter" come back in struct
+ * vl_lg_result.
  */
 #include "vmclua.h"
 
@@ -43,7 +45,7 @@ static uint64_t rnd(uint64_t *s)
 	return x * 2685821657736338717ull;
 }
 
-void vl_mix_from_host(struct vl_mix *m, struct vl_host *h)
+int vl_mix_from_host(struct vl_mix *m, struct vl_host *h)
 {
 	static const struct { const char *prefix; int kind; } kinds[] = {
 		{ "counter", VL_K_COUNTER }, { "wordfreq", VL_K_WORDS }, { "memhog", VL_K_MEMHOG },
@@ -51,8 +53,11 @@ void vl_mix_from_host(struct vl_mix *m, struct vl_host *h)
 	struct vl_tenant_info ti;
 	m->n = 0;
 	m->overlimit = 8;
-	for (int i = 0; i < vl_host_ntenants(h) && m->n < VL_LG_TENANTS; i++) {
-		if (vl_host_tenant(h, i, &ti) || ti.orphaned)
+	m->sequential = 0;
+	if (!(m->t = calloc((size_t)vl_host_ntenants(h) + 1, sizeof *m->t)))
+		return -1;
+	for (int i = 0; i < vl_host_ntenants(h); i++) {
+		if (vl_host_tenant(h, i, &ti) || ti.state != VL_T_READY)
 			continue;
 		snprintf(m->t[m->n].name, sizeof m->t[0].name, "%s", ti.name);
 		m->t[m->n].kind = VL_K_OTHER;
@@ -61,13 +66,26 @@ void vl_mix_from_host(struct vl_mix *m, struct vl_host *h)
 				m->t[m->n].kind = kinds[k].kind;
 		m->n++;
 	}
+	return 0;
 }
 
-/* One request line (with LF) for a random tenant of the mix. */
-static size_t make_line(const struct vl_mix *m, uint64_t *rng, char *buf, size_t cap, int *ti,
+void vl_mix_free(struct vl_mix *m)
+{
+	free(m->t);
+	m->t = NULL;
+	m->n = 0;
+}
+
+/* The generator's state: its random numbers, and the lines made so far. */
+struct gen { uint64_t rng, seq; };
+
+/* One request line (with LF) for a tenant of the mix: the next one in turn
+ * (m->sequential), or one at random. */
+static size_t make_line(const struct vl_mix *m, struct gen *g, char *buf, size_t cap, int *ti,
 			int *expect)
 {
-	int t = (int)(rnd(rng) % (uint64_t)m->n), n;
+	uint64_t *rng = &g->rng;
+	int t = (int)((m->sequential ? g->seq++ : rnd(rng)) % (uint64_t)m->n), n;
 	*ti = t;
 	switch (m->t[t].kind) {
 	case VL_K_COUNTER:
@@ -94,20 +112,25 @@ static size_t make_line(const struct vl_mix *m, uint64_t *rng, char *buf, size_t
 	return (size_t)n;
 }
 
+#define MAX_DEPTH 64
+
+struct inflight { int ti, expect; uint64_t t0; char line[512]; };
+
 struct lconn {
-	int      fd, ti, expect;
-	uint64_t t0;
+	int      fd, head, count;        /* in flight: ring[head .. head + count) */
+	struct inflight ring[MAX_DEPTH];
 	size_t   inlen;
-	char     line[512];
 	char     in[VL_LINE_MAX + 8];
 };
 
-static int send_next(const struct vl_mix *m, uint64_t *rng, struct lconn *k)
+static int send_next(const struct vl_mix *m, struct gen *g, struct lconn *k)
 {
-	size_t n = make_line(m, rng, k->line, sizeof k->line, &k->ti, &k->expect);
-	k->t0 = vl_now_ns();
+	struct inflight *f = &k->ring[(k->head + k->count) % MAX_DEPTH];
+	size_t n = make_line(m, g, f->line, sizeof f->line, &f->ti, &f->expect);
+	f->t0 = vl_now_ns();
+	k->count++;
 	for (size_t off = 0; off < n;) {
-		ssize_t w = send(k->fd, k->line + off, n - off, MSG_NOSIGNAL);
+		ssize_t w = send(k->fd, f->line + off, n - off, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
@@ -117,41 +140,65 @@ static int send_next(const struct vl_mix *m, uint64_t *rng, struct lconn *k)
 	return 0;
 }
 
-static void check(const struct vl_mix *m, struct lconn *k, const char *reply, size_t len,
-		  struct vl_lg_result *res)
+static void check(const struct vl_mix *m, const struct inflight *f, const char *reply,
+		  size_t len, struct vl_lg_result *res)
 {
-	uint64_t ns = vl_now_ns() - k->t0;
-	int b = ns ? 63 - __builtin_clzll(ns) : 0, bad = 0;
-	res->lat_hist[b < 32 ? b : 31]++;
+	int bad = 0;
 	if (len >= 3 && !memcmp(reply, "OK ", 3)) {
 		res->ok++;
-		bad = k->expect == EXP_MEMERR;
-		if (!bad && m->t[k->ti].kind == VL_K_COUNTER)
-			res->incr_ok[k->ti]++;
+		bad = f->expect == EXP_MEMERR;
+		if (!bad && !strcmp(m->t[f->ti].name, "counter"))
+			res->counter_incr++;
 	} else {
 		res->err++;
 		int mem = memmem(reply, len, "not enough memory", 17) != NULL;
-		if (k->expect == EXP_MEMERR && mem)
+		if (f->expect == EXP_MEMERR && mem)
 			res->expected_err++;
-		bad = k->expect != EXP_ANY && !(k->expect == EXP_MEMERR && mem);
+		bad = f->expect != EXP_ANY && !(f->expect == EXP_MEMERR && mem);
 	}
 	if (bad && !res->unexpected++) {
-		size_t l = strcspn(k->line, "\n");
+		size_t l = strcspn(f->line, "\n");
 		snprintf(res->first_unexpected, sizeof res->first_unexpected, "'%.*s' -> '%.*s'",
-			 (int)(l > 80 ? 80 : l), k->line, (int)(len > 120 ? 120 : len), reply);
+			 (int)(l > 80 ? 80 : l), f->line, (int)(len > 120 ? 120 : len), reply);
 	}
 }
 
-int vl_loadgen(const char *path, const struct vl_mix *m, int requests, int conns,
+/* Take the replies in k->in; each one frees a slot that a new request fills. */
+static int replies(const struct vl_mix *m, struct gen *g, struct lconn *k, int requests,
+		   int *sent, int *done, double *lat, struct vl_lg_result *res)
+{
+	char *nl;
+	while ((nl = memchr(k->in, '\n', k->inlen))) {
+		size_t len = (size_t)(nl - k->in);
+		if (!k->count)
+			return -1;               /* a reply to nothing */
+		struct inflight *f = &k->ring[k->head];
+		lat[(*done)++] = (double)(vl_now_ns() - f->t0) / 1000.0;
+		check(m, f, k->in, len, res);
+		k->head = (k->head + 1) % MAX_DEPTH;
+		k->count--;
+		memmove(k->in, nl + 1, k->inlen - len - 1);
+		k->inlen -= len + 1;
+		if (*sent < requests) {
+			if (send_next(m, g, k))
+				return -1;
+			(*sent)++;
+		}
+	}
+	return k->inlen == sizeof k->in ? -1 : 0;
+}
+
+int vl_loadgen(const char *path, const struct vl_mix *m, int requests, int conns, int depth,
 	       uint64_t seed, struct vl_lg_result *res)
 {
-	uint64_t rng = seed ? seed : 0x9e3779b97f4a7c15ull;
+	struct gen g = { seed ? seed : 0x9e3779b97f4a7c15ull, 0 };
 	struct lconn *c = calloc((size_t)conns, sizeof *c);
 	struct pollfd *pfd = calloc((size_t)conns, sizeof *pfd);
+	double *lat = malloc((size_t)requests * sizeof *lat);
 	int sent = 0, done = 0, rc = -1;
 
 	memset(res, 0, sizeof *res);
-	if (!c || !pfd || m->n < 1 || conns < 1)
+	if (!c || !pfd || !lat || m->n < 1 || conns < 1 || depth < 1 || depth > MAX_DEPTH)
 		goto out;
 	for (int i = 0; i < conns; i++)
 		c[i].fd = -1;
@@ -161,9 +208,10 @@ int vl_loadgen(const char *path, const struct vl_mix *m, int requests, int conns
 			goto out;
 		}
 	double t0 = vl_now();
-	for (int i = 0; i < conns && sent < requests; i++, sent++)
-		if (send_next(m, &rng, &c[i]))
-			goto out;
+	for (int d = 0; d < depth; d++)
+		for (int i = 0; i < conns && sent < requests; i++, sent++)
+			if (send_next(m, &g, &c[i]))
+				goto out;
 	while (done < sent) {
 		for (int i = 0; i < conns; i++)
 			pfd[i] = (struct pollfd){ .fd = c[i].fd, .events = POLLIN };
@@ -182,25 +230,14 @@ int vl_loadgen(const char *path, const struct vl_mix *m, int requests, int conns
 				goto out;
 			}
 			k->inlen += (size_t)r;
-			char *nl;
-			while ((nl = memchr(k->in, '\n', k->inlen))) {
-				size_t len = (size_t)(nl - k->in);
-				check(m, k, k->in, len, res);
-				done++;
-				memmove(k->in, nl + 1, k->inlen - len - 1);
-				k->inlen -= len + 1;
-				if (sent < requests) {
-					if (send_next(m, &rng, k))
-						goto out;
-					sent++;
-				}
-			}
-			if (k->inlen == sizeof k->in)
+			if (replies(m, &g, k, requests, &sent, &done, lat, res))
 				goto out;
 		}
 	}
 	res->secs = vl_now() - t0;
 	res->sent = (uint64_t)sent;
+	res->p50_us = vl_quantile(lat, (size_t)done, 0.5);
+	res->p99_us = vl_quantile(lat, (size_t)done, 0.99);
 	rc = 0;
 out:
 	for (int i = 0; c && i < conns; i++)
@@ -208,14 +245,14 @@ out:
 			close(c[i].fd);
 	free(c);
 	free(pfd);
+	free(lat);
 	return rc;
 }
 
-pid_t vl_loadgen_spawn(struct vl_host *h, const char *path, const struct vl_mix *m,
-		       int requests, int conns, uint64_t seed, int *stopfd)
+pid_t vl_loadgen_spawn(const char *path, const struct vl_mix *m, int requests, int conns,
+		       int depth, uint64_t seed, int *stopfd)
 {
 	int p[2];
-	(void)h;
 	if (pipe(p))
 		return -1;
 	fflush(NULL);
@@ -231,7 +268,7 @@ pid_t vl_loadgen_spawn(struct vl_host *h, const char *path, const struct vl_mix 
 		struct vl_lg_result r;
 		close(p[0]);
 		memset(&r, 0, sizeof r);
-		int rc = vl_loadgen(path, m, requests, conns, seed, &r);
+		int rc = vl_loadgen(path, m, requests, conns, depth, seed, &r);
 		_exit(write(p[1], &r, sizeof r) != (ssize_t)sizeof r || rc ? 1 : 0);
 	}
 	close(p[1]);

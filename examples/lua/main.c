@@ -1,5 +1,5 @@
 /*
- * main.c - the vmc-lua command line: serve, demo, client.
+ * main.c - the vmc-lua command line: serve, demo, client, control.
  */
 #include "vmclua.h"
 
@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #ifndef VMC_LUA_TENANTS
@@ -17,8 +16,9 @@
 
 static const char usage[] =
 "usage: vmc-lua --serve SOCKET [--tenants DIR] [--workers N] [options]\n"
-"       vmc-lua --demo [--workers N] [--requests N] [--conns N] [--page-kind K]\n"
 "       vmc-lua --client SOCKET\n"
+"       vmc-lua --control SOCKET.ctl COMMAND...\n"
+"       vmc-lua --demo [--workers N] [--requests N] [--conns N] [--page-kind K]\n"
 "\n"
 "A prefork multi-tenant Lua 5.4 host on vmc.  Each tenant is a Lua script that\n"
 "defines handle(request); its lua_State and whole heap live in a VM of a vmc\n"
@@ -26,33 +26,44 @@ static const char usage[] =
 "handle(body), replies, detaches.  Tenant state persists across requests and\n"
 "workers.\n"
 "\n"
-"  --serve SOCKET    serve on Unix socket SOCKET (mode 0600) until SIGINT/SIGTERM:\n"
-"                      vmc-lua --serve /tmp/vmc-lua.sock --tenants DIR --workers 4\n"
-"                    protocol, one line each way:\n"
+"  --serve SOCKET    serve on Unix socket SOCKET (mode 0600) until SIGINT/SIGTERM;\n"
+"                    one line each way, any number of lines per connection:\n"
 "                      TENANT SP BODY LF  ->  \"OK \" RESULT LF  |  \"ERR \" MESSAGE LF\n"
-"                      printf 'counter incr\\n' | vmc-lua --client /tmp/vmc-lua.sock\n"
-"                    the container is named vmc-lua-PID (or --name): `vmcctl stat NAME`\n"
-"                    shows the tenants as VMs of that name while it serves\n"
+"                    the control socket is SOCKET.ctl (see --control); the\n"
+"                    container is named vmc-lua-PID (or --name): `vmcctl stat NAME`\n"
+"  --client SOCKET   send stdin, print a reply for each line; waits for them all\n"
+"  --control SOCKET.ctl COMMAND\n"
+"                    stats | stats --json | reload NAME | reset NAME | help\n"
 "  --demo            what `make run` shows: the sample tenants, 2 workers and the\n"
-"                    built-in load generator, in strict then lazy isolation; prints\n"
-"                    requests/s, attach p50/p99, affinity hits, memory per tenant,\n"
-"                    and the counter's state surviving across workers; exit 0 if\n"
-"                    every reply was as expected\n"
-"  --client SOCKET   send each line of stdin, print each reply\n"
+"                    built-in load generator, in strict and lazy isolation and on\n"
+"                    malloc in one process, side by side; exit 0 if every reply\n"
+"                    was as expected\n"
 "\n"
 "options:\n"
 "  --tenants DIR     DIR/NAME.lua becomes tenant NAME (default " VMC_LUA_TENANTS ");\n"
-"                    a line \"-- vmc-lua: limit = 4M\" at the top sets its memory limit\n"
+"                    \"-- vmc-lua: limit = 4M, budget = 20M\" at its top sets its memory\n"
+"                    limit and CPU budget.  A script that does not load makes a broken\n"
+"                    tenant (it answers ERR until `reload NAME`); the others serve\n"
 "  --workers N       worker processes (default: the number of cores; demo: 2)\n"
 "  --name NAME       the container's name (default vmc-lua-PID)\n"
+"  --control-socket PATH  the control socket (default SOCKET.ctl)\n"
 "  --isolation M     strict (default: detach revokes access) or lazy\n"
 "  --limit SIZE      default memory limit of a tenant (default 8M); a tenant that\n"
 "                    exceeds it gets a Lua \"not enough memory\" error\n"
+"  --budget N        default CPU budget of a request in Lua instructions (default\n"
+"                    50M; 0: none); beyond it the request ends with a Lua error\n"
+"  --timeout SEC     kill -9 a worker whose request runs longer (default 10, 0 never):\n"
+"                    for hangs inside C functions, where the budget cannot count\n"
+"  --recover P       a tenant whose worker died while it was attached: keep (default:\n"
+"                    its state, if a check of its heap and state passes, else reset),\n"
+"                    reset (a fresh state from its template) or manual (it answers\n"
+"                    ERR until `reset NAME`)\n"
+"  --affinity on|off a tenant goes back to the worker that ran it last (default on)\n"
+"  --batch N         requests of one tenant served in one attachment (1..16, default\n"
+"                    16; 1: one attach per request)\n"
 "  --pool SIZE       the container's pool, all funded (default 512M)\n"
 "  --page-kind K     auto (default), hugetlb, thp or 4k\n"
 "  --no-clone        make each tenant from scratch, not as a clone of a template\n"
-"  --timeout SEC     kill -9 a worker whose request runs longer (default 10, 0 never);\n"
-"                    its tenant is then orphaned and reported\n"
 "  --mode M          vmc (default); oneproc or procs: the baselines of bench_lua\n"
 "                    (all tenants in the dispatcher on malloc; one process per tenant)\n"
 "  --requests N      demo: requests per mode (default 4000)\n"
@@ -70,18 +81,37 @@ static void on_signal(int sig)
 	}
 }
 
-static int serve(const char *sock, const char *dir, struct vl_host_opts *ho)
+static void list_tenants(struct vl_host *h)
 {
-	char err[512];
+	for (int i = 0; i < vl_host_ntenants(h); i++) {
+		struct vl_tenant_info ti;
+		vl_host_tenant(h, i, &ti);
+		if (ti.state == VL_T_BROKEN)
+			fprintf(stderr, "vmc-lua:   tenant %s FAILED TO LOAD (it answers ERR until "
+				"`reload %s`): %s\n", ti.name, ti.name, ti.msg);
+		else
+			fprintf(stderr, "vmc-lua:   tenant %s (limit %llu MiB, budget %llu "
+				"instructions)\n", ti.name, (unsigned long long)(ti.limit >> 20),
+				(unsigned long long)ti.budget);
+	}
+}
+
+static int serve(const char *sock, const char *ctl, const char *dir, struct vl_host_opts *ho)
+{
+	char err[1024], ctlpath[4096];
 	struct vl_host *h = vl_host_new(ho, err, sizeof err);
-	int lfd = -1, rc = 1, n;
+	int lfd = -1, cfd = -1, rc = 1, n;
 
 	if (!h) {
 		fprintf(stderr, "vmc-lua: %s\n", err);
 		return 1;
 	}
+	snprintf(ctlpath, sizeof ctlpath, "%s", ctl ? ctl : sock);
+	if (!ctl)
+		snprintf(ctlpath + strlen(ctlpath), sizeof ctlpath - strlen(ctlpath), ".ctl");
 	if ((n = vl_host_add_dir(h, dir, err, sizeof err)) < 0 || vl_host_start(h, err, sizeof err) ||
-	    (lfd = vl_listen(sock, err, sizeof err)) < 0 || pipe(stop_pipe)) {
+	    (lfd = vl_listen(sock, err, sizeof err)) < 0 ||
+	    (cfd = vl_listen(ctlpath, err, sizeof err)) < 0 || pipe(stop_pipe)) {
 		fprintf(stderr, "vmc-lua: %s\n", err);
 		goto out;
 	}
@@ -89,65 +119,62 @@ static int serve(const char *sock, const char *dir, struct vl_host_opts *ho)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	fprintf(stderr, "vmc-lua: serving %d tenants on %s with %d workers (%s isolation); "
-		"container %s: `vmcctl stat %s`; SIGINT/SIGTERM stops\n", n, sock,
+		"control: %s; container %s: `vmcctl stat %s`; SIGINT/SIGTERM stops\n", n, sock,
 		ho->mode == VL_VMC ? ho->workers : vl_host_nworkers(h),
-		ho->isolation ? "strict" : "lazy", vl_host_name(h), vl_host_name(h));
-	for (int i = 0; i < vl_host_ntenants(h); i++) {
-		struct vl_tenant_info ti;
-		vl_host_tenant(h, i, &ti);
-		fprintf(stderr, "vmc-lua:   tenant %s (limit %llu MiB)\n", ti.name,
-			(unsigned long long)(ti.limit >> 20));
-	}
-	rc = vl_serve(h, lfd, stop_pipe[0]) ? 1 : 0;
+		ho->isolation ? "strict" : "lazy", ctlpath, vl_host_name(h), vl_host_name(h));
+	list_tenants(h);
+	rc = vl_serve(h, lfd, cfd, stop_pipe[0]) ? 1 : 0;
 	fprintf(stderr, "vmc-lua: stopped\n");
 out:
 	if (lfd >= 0) {
 		close(lfd);
 		unlink(sock);
 	}
+	if (cfd >= 0) {
+		close(cfd);
+		unlink(ctlpath);
+	}
 	vl_host_free(h);
 	return rc;
 }
 
-static int client(const char *sock)
+/* The words after --control, as one command line. */
+static int control(const char *path, int argc, char **argv)
 {
-	int fd = vl_connect(sock);
-	char line[VL_LINE_MAX + 2], reply[VL_LINE_MAX + 8];
-	size_t have = 0;
+	char line[512] = "";
+	for (int i = 0; i < argc; i++)
+		snprintf(line + strlen(line), sizeof line - strlen(line), "%s%s", i ? " " : "", argv[i]);
+	if (!*line) {
+		fprintf(stderr, "vmc-lua: --control SOCKET.ctl needs a command (help lists them)\n");
+		return 2;
+	}
+	return vl_control_client(path, line);
+}
 
-	if (fd < 0) {
-		fprintf(stderr, "vmc-lua: %s: %s\n", sock, strerror(errno));
-		return 1;
-	}
-	while (fgets(line, sizeof line, stdin)) {
-		size_t len = strlen(line);
-		if (!len || line[len - 1] != '\n')
-			line[len++] = '\n';
-		if (send(fd, line, len, MSG_NOSIGNAL) != (ssize_t)len)
-			return 1;
-		char *nl;
-		while (!(nl = memchr(reply, '\n', have))) {
-			ssize_t r = recv(fd, reply + have, sizeof reply - have, 0);
-			if (r <= 0) {
-				fprintf(stderr, "vmc-lua: the server closed the connection\n");
-				return 1;
-			}
-			have += (size_t)r;
-		}
-		fwrite(reply, 1, (size_t)(nl - reply) + 1, stdout);
-		fflush(stdout);
-		have -= (size_t)(nl - reply) + 1;
-		memmove(reply, nl + 1, have);
-	}
-	close(fd);
+static int onoff(const char *v, int *out)
+{
+	if (strcmp(v, "on") && strcmp(v, "off"))
+		return -1;
+	*out = !strcmp(v, "on");
 	return 0;
+}
+
+static int recover_policy(const char *v, int *out)
+{
+	static const char *const names[] = { "keep", "reset", "manual" };
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(v, names[i])) {
+			*out = i;
+			return 0;
+		}
+	return -1;
 }
 
 int main(int argc, char **argv)
 {
 	struct vl_host_opts ho;
 	struct vl_demo_opts d = { VMC_LUA_TENANTS, 2, 4000, 8, NULL };
-	const char *sock = NULL, *client_sock = NULL;
+	const char *sock = NULL, *client_sock = NULL, *ctl = NULL;
 	int demo = 0, workers = -1;
 	uint64_t v;
 
@@ -167,10 +194,14 @@ int main(int argc, char **argv)
 		} else if (!val) {
 			fprintf(stderr, "vmc-lua: %s: unknown option or missing value (--help)\n", a);
 			return 2;
+		} else if (!strcmp(a, "--control")) {
+			return control(val, argc - i - 2, argv + i + 2);
 		} else if (!strcmp(a, "--serve")) {
 			sock = val;
 		} else if (!strcmp(a, "--client")) {
 			client_sock = val;
+		} else if (!strcmp(a, "--control-socket")) {
+			ctl = val;
 		} else if (!strcmp(a, "--tenants")) {
 			d.tenants = val;
 		} else if (!strcmp(a, "--workers")) {
@@ -181,6 +212,12 @@ int main(int argc, char **argv)
 			ho.isolation = !strcmp(val, "strict");
 		} else if (!strcmp(a, "--limit") && !vl_parse_size(val, &v)) {
 			ho.limit = v;
+		} else if (!strcmp(a, "--budget") && !vl_parse_count(val, &v)) {
+			ho.budget = v;
+		} else if (!strcmp(a, "--recover") && !recover_policy(val, &ho.recover)) {
+		} else if (!strcmp(a, "--affinity") && !onoff(val, &ho.affinity)) {
+		} else if (!strcmp(a, "--batch") && atoi(val) >= 1 && atoi(val) <= VL_BATCH_MAX) {
+			ho.batch = atoi(val);
 		} else if (!strcmp(a, "--pool") && !vl_parse_size(val, &v)) {
 			ho.pool_size = v;
 		} else if (!strcmp(a, "--page-kind")) {
@@ -211,7 +248,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (client_sock)
-		return client(client_sock);
+		return vl_client(client_sock);
 	if (demo && d.workers < 1) {
 		fprintf(stderr, "vmc-lua: the demo needs at least one worker\n");
 		return 2;
@@ -219,7 +256,7 @@ int main(int argc, char **argv)
 	if (demo)
 		return vl_demo(&d) ? 1 : 0;
 	if (sock)
-		return serve(sock, d.tenants, &ho);
+		return serve(sock, ctl, d.tenants, &ho);
 	fputs(usage, stderr);
 	return 2;
 }

@@ -1,6 +1,7 @@
 /*
  * plain.c - the same sandboxed state on the system allocator, for the
- * baselines (all tenants in one process; one process per tenant).  The
+ * baselines (all tenants in one process; one process per tenant), and its
+ * counterpart of vl_vm_serve.  The
  * allocator enforces a byte limit the way a VM's limit does, so that the
  * same request mix fails the same way everywhere.  Its ud is malloc'ed:
  * fine here, these states never leave the process that made them.
@@ -59,4 +60,14 @@ void vl_plain_close(lua_State *L)
 	lua_getallocf(L, &ud);
 	lua_close(L);
 	free(ud);
+}
+
+void vl_plain_serve(lua_State *L, uint64_t budget, int n, const char *const *body,
+		    const size_t *len, struct vl_reply *r, vl_served_fn *fn, void *arg)
+{
+	for (int i = 0; i < n; i++) {
+		vl_sandbox_budget(L, budget);
+		vl_sandbox_call(L, body[i], len[i], r);
+		fn(arg, i, r, 0, 0);
+	}
 }

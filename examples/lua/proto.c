@@ -1,21 +1,35 @@
 /*
- * proto.c - the line protocol over a Unix stream socket.
+ * proto.c - the line protocol server on Unix stream sockets.
  *
  *   request:  TENANT SP BODY LF      (BODY may be empty; CR before LF is dropped)
  *   reply:    "OK " TEXT LF          handle(BODY) returned TEXT (tostring'ed)
- *             "ERR " MESSAGE LF      a Lua error, an unknown tenant, an orphaned
- *                                    tenant, a worker that died, a line too long
+ *             "ERR " MESSAGE LF      a Lua error, the CPU budget, the memory limit,
+ *                                    an unknown or broken tenant, a worker that
+ *                                    died, a malformed line
  *
- * A client may send many lines; they are answered one after another, in
- * order (one request of a connection is in flight at a time).  Lines are at
- * most VL_LINE_MAX bytes.  The server is the dispatcher's event loop: one
- * poll() over the listening socket, the connections, the workers' sockets
- * (vl_host_pollfds) and the stop fd.
+ * Every line gets exactly one reply, and a connection's replies come in the
+ * order of its lines, however its requests are spread over tenants and
+ * workers: a connection keeps a queue of replies-to-be, one per line, and
+ * writes each as soon as the ones before it are written.  A client may
+ * pipeline up to CONN_DEPTH lines before the server stops reading from it.
+ * Malformed lines are answered in their place: an empty line, a byte that
+ * is not text (NUL and other control characters but TAB), a line longer
+ * than VL_LINE_MAX (answered once, the rest of it dropped).
+ *
+ * A client that half-closes (shutdown(SHUT_WR), as `nc -N` and socat do
+ * after their input) still gets every reply it is owed: EOF only ends the
+ * reading (a last line without LF counts as a line); the connection closes
+ * once the last reply is written.
+ *
+ * The control socket speaks the same way, but its lines are commands
+ * (control.c) and their replies may span several lines.  The server is the
+ * dispatcher's event loop: one poll() over the listening sockets, the
+ * connections, the workers' and jobs' pipes (vl_host_pollfds) and the stop fd.
  */
 #include "vmclua.h"
 
 #include <errno.h>
-#include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,12 +38,24 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define MAX_CONNS 1024
+#define MAX_CONNS  1024
+#define CONN_DEPTH 64            /* lines of one connection being answered at once */
+#define OUT_MAX    (1 << 20)     /* replies waiting for a slow reader before we stop reading */
+
+struct pend {                    /* the reply to one line, in line order */
+	struct pend *next;
+	struct conn *k;
+	int          done;
+	size_t       len;
+	char        *text;           /* the bytes to write, LF included */
+};
 
 struct conn {
 	struct vl_host *h;
-	int    fd;
-	int    busy, dead, skipping, pumping;
+	int    fd, ctl;
+	int    eof, dead, skipping, pumping;
+	struct pend *ph, **ptail;        /* replies to come, in line order */
+	int    npend;
 	size_t inlen, outlen, outcap;
 	char  *out;
 	char   in[VL_LINE_MAX + 2];
@@ -37,7 +63,7 @@ struct conn {
 
 struct server {
 	struct vl_host *h;
-	int lfd;
+	int lfd, cfd;
 	struct conn *c[MAX_CONNS];
 	int n;
 };
@@ -93,6 +119,12 @@ int vl_connect(const char *path)
 	return fd;
 }
 
+static void conn_free(struct conn *k)
+{
+	free(k->out);
+	free(k);
+}
+
 static void conn_flush(struct conn *k)
 {
 	while (k->outlen && !k->dead) {
@@ -110,71 +142,142 @@ static void conn_flush(struct conn *k)
 	}
 }
 
-static void conn_reply(struct conn *k, int err, const char *text, size_t len)
+/* Move the replies that are due (all before them written) to the output. */
+static void conn_emit(struct conn *k)
 {
-	size_t need = k->outlen + len + 6;
-	if (need > k->outcap) {
-		size_t cap = need * 2;
-		char *o = realloc(k->out, cap);
-		if (!o) {
-			k->dead = 1;
-			return;
+	while (k->ph && k->ph->done) {
+		struct pend *p = k->ph;
+		if (!k->dead && k->outlen + p->len > k->outcap) {
+			size_t cap = 2 * (k->outlen + p->len);
+			char *o = realloc(k->out, cap);
+			if (o) {
+				k->out = o;
+				k->outcap = cap;
+			} else {
+				k->dead = 1;
+			}
 		}
-		k->out = o;
-		k->outcap = cap;
+		if (!k->dead) {
+			memcpy(k->out + k->outlen, p->text, p->len);
+			k->outlen += p->len;
+		}
+		if (!(k->ph = p->next))
+			k->ptail = &k->ph;
+		k->npend--;
+		free(p->text);
+		free(p);
 	}
-	memcpy(k->out + k->outlen, err ? "ERR " : "OK ", err ? 4 : 3);
-	k->outlen += err ? 4 : 3;
-	memcpy(k->out + k->outlen, text, len);
-	k->outlen += len;
-	k->out[k->outlen++] = '\n';
-	conn_flush(k);
+	if (k->fd >= 0)
+		conn_flush(k);
 }
 
 static void conn_pump(struct conn *k);
 
-static void on_done(void *arg, const struct vl_reply *r, int worker)
+/* Reply p is ready: text[0..len) without the final LF. */
+static void pend_done(struct pend *p, const char *head, const char *text, size_t len)
 {
-	struct conn *k = arg;
-	(void)worker;
-	k->busy = 0;
-	if (k->fd < 0) {        /* the client left while its request ran */
-		free(k->out);
-		free(k);
-		return;
+	struct conn *k = p->k;
+	size_t hl = strlen(head);
+	if ((p->text = malloc(hl + len + 1))) {
+		memcpy(p->text, head, hl);
+		memcpy(p->text + hl, text, len);
+		p->text[hl + len] = '\n';
+		p->len = hl + len + 1;
 	}
-	conn_reply(k, r->err, r->text, r->len);
-	if (!k->pumping)
+	p->done = 1;
+	conn_emit(k);
+	if (k->fd < 0 && !k->npend)           /* the client left while its requests ran */
+		conn_free(k);
+	else if (k->fd >= 0 && !k->pumping)
 		conn_pump(k);
 }
 
-/* Submit the buffered lines, one at a time. */
+static void on_reply(void *arg, const struct vl_reply *r, int worker)
+{
+	(void)worker;
+	pend_done(arg, r->err ? "ERR " : "OK ", r->text, r->len);
+}
+
+/* control replies are text as it is, LF-separated lines, no prefix */
+static void on_control(void *arg, const char *text, size_t len)
+{
+	pend_done(arg, "", text, len && text[len - 1] == '\n' ? len - 1 : len);
+}
+
+static void reject(struct pend *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reject(struct pend *p, const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	pend_done(p, "ERR ", buf, n < 0 ? 0 : (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+/* One line (without LF and CR): a request, or an error in its place. */
+static void conn_line(struct conn *k, const char *line, size_t len, int too_long)
+{
+	struct pend *p = calloc(1, sizeof *p);
+	if (!p) {
+		k->dead = 1;
+		return;
+	}
+	p->k = k;
+	*k->ptail = p;
+	k->ptail = &p->next;
+	k->npend++;
+	if (too_long) {
+		reject(p, "line longer than %d bytes (dropped)", VL_LINE_MAX);
+		return;
+	}
+	if (!len) {
+		reject(p, "empty line: %s", k->ctl ? "send a command (`help` lists them)"
+						   : "send TENANT SP BODY");
+		return;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)line[i];
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+			reject(p, "byte 0x%02x at offset %zu is not text: a request is a line "
+			       "TENANT SP BODY", (unsigned)ch, i);
+			return;
+		}
+	}
+	if (k->ctl) {
+		vl_control(k->h, line, len, on_control, p);
+		return;
+	}
+	const char *sp = memchr(line, ' ', len);
+	size_t tl = sp ? (size_t)(sp - line) : len;
+	const char *body = sp ? sp + 1 : line + len;
+	vl_host_submit(k->h, line, tl, body, len - (size_t)(body - line), -1, on_reply, p);
+}
+
+/* Answer the buffered lines while the connection may have more in flight. */
 static void conn_pump(struct conn *k)
 {
 	k->pumping = 1;
-	while (!k->busy && !k->dead) {
+	while (!k->dead && k->npend < CONN_DEPTH && k->outlen < OUT_MAX) {
 		char *nl = memchr(k->in, '\n', k->inlen);
-		if (!nl) {
-			if (k->inlen > VL_LINE_MAX) {     /* too long: answer once, drop the rest */
-				if (!k->skipping)
-					conn_reply(k, 1, "line too long", 13);
-				k->skipping = 1;
-				k->inlen = 0;
-			}
-			break;
-		}
-		size_t len = (size_t)(nl - k->in), used = len + 1;
-		if (len && k->in[len - 1] == '\r')
-			len--;
+		size_t len = nl ? (size_t)(nl - k->in) : k->inlen, used = nl ? len + 1 : len;
 		int skip = k->skipping;
-		k->skipping = 0;
-		if (!skip && len) {
-			char *sp = memchr(k->in, ' ', len);
-			size_t tl = sp ? (size_t)(sp - k->in) : len;
-			const char *body = sp ? sp + 1 : k->in + len;
-			k->busy = 1;
-			vl_host_submit(k->h, k->in, tl, body, len - (size_t)(body - k->in), -1,
-				       on_done, k);
+		if (nl) {                        /* a line */
+			k->skipping = 0;
+			if (len && k->in[len - 1] == '\r')
+				len--;
+			if (!skip)
+				conn_line(k, k->in, len, 0);
+		} else if (len > VL_LINE_MAX) {  /* too long: answer once, drop up to its LF */
+			k->skipping = 1;
+			if (!skip)
+				conn_line(k, k->in, len, 1);
+		} else if (k->eof && len) {      /* the last line, without LF */
+			k->skipping = 0;
+			if (!skip)
+				conn_line(k, k->in, len, 0);
+		} else {
+			break;
 		}
 		memmove(k->in, k->in + used, k->inlen - used);
 		k->inlen -= used;
@@ -184,25 +287,28 @@ static void conn_pump(struct conn *k)
 
 static void conn_read(struct conn *k)
 {
-	for (;;) {
-		size_t room = sizeof k->in - k->inlen;
-		if (!room)
-			break;
-		ssize_t r = recv(k->fd, k->in + k->inlen, room, MSG_DONTWAIT);
+	while (!k->eof && !k->dead && k->inlen < sizeof k->in) {
+		ssize_t r = recv(k->fd, k->in + k->inlen, sizeof k->in - k->inlen, MSG_DONTWAIT);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
-		if (r <= 0) {
+		if (r < 0)
 			k->dead = 1;
-			break;
-		}
-		k->inlen += (size_t)r;
+		else if (r == 0)
+			k->eof = 1;              /* half-closed: answer what came, then close */
+		else
+			k->inlen += (size_t)r;
 		conn_pump(k);
-		if (k->busy)
+		if (k->npend >= CONN_DEPTH)
 			break;
 	}
 	conn_pump(k);
+}
+
+static int conn_finished(const struct conn *k)
+{
+	return k->dead || (k->eof && !k->inlen && !k->npend && !k->outlen);
 }
 
 static void conn_close(struct server *s, int i)
@@ -210,10 +316,9 @@ static void conn_close(struct server *s, int i)
 	struct conn *k = s->c[i];
 	close(k->fd);
 	k->fd = -1;
-	if (!k->busy) {                    /* else on_done frees it */
-		free(k->out);
-		free(k);
-	}
+	k->inlen = 0;
+	if (!k->npend)                   /* else the last reply frees it */
+		conn_free(k);
 	s->c[i] = s->c[--s->n];
 }
 
@@ -221,42 +326,73 @@ static void close_in_child(void *arg)
 {
 	struct server *s = arg;
 	close(s->lfd);
+	if (s->cfd >= 0)
+		close(s->cfd);
 	for (int i = 0; i < s->n; i++)
 		close(s->c[i]->fd);
 }
 
-int vl_serve(struct vl_host *h, int lfd, int stopfd)
+static void accept_all(struct server *s, int lfd, int ctl)
 {
-	struct server *s = calloc(1, sizeof *s);
-	struct pollfd *pfd = calloc(MAX_CONNS + VL_MAX_WORKERS + 512, sizeof *pfd);
-	int maxp = MAX_CONNS + VL_MAX_WORKERS + 512, stop = 0;
-
-	if (!s || !pfd) {
-		free(s);
-		free(pfd);
-		return -1;
+	for (int fd; s->n < MAX_CONNS && (fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK)) >= 0;) {
+		struct conn *k = calloc(1, sizeof *k);
+		if (!k) {
+			close(fd);
+			break;
+		}
+		k->fd = fd;
+		k->h = s->h;
+		k->ctl = ctl;
+		k->ptail = &k->ph;
+		s->c[s->n++] = k;
 	}
+}
+
+int vl_serve(struct vl_host *h, int lfd, int cfd, int stopfd)
+{
+	int maxp = MAX_CONNS + VL_MAX_WORKERS + 3, stop = 0;
+	struct server *s = calloc(1, sizeof *s);
+	struct pollfd *pfd = NULL;
+	double deadline = 0;
+
+	if (!s)
+		return -1;
 	s->h = h;
 	s->lfd = lfd;
+	s->cfd = cfd;
 	vl_host_set_atfork(h, close_in_child, s);
-	while (!stop) {
-		int n = 0, timeout = -1;
-		pfd[n++] = (struct pollfd){ .fd = stopfd, .events = POLLIN };
-		pfd[n++] = (struct pollfd){ .fd = lfd, .events = s->n < MAX_CONNS ? POLLIN : 0 };
-		int nc = s->n;
+	while (!stop || ((s->n || vl_host_busy(h)) && vl_now() < deadline)) {
+		int n = 3, timeout = stop ? 100 : -1, nc = s->n;
+		int need = n + nc + vl_host_nworkers(h) + 8;
+		if (need > maxp || !pfd) {
+			free(pfd);
+			maxp = need > maxp ? need : maxp;
+			if (!(pfd = calloc((size_t)maxp, sizeof *pfd)))
+				break;
+		}
+		pfd[0] = (struct pollfd){ .fd = stop ? -1 : stopfd, .events = POLLIN };
+		pfd[1] = (struct pollfd){ .fd = stop || s->n == MAX_CONNS ? -1 : lfd, .events = POLLIN };
+		pfd[2] = (struct pollfd){ .fd = stop || s->n == MAX_CONNS ? -1 : cfd, .events = POLLIN };
 		for (int i = 0; i < nc; i++) {
 			struct conn *k = s->c[i];
-			short ev = (k->inlen < sizeof k->in ? POLLIN : 0) | (k->outlen ? POLLOUT : 0);
-			pfd[n++] = (struct pollfd){ .fd = k->fd, .events = ev };
+			short ev = (!k->eof && k->inlen < sizeof k->in && k->npend < CONN_DEPTH &&
+				    k->outlen < OUT_MAX ? POLLIN : 0) | (k->outlen ? POLLOUT : 0);
+			pfd[n++] = (struct pollfd){ .fd = ev ? k->fd : -1, .events = ev };
 		}
 		int hw = vl_host_pollfds(h, pfd + n, maxp - n, &timeout);
 		if (poll(pfd, (nfds_t)(n + hw), timeout) < 0 && errno != EINTR)
 			break;
-		if (pfd[0].revents)
-			stop = 1;
+		if (pfd[0].revents && !stop) {
+			stop = 1;                /* answer what is in flight, for up to 5 s */
+			deadline = vl_now() + 5;
+			for (int i = 0; i < s->n; i++) {
+				s->c[i]->eof = 1;
+				s->c[i]->inlen = 0;
+			}
+		}
 		for (int i = 0; i < nc; i++) {
 			struct conn *k = s->c[i];
-			short re = pfd[2 + i].revents;
+			short re = pfd[3 + i].revents;
 			if (re & POLLOUT)
 				conn_flush(k);
 			if (re & (POLLIN | POLLHUP | POLLERR))
@@ -264,29 +400,12 @@ int vl_serve(struct vl_host *h, int lfd, int stopfd)
 		}
 		vl_host_events(h, pfd + n, hw);
 		for (int i = s->n - 1; i >= 0; i--)
-			if (s->c[i]->dead && !s->c[i]->outlen)
+			if (conn_finished(s->c[i]))
 				conn_close(s, i);
-			else if (s->c[i]->dead && s->c[i]->outlen)
-				s->c[i]->outlen = 0;       /* the peer is gone: drop what it missed */
 		if (pfd[1].revents & POLLIN)
-			for (int fd; s->n < MAX_CONNS &&
-				     (fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK)) >= 0;) {
-				struct conn *k = calloc(1, sizeof *k);
-				if (!k) {
-					close(fd);
-					break;
-				}
-				k->fd = fd;
-				k->h = h;
-				s->c[s->n++] = k;
-			}
-	}
-	/* let what is in flight finish (for up to 5 s), so that clients get their answers */
-	for (double end = vl_now() + 5; vl_host_busy(h) && vl_now() < end;) {
-		int timeout = 1000, hw = vl_host_pollfds(h, pfd, maxp, &timeout);
-		if (poll(pfd, (nfds_t)hw, timeout) < 0 && errno != EINTR)
-			break;
-		vl_host_events(h, pfd, hw);
+			accept_all(s, lfd, 0);
+		if (pfd[2].revents & POLLIN)
+			accept_all(s, cfd, 1);
 	}
 	while (s->n)
 		conn_close(s, s->n - 1);

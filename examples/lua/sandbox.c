@@ -16,6 +16,22 @@
  * Every entry here that can allocate runs inside lua_pcall: in a VM an
  * allocation fails at the VM's limit, and that must become a Lua error
  * ("not enough memory"), never a panic.
+ *
+ * The CPU budget.  A count hook (LUA_MASKCOUNT) runs every PERIOD Lua
+ * instructions of any thread of the state (coroutines inherit it) and
+ * takes them off the budget of the call under way.  When none is left it
+ * raises "CPU budget exceeded", and from then on it runs after every
+ * instruction and raises again: a script that catches the error with pcall
+ * gets it back at its next instruction, so the error reaches the host's
+ * pcall.  The request ends like any Lua error: the state stays intact and
+ * the worker lives on.  A hang inside a C function (a pathological
+ * string.find) runs no instructions; the host's watchdog is for that.
+ * Lua runs two kinds of code with hooks off, where no budget could stop a
+ * loop, so the sandbox changes them: xpcall's message handler (Lua calls
+ * it from inside the hook that raised the error) runs after the stack has
+ * unwound instead (without the debug library it could not look at the
+ * stack anyway), and __gc metamethods (finalizers run with hooks off) are
+ * refused by setmetatable.
  */
 #include "vmclua.h"
 
@@ -23,10 +39,18 @@
 #include <lualib.h>
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
+#define PERIOD 10000           /* instructions between two runs of the hook */
+
 static char log_prefix[128];
+static struct {
+	uint64_t given;        /* the budget of the call under way (0: none) */
+	int64_t  left;         /* instructions it may still run */
+	int      hit;          /* it ran out */
+} budget;
 
 void vl_log_prefix(const char *fmt, ...)
 {
@@ -57,6 +81,33 @@ void vl_reply_set(struct vl_reply *r, int err, const char *fmt, ...)
 	int n = vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
 	reply_text(r, err, buf, n < 0 ? 0 : (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+	r->kind = err ? VL_R_HOST : VL_R_OK;
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+	int count = lua_gethookcount(L);
+	(void)ar;
+	budget.left -= count;
+	if (budget.left > 0) {
+		if (count != PERIOD)       /* a coroutine still at 1 from an earlier call */
+			lua_sethook(L, budget_hook, LUA_MASKCOUNT, PERIOD);
+		return;
+	}
+	budget.hit = 1;
+	if (count != 1)
+		lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+	luaL_error(L, "CPU budget exceeded (%I Lua instructions per request)",
+		   (lua_Integer)budget.given);
+}
+
+void vl_sandbox_budget(lua_State *L, uint64_t instructions)
+{
+	budget.given = instructions;
+	budget.left = !instructions || instructions > INT64_MAX ? INT64_MAX : (int64_t)instructions;
+	budget.hit = 0;
+	lua_sethook(L, budget_hook, LUA_MASKCOUNT,
+		    instructions && instructions < PERIOD ? (int)instructions : PERIOD);
 }
 
 static int l_print(lua_State *L)
@@ -75,10 +126,24 @@ static int l_print(lua_State *L)
 	return 0;
 }
 
-/* Lua code run once in every new sandbox: load() for text only. */
+/* Lua code run once in every new sandbox: load() for text only; xpcall's
+ * message handler runs after the unwinding; no __gc metamethods (see the
+ * top of the file). */
 static const char sandbox_lua[] =
-	"local load = load\n"
-	"_G.load = function(chunk, name, mode, ...) return load(chunk, name, 't', ...) end\n";
+	"local load, pcall, pack, unpack = load, pcall, table.pack, table.unpack\n"
+	"local setmt, rawget, type, error = setmetatable, rawget, type, error\n"
+	"_G.load = function(chunk, name, mode, ...) return load(chunk, name, 't', ...) end\n"
+	"_G.xpcall = function(f, msgh, ...)\n"
+	"  local r = pack(pcall(f, ...))\n"
+	"  if r[1] then return unpack(r, 1, r.n) end\n"
+	"  return false, msgh(r[2])\n"
+	"end\n"
+	"_G.setmetatable = function(t, mt)\n"
+	"  if type(mt) == 'table' and rawget(mt, '__gc') ~= nil then\n"
+	"    error('__gc metamethods are not allowed: finalizers run outside the CPU budget', 2)\n"
+	"  end\n"
+	"  return setmt(t, mt)\n"
+	"end\n";
 
 static int open_fn(lua_State *L)
 {
@@ -104,6 +169,14 @@ static int open_fn(lua_State *L)
 	return 0;
 }
 
+/* The nesting probe of vl_sandbox_check: 150 nested pcalls, each a C call.
+ * A fresh state allows 200 (LUAI_MAXCCALLS); a state that lost headroom to
+ * calls a dead worker left on it fails with "C stack overflow". */
+static const char probe_lua[] =
+	"local function f(n) if n == 0 then return true end\n"
+	"  local ok, r = pcall(f, n - 1) return ok and r end\n"
+	"return f(150)\n";
+
 /* The message of the error object on top of the stack (allocates nothing). */
 static const char *errmsg(lua_State *L)
 {
@@ -127,11 +200,13 @@ static int protect(lua_State *L, lua_CFunction fn, void *ud, char *err, size_t n
 
 int vl_sandbox_open(lua_State *L, char *err, size_t n)
 {
+	vl_sandbox_budget(L, 0);
 	return protect(L, open_fn, NULL, err, n);
 }
 
 struct load_args { const char *name, *src; size_t len; };
 
+/* Stack: 1 the args, 2 the chunk, 3 the old handle. */
 static int load_fn(lua_State *L)
 {
 	struct load_args *a = lua_touserdata(L, 1);
@@ -139,11 +214,21 @@ static int load_fn(lua_State *L)
 	snprintf(chunk, sizeof chunk, "=%s", a->name);
 	if (luaL_loadbufferx(L, a->src, a->len, chunk, "t"))
 		return lua_error(L);
-	lua_call(L, 0, 0);
-	if (lua_getglobal(L, "handle") != LUA_TFUNCTION)
-		return luaL_error(L, "%s: the script does not define a function handle(request)",
-				  a->name);
-	return 0;
+	lua_getglobal(L, "handle");
+	lua_pushnil(L);
+	lua_setglobal(L, "handle");
+	lua_pushvalue(L, 2);
+	int st = lua_pcall(L, 0, 0, 0);
+	if (st == LUA_OK && lua_getglobal(L, "handle") == LUA_TFUNCTION)
+		return 0;
+	if (st == LUA_OK) {
+		lua_pop(L, 1);
+		lua_pushfstring(L, "%s: the script does not define a function handle(request)",
+				a->name);
+	}
+	lua_pushvalue(L, 3);              /* the old handle serves on */
+	lua_setglobal(L, "handle");
+	return lua_error(L);
 }
 
 int vl_sandbox_load(lua_State *L, const char *name, const char *src, size_t len,
@@ -186,9 +271,11 @@ void vl_sandbox_call(lua_State *L, const char *body, size_t len, struct vl_reply
 	lua_pushcfunction(L, call_fn);
 	lua_pushlightuserdata(L, &a);
 	int st = lua_pcall(L, 1, 0, 0);
+	r->kind = VL_R_OK;
 	if (st != LUA_OK) {
 		const char *m = errmsg(L);
 		reply_text(r, 1, m, strlen(m));
+		r->kind = budget.hit ? VL_R_BUDGET : st == LUA_ERRMEM ? VL_R_NOMEM : VL_R_ERR;
 	}
 	lua_settop(L, 0);
 	/* After a memory error the failed request's garbage fills the heap up
@@ -196,7 +283,36 @@ void vl_sandbox_call(lua_State *L, const char *body, size_t len, struct vl_reply
 	 * debt was set when all of that was live).  Allocations through
 	 * lauxlib buffers (string.rep, table.concat, string.format, ...) call
 	 * the allocator directly, with no emergency collection to retry them,
-	 * so the next request would fail too.  Collect now. */
-	if (st == LUA_ERRMEM)
+	 * so the next request would fail too.  Collect now (finalizers get a
+	 * budget of their own). */
+	if (st == LUA_ERRMEM) {
+		vl_sandbox_budget(L, budget.given);
 		lua_gc(L, LUA_GCCOLLECT);
+	}
+}
+
+static int check_fn(lua_State *L)
+{
+	lua_gc(L, LUA_GCCOLLECT);
+	if (luaL_loadbufferx(L, probe_lua, sizeof probe_lua - 1, "=probe", "t"))
+		return lua_error(L);
+	lua_call(L, 0, 1);
+	if (!lua_toboolean(L, -1))
+		return luaL_error(L, "the nesting probe failed: the dead worker's calls left the "
+				  "state without C-call headroom");
+	return 0;
+}
+
+int vl_sandbox_check(lua_State *L, char *err, size_t n)
+{
+#if defined(LUA_VERSION_RELEASE_NUM) && LUA_VERSION_RELEASE_NUM >= 50406
+	int st = lua_closethread(L, NULL);   /* also resets the C-call count */
+#else
+	int st = lua_resetthread(L);         /* 5.4.4 leaves the count: the probe tells */
+#endif
+	if (st != LUA_OK) {
+		snprintf(err, n, "unwinding the dead call: %s", errmsg(L));
+		return -1;
+	}
+	return protect(L, check_fn, NULL, err, n);
 }

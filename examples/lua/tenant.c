@@ -87,9 +87,7 @@ lua_State *vl_vm_state(vmc_t *c)
 	return root ? *root : NULL;
 }
 
-/* Attach, waiting while another worker has the VM (the dispatcher routes a
- * tenant to one worker at a time, so this is only a safety net). */
-static int attach(vmc_t *c, uint32_t vm)
+int vl_vm_attach(vmc_t *c, uint32_t vm)
 {
 	void *base;
 	int err;
@@ -98,26 +96,53 @@ static int attach(vmc_t *c, uint32_t vm)
 	return err;
 }
 
-int vl_vm_request(vmc_t *c, uint32_t vm, const char *body, size_t len, struct vl_reply *r)
+int vl_vm_serve(vmc_t *c, uint32_t vm, uint64_t budget, int n, const char *const *body,
+		const size_t *len, struct vl_reply *r, vl_served_fn *fn, void *arg)
 {
-	int err = attach(c, vm);
-	if (err) {
-		vl_reply_set(r, 1, "attach: %s", *vmc_errmsg() ? vmc_errmsg() : vmc_strerror(err));
-		return err;
+	uint64_t sys = vmc_syscalls(), t0 = vl_now_ns();
+	int err = vl_vm_attach(c, vm);
+	uint64_t dt = vl_now_ns() - t0;
+	uint32_t ns = dt < 1 ? 1 : dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
+	uint32_t nsys = (uint32_t)(vmc_syscalls() - sys);
+	lua_State *L = err ? NULL : vl_vm_state(c);
+
+	for (int i = 0; i < n; i++) {
+		if (err)
+			vl_reply_set(r, 1, "attach: %s", *vmc_errmsg() ? vmc_errmsg() : vmc_strerror(err));
+		else if (!L)
+			vl_reply_set(r, 1, "the tenant's VM holds no Lua state");
+		if (L) {
+			vl_sandbox_budget(L, budget);
+			vl_sandbox_call(L, body[i], len[i], r);   /* copies the reply out of the VM */
+		}
+		/* the last reply only after the detach: once the dispatcher has all
+		 * of them, it may send the tenant to another worker */
+		if (i == n - 1 && !err)
+			vmc_detach(c, vm);
+		fn(arg, i, r, i ? 0 : ns, i ? 0 : nsys);
 	}
-	lua_State *L = vl_vm_state(c);
-	if (L)
-		vl_sandbox_call(L, body, len, r);   /* copies the reply out of the VM */
-	else
-		vl_reply_set(r, 1, "the tenant's VM holds no Lua state");
-	vmc_detach(c, vm);
-	return 0;
+	return err;
+}
+
+int vl_vm_check(vmc_t *c, char *err, size_t n)
+{
+	vmc_heap_stats_t hs;
+	lua_State *L;
+	if (vmc_heap_stats(c, &hs, 1)) {
+		snprintf(err, n, "the heap check failed: %s", vmc_errmsg());
+		return -1;
+	}
+	if (!(L = vl_vm_state(c))) {
+		snprintf(err, n, "the VM holds no Lua state");
+		return -1;
+	}
+	return vl_sandbox_check(L, err, n);
 }
 
 int vl_vm_memory(vmc_t *c, uint32_t vm, uint64_t *lua_bytes, uint64_t *heap_in_use)
 {
 	vmc_heap_stats_t hs;
-	int err = attach(c, vm);
+	int err = vl_vm_attach(c, vm);
 	if (err)
 		return err;
 	lua_State *L = vl_vm_state(c);

@@ -10,13 +10,12 @@
  *     lua_State at once, because every VM appears at the same window
  *     address: no initialisation runs again.
  * Then the tenant's script runs once, in the dispatcher, with the VM
- * attached.  vl_host_init_times measures both ways.
+ * attached and under the tenant's CPU budget.
+ * Scripts and their files are scripts.c's.
  */
 #include "host.h"
 
 #include <ctype.h>
-#include <dirent.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,15 +63,20 @@ static int hash_add(struct vl_host *h, int k)
 	return 0;
 }
 
-int tenant_name_ok(const char *name)
+int tenant_name_ok(const char *name, size_t n)
 {
-	size_t n = strlen(name);
 	if (n < 1 || n > VL_NAME_MAX || !isalnum((unsigned char)name[0]))
 		return 0;
 	for (size_t i = 0; i < n; i++)
 		if (!isalnum((unsigned char)name[i]) && !strchr("_-.", name[i]))
 			return 0;
 	return 1;
+}
+
+void tenant_set_msg(struct tenant *t, const char *msg)
+{
+	free(t->msg);
+	t->msg = msg ? strdup(msg) : NULL;
 }
 
 static uint64_t round_limit(uint64_t limit)
@@ -126,7 +130,66 @@ static int template_for(struct vl_host *h, uint64_t limit, uint32_t *vm, char *e
 	return 0;
 }
 
-static struct tenant *new_tenant(struct vl_host *h, const char *name, uint64_t limit)
+/* A VM `name` with a fresh state and no script yet. */
+static int fresh_vm(struct vl_host *h, const char *name, uint64_t limit, uint32_t *vm,
+		    char *err, size_t n)
+{
+	uint32_t tpl;
+	int e;
+	if (!h->o.clone)
+		return scratch_vm(h, name, limit, vm, err, n);
+	if (template_for(h, limit, &tpl, err, n))
+		return -1;
+	if ((e = vmc_vm_clone(h->c, tpl, name, vm)))
+		return vmc_err(err, n, "vmc_vm_clone", e);
+	return 0;
+}
+
+int tenant_fresh_vm(struct vl_host *h, int ti, char *err, size_t n)
+{
+	struct tenant *t = &h->t[ti];
+	int e;
+	if (t->vm != VMC_NO_VM && (e = vmc_vm_destroy(h->c, t->vm)))
+		return vmc_err(err, n, "vmc_vm_destroy", e);
+	t->vm = VMC_NO_VM;
+	return fresh_vm(h, t->name, t->limit, &t->vm, err, n);
+}
+
+/* Run the script in VM vm (attach, load, detach). */
+static int load_in_vm(struct vl_host *h, uint32_t vm, const char *name, const char *src,
+		      size_t len, uint64_t budget, char *err, size_t n)
+{
+	int e = vl_vm_attach(h->c, vm);
+	if (e)
+		return vmc_err(err, n, "vmc_attach", e);
+	lua_State *L = vl_vm_state(h->c);
+	vl_log_prefix("dispatcher %s", name);
+	if (L)
+		vl_sandbox_budget(L, budget);
+	e = L ? vl_sandbox_load(L, name, src, len, err, n) : -1;
+	if (!L)
+		snprintf(err, n, "the VM holds no Lua state");
+	vmc_detach(h->c, vm);
+	return e;
+}
+
+int tenant_check(struct vl_host *h, const char *name, char *err, size_t n)
+{
+	if (!tenant_name_ok(name, strlen(name))) {
+		snprintf(err, n, "bad tenant name '%s' (1-%d of A-Z a-z 0-9 _ - ., starting with "
+			 "a letter or digit)", name, VL_NAME_MAX);
+		return -1;
+	}
+	if (tenant_lookup(h, name, strlen(name)) >= 0) {
+		snprintf(err, n, "tenant '%s' exists", name);
+		return -1;
+	}
+	return 0;
+}
+
+/* A new entry in h->t (not yet counted in h->nt). */
+static struct tenant *new_tenant(struct vl_host *h, const char *name, uint64_t limit,
+				 uint64_t budget)
 {
 	if (h->nt == h->capt) {
 		int cap = h->capt ? 2 * h->capt : 16;
@@ -139,108 +202,95 @@ static struct tenant *new_tenant(struct vl_host *h, const char *name, uint64_t l
 	struct tenant *t = &h->t[h->nt];
 	memset(t, 0, sizeof *t);
 	snprintf(t->name, sizeof t->name, "%s", name);
-	t->limit = limit;
-	t->owner = t->last = t->proc = -1;
+	t->vm = VMC_NO_VM;
+	t->limit = round_limit(limit ? limit : h->o.limit);
+	t->budget = budget ? budget : h->o.budget;
+	t->owner = t->last = t->proc = t->rprev = t->rnext = -1;
 	return t;
 }
 
-/* Run the script in the tenant's VM (attach, load, detach). */
-static int load_in_vm(struct vl_host *h, uint32_t vm, const char *name, const char *src,
-		      size_t len, char *err, size_t n)
+/* Count the entry new_tenant made. */
+static int commit_tenant(struct vl_host *h)
 {
-	void *base;
-	int e = vmc_attach(h->c, vm, &base);
-	if (e)
-		return vmc_err(err, n, "vmc_attach", e);
-	lua_State *L = vl_vm_state(h->c);
-	vl_log_prefix("dispatcher %s", name);
-	e = L ? vl_sandbox_load(L, name, src, len, err, n) : -1;
-	if (!L)
-		snprintf(err, n, "the VM holds no Lua state");
-	vmc_detach(h->c, vm);
-	return e;
-}
-
-static int check(struct vl_host *h, const char *name, char *err, size_t n)
-{
-	if (!tenant_name_ok(name)) {
-		snprintf(err, n, "bad tenant name '%s' (1-%d of A-Z a-z 0-9 _ - ., starting with "
-			 "a letter or digit)", name, VL_NAME_MAX);
+	h->nt++;
+	if (hash_add(h, h->nt - 1)) {
+		h->nt--;
 		return -1;
 	}
-	if (tenant_lookup(h, name, strlen(name)) >= 0) {
-		snprintf(err, n, "tenant '%s' exists", name);
-		return -1;
-	}
-	return 0;
+	return h->nt - 1;
 }
 
 int vl_host_add(struct vl_host *h, const char *name, const char *src, size_t len,
-		uint64_t limit, char *err, size_t n)
+		uint64_t limit, uint64_t budget, char *err, size_t n)
 {
-	uint32_t vm = 0, tpl;
+	uint32_t vm = VMC_NO_VM;
 	lua_State *L = NULL;
-	int e;
 
-	limit = round_limit(limit ? limit : h->o.limit);
-	if (check(h, name, err, n))
+	if (tenant_check(h, name, err, n))
 		return -1;
-	if (h->o.mode == VL_PROCS && h->nw >= VL_LG_TENANTS) {
-		snprintf(err, n, "at most %d tenant processes", VL_LG_TENANTS);
+	struct tenant *t = new_tenant(h, name, limit, budget);
+	char *copy = malloc(len + 1);
+	if (!t || !copy) {
+		free(copy);
+		snprintf(err, n, "out of memory");
 		return -1;
 	}
+	memcpy(copy, src, len);
+	copy[len] = 0;
 	if (h->o.mode == VL_VMC) {
-		if (h->o.clone) {
-			if (template_for(h, limit, &tpl, err, n))
-				return -1;
-			if ((e = vmc_vm_clone(h->c, tpl, name, &vm)))
-				return vmc_err(err, n, "vmc_vm_clone", e);
-		} else if (scratch_vm(h, name, limit, &vm, err, n)) {
-			return -1;
-		}
-		if (load_in_vm(h, vm, name, src, len, err, n)) {
+		if (fresh_vm(h, name, t->limit, &vm, err, n))
+			goto fail;
+		if (load_in_vm(h, vm, name, src, len, t->budget, err, n)) {
 			vmc_vm_destroy(h->c, vm);
-			return -1;
+			goto fail;
 		}
 	} else {
 		/* VL_PROCS loads it here too, to report errors now */
-		if (!(L = vl_plain_new(limit, err, n)))
-			return -1;
+		if (!(L = vl_plain_new(t->limit, err, n)))
+			goto fail;
 		vl_log_prefix("dispatcher %s", name);
+		vl_sandbox_budget(L, t->budget);
 		if (vl_sandbox_load(L, name, src, len, err, n)) {
 			vl_plain_close(L);
-			return -1;
+			goto fail;
 		}
 		if (h->o.mode == VL_PROCS) {
 			vl_plain_close(L);
 			L = NULL;
 		}
 	}
-	struct tenant *t = new_tenant(h, name, limit);
-	if (!t) {
+	t->vm = vm;
+	t->L = L;
+	t->src = copy;
+	t->srclen = len;
+	int ti = commit_tenant(h);
+	if (ti < 0 || h->o.mode != VL_PROCS)
+		return ti;
+	int wi = host_new_worker(h);
+	if (wi < 0) {
 		snprintf(err, n, "out of memory");
 		return -1;
 	}
-	t->vm = vm;
-	t->L = L;
-	if (h->o.mode == VL_PROCS) {
-		int wi = host_new_worker(h);
-		t->src = malloc(len + 1);
-		if (wi < 0 || !t->src) {
-			snprintf(err, n, "out of memory");
-			return -1;
-		}
-		memcpy(t->src, src, len);
-		t->srclen = len;
-		t->proc = wi;
-		h->nt++;
-		if (host_spawn(h, wi, h->nt - 1, err, n))
-			return -1;
-	} else {
-		h->nt++;
+	h->t[ti].proc = wi;
+	return host_spawn(h, wi, ti, err, n) ? -1 : ti;
+fail:
+	free(copy);
+	return -1;
+}
+
+int tenant_register(struct vl_host *h, const char *name, const char *path, uint64_t limit,
+		    uint64_t budget, char *err, size_t n)
+{
+	if (tenant_check(h, name, err, n))
+		return -1;
+	struct tenant *t = new_tenant(h, name, limit, budget);
+	if (!t || !(t->path = strdup(path))) {
+		snprintf(err, n, "out of memory");
+		return -1;
 	}
-	hash_add(h, h->nt - 1);
-	return h->nt - 1;
+	t->state = VL_T_BROKEN;
+	tenant_set_msg(t, "not loaded yet");
+	return commit_tenant(h);
 }
 
 int vl_host_clone(struct vl_host *h, const char *src, const char *name, char *err, size_t n)
@@ -255,99 +305,22 @@ int vl_host_clone(struct vl_host *h, const char *src, const char *name, char *er
 		snprintf(err, n, "no tenant '%s'", src);
 		return -1;
 	}
-	if (check(h, name, err, n))
+	if (tenant_check(h, name, err, n))
 		return -1;
 	if ((e = vmc_vm_clone(h->c, h->t[s].vm, name, &vm)))
 		return vmc_err(err, n, "vmc_vm_clone", e);
-	struct tenant *t = new_tenant(h, name, h->t[s].limit);
-	if (!t) {
+	struct tenant *t = new_tenant(h, name, h->t[s].limit, h->t[s].budget);
+	char *copy = t ? malloc(h->t[s].srclen + 1) : NULL;
+	if (!copy) {
 		vmc_vm_destroy(h->c, vm);
 		snprintf(err, n, "out of memory");
 		return -1;
 	}
+	memcpy(copy, h->t[s].src, h->t[s].srclen + 1);
+	t->src = copy;
+	t->srclen = h->t[s].srclen;
 	t->vm = vm;
-	h->nt++;
-	hash_add(h, h->nt - 1);
-	return h->nt - 1;
-}
-
-/* "-- vmc-lua: limit = 4M" in the first 512 bytes sets the limit. */
-static uint64_t script_limit(const char *src, size_t len)
-{
-	char head[513], *p;
-	uint64_t v;
-	memcpy(head, src, len < 512 ? len : 512);
-	head[len < 512 ? len : 512] = 0;
-	if (!(p = strstr(head, "vmc-lua:")) || !(p = strstr(p, "limit")) || !(p = strchr(p, '=')))
-		return 0;
-	char tok[32] = "";
-	sscanf(p + 1, " %31[0-9KMGkmg]", tok);
-	return vl_parse_size(tok, &v) ? 0 : v;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-int vl_host_add_file(struct vl_host *h, const char *name, const char *path, char *err,
-		     size_t n)
-{
-	FILE *f = fopen(path, "r");
-	char *src = NULL, e2[512];
-	long len = -1;
-	int rc = -1;
-
-	if (f && !fseek(f, 0, SEEK_END) && (len = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET) &&
-	    (src = malloc((size_t)len + 1)) && fread(src, 1, (size_t)len, f) == (size_t)len) {
-		rc = vl_host_add(h, name, src, (size_t)len, script_limit(src, (size_t)len), e2,
-				 sizeof e2);
-		if (rc < 0)
-			snprintf(err, n, "%s: %s", path, e2);
-	} else {
-		snprintf(err, n, "%s: %s", path, strerror(errno));
-	}
-	if (f)
-		fclose(f);
-	free(src);
-	return rc;
-}
-
-int vl_host_add_dir(struct vl_host *h, const char *dir, char *err, size_t n)
-{
-	DIR *d = opendir(dir);
-	char *names[VL_LG_TENANTS];
-	int k = 0, added = 0;
-	struct dirent *e;
-
-	if (!d) {
-		snprintf(err, n, "%s: %s", dir, strerror(errno));
-		return -1;
-	}
-	while ((e = readdir(d)) && k < VL_LG_TENANTS) {
-		size_t l = strlen(e->d_name);
-		if (l > 4 && !strcmp(e->d_name + l - 4, ".lua"))
-			names[k++] = strdup(e->d_name);
-	}
-	closedir(d);
-	qsort(names, (size_t)k, sizeof names[0], cmp);
-	for (int i = 0; i < k && added >= 0; i++) {
-		char path[4096], tname[VL_NAME_MAX + 1];
-		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-		snprintf(tname, sizeof tname, "%.*s", (int)strlen(names[i]) - 4, names[i]);
-		added = vl_host_add_file(h, tname, path, err, n) < 0 ? -1 : added + 1;
-	}
-	for (int i = 0; i < k; i++)
-		free(names[i]);
-	if (added == 0)
-		snprintf(err, n, "%s: no *.lua tenants", dir);
-	return added > 0 ? added : -1;
-}
-
-static int cmpd(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
+	return commit_tenant(h);
 }
 
 int vl_host_init_times(struct vl_host *h, int samples, double *scratch_us, double *clone_us)
@@ -374,9 +347,7 @@ int vl_host_init_times(struct vl_host *h, int samples, double *scratch_us, doubl
 		c[i] = (vl_now() - t0) * 1e6;
 		vmc_vm_destroy(h->c, vm);
 	}
-	qsort(s, (size_t)samples, sizeof s[0], cmpd);
-	qsort(c, (size_t)samples, sizeof c[0], cmpd);
-	*scratch_us = s[samples / 2];
-	*clone_us = c[samples / 2];
+	*scratch_us = vl_quantile(s, (size_t)samples, 0.5);
+	*clone_us = vl_quantile(c, (size_t)samples, 0.5);
 	return 0;
 }

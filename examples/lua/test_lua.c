@@ -6,13 +6,16 @@
  *   memlimit  exhausting a tenant's memory limit is a Lua error; the tenant recovers
  *   error     Lua errors are ERR replies; the worker and other tenants carry on;
  *             the sandbox has no io, os, debug, require, dofile, loadfile, bytecode
- *   kill9     kill -9 of a worker inside a request: its tenant is orphaned
- *             (VMC_VM_ORPHANED) and reported, the others keep being served; the
- *             watchdog (--timeout) does the same for a request that never ends
+ *   budget    the CPU budget ends runaway requests (loops, loops in pcall, xpcall,
+ *             coroutines, __close) with an error; state and worker live on; work
+ *             under the budget (a coroutine living across requests too) is not
+ *             touched; a script's header sets its own budget
  *   all       every one of them
+ * test_recover.c has worker deaths, recovery, reload and reset; test_proto.c the
+ * protocol over a socket; test_soak.c the soak test.
  * Public API only.
  */
-#include "vmclua.h"
+#include "test_util.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -22,66 +25,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#define CHECK(c, ...)                                                              \
-	do {                                                                       \
-		if (!(c)) {                                                        \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #c); \
-			fprintf(stderr, __VA_ARGS__);                              \
-			fputc('\n', stderr);                                       \
-			exit(1);                                                   \
-		}                                                                  \
-	} while (0)
-
-#define MiB (1024ull * 1024)
-
-static uint64_t pool_size = 64 * MiB;
-
-static struct vl_host *mkhost(int workers, int iso, int timeout_ms)
-{
-	struct vl_host_opts o;
-	char err[512];
-	vl_host_opts_init(&o);
-	o.private_c = 1;
-	o.quiet = 1;
-	o.workers = workers;
-	o.isolation = iso;
-	o.timeout_ms = timeout_ms;
-	o.pool_size = pool_size;
-	struct vl_host *h = vl_host_new(&o, err, sizeof err);
-	CHECK(h, "%s", err);
-	CHECK(!vl_host_start(h, err, sizeof err), "%s", err);
-	return h;
-}
-
-static int add(struct vl_host *h, const char *name, const char *src, uint64_t limit)
-{
-	char err[512];
-	int i = vl_host_add(h, name, src, strlen(src), limit, err, sizeof err);
-	CHECK(i >= 0, "adding %s: %s", name, err);
-	return i;
-}
-
-/* One request; checks the outcome (want: a substring, or NULL). Returns the worker. */
-static int call(struct vl_host *h, const char *t, const char *body, int pin, int want_err,
-		const char *want, struct vl_reply *out)
-{
-	static struct vl_reply r;
-	int w = vl_host_call(h, t, body, pin, &r);
-	CHECK(r.err == want_err && (!want || strstr(r.text, want)),
-	      "%s '%s' -> %s '%s' (wanted %s '%s')", t, body, r.err ? "ERR" : "OK", r.text,
-	      want_err ? "ERR" : "OK", want ? want : "*");
-	if (out)
-		*out = r;
-	return w;
-}
-
-static uint32_t vm_of(struct vl_host *h, const char *name)
-{
-	struct vl_tenant_info ti;
-	CHECK(!vl_host_tenant(h, vl_host_find(h, name), &ti), "no tenant %s", name);
-	return ti.vm;
-}
 
 /* ------------------------------------------------------------------ persist */
 
@@ -94,18 +37,18 @@ static const char persist_lua[] =
 static void t_persist(void)
 {
 	for (int iso = 1; iso >= 0; iso--) {
-		struct vl_host *h = mkhost(2, iso, 0);
+		struct vl_host *h = tu_host(2, iso, 0);
 		struct vl_reply r;
-		add(h, "p", persist_lua, 0);
+		tu_add(h, "p", persist_lua, 0);
 		CHECK(vl_host_worker_pid(h, 0) != vl_host_worker_pid(h, 1), "two workers");
-		CHECK(call(h, "p", "set from-A", 0, 0, "stored", NULL) == 0, "ran in worker 0");
-		CHECK(call(h, "p", "get", 1, 0, NULL, &r) == 1, "ran in worker 1");
+		CHECK(tu_call(h, "p", "set from-A", 0, 0, "stored", NULL) == 0, "ran in worker 0");
+		CHECK(tu_call(h, "p", "get", 1, 0, NULL, &r) == 1, "ran in worker 1");
 		CHECK(!strcmp(r.text, "from-A"), "worker 1 read '%s'", r.text);
-		CHECK(call(h, "p", "set from-B", 1, 0, "stored", NULL) == 1, "worker 1");
-		CHECK(call(h, "p", "get", 0, 0, NULL, &r) == 0, "worker 0");
+		CHECK(tu_call(h, "p", "set from-B", 1, 0, "stored", NULL) == 1, "worker 1");
+		CHECK(tu_call(h, "p", "get", 0, 0, NULL, &r) == 0, "worker 0");
 		CHECK(!strcmp(r.text, "from-B"), "worker 0 read '%s'", r.text);
 		vmc_vm_stats_t vs;
-		CHECK(!vmc_vm_stats(vl_host_vmc(h), vm_of(h, "p"), &vs) && vs.state == VMC_VM_IDLE,
+		CHECK(!vmc_vm_stats(vl_host_vmc(h), tu_vm(h, "p"), &vs) && vs.state == VMC_VM_IDLE,
 		      "idle after the requests");
 		vl_host_free(h);
 		printf("persist (%s): state set in worker 0 read in worker 1 and back\n",
@@ -180,35 +123,26 @@ static int parallel_client(const char *path)
 	return bad ? 1 : 0;
 }
 
+static int parallel_run(const char *path, const char *ctl, void *arg)
+{
+	(void)ctl;
+	(void)arg;
+	return parallel_client(path);
+}
+
 static void t_parallel(void)
 {
-	pool_size = 256 * MiB;     /* 100 tenants of one 2 MiB granule, 2 templates */
-	struct vl_host *h = mkhost(2, 1, 0);
-	pool_size = 64 * MiB;
-	char err[512], path[64], name[16];
-	int p[2];
+	struct vl_host_opts o;
+	tu_opts(&o, 2, 1);
+	o.pool_size = 256 * MiB;     /* 100 tenants of one 2 MiB granule, 2 templates */
+	struct vl_host *h = tu_host_opts(&o);
+	char name[16];
 	for (int i = 0; i < NT; i++) {
 		snprintf(name, sizeof name, "t%03d", i);
-		add(h, name, parallel_lua, 2 * MiB);
+		tu_add(h, name, parallel_lua, 2 * MiB);
 	}
-	snprintf(path, sizeof path, "/tmp/vmc-lua-test-%d.sock", (int)getpid());
-	int lfd = vl_listen(path, err, sizeof err);
-	CHECK(lfd >= 0, "%s", err);
-	CHECK(!pipe(p), "pipe");
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid == 0) {
-		close(p[0]);
-		_exit(parallel_client(path));
-	}
-	close(p[1]);
 	double t0 = vl_now();
-	vl_serve(h, lfd, p[0]);
-	int st;
-	waitpid(pid, &st, 0);
-	close(lfd);
-	unlink(path);
-	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the client saw another tenant's state");
+	CHECK(tu_serve(h, parallel_run, NULL) == 0, "the client saw another tenant's state");
 	uint64_t by[2] = { 0, 0 };
 	for (int i = 0; i < NT; i++) {
 		struct vl_reply r;
@@ -217,7 +151,7 @@ static void t_parallel(void)
 		snprintf(name, sizeof name, "t%03d", i);
 		secret(i, body, sizeof body);
 		snprintf(want, sizeof want, "%s %d", body, ROUNDS + 1);
-		call(h, name, body, -1, 0, NULL, &r);
+		tu_call(h, name, body, -1, 0, NULL, &r);
 		CHECK(!strcmp(r.text, want), "t%03d: '%s', wanted '%s'", i, r.text, want);
 		vl_host_tenant(h, vl_host_find(h, name), &ti);
 		by[0] += ti.by_worker[0];
@@ -246,30 +180,25 @@ static void t_clone(void)
 	for (int scratch = 0; scratch < 2; scratch++) {
 		struct vl_host_opts o;
 		char err[512];
-		vl_host_opts_init(&o);
-		o.private_c = 1;
-		o.quiet = 1;
-		o.workers = 2;
+		tu_opts(&o, 2, 1);
 		o.clone = !scratch;
 		o.limit = 16 * MiB;
-		o.pool_size = 64 * MiB;
-		struct vl_host *h = vl_host_new(&o, err, sizeof err);
-		CHECK(h && !vl_host_start(h, err, sizeof err), "%s", err);
-		add(h, "tpl", clone_lua, 0);
-		call(h, "tpl", "", -1, 0, "template", NULL);
+		struct vl_host *h = tu_host_opts(&o);
+		tu_add(h, "tpl", clone_lua, 0);
+		tu_call(h, "tpl", "", -1, 0, "template", NULL);
 		CHECK(vl_host_clone(h, "tpl", "copy", err, sizeof err) >= 0, "%s", err);
-		call(h, "copy", "", -1, 0, "template", NULL);
-		call(h, "copy", "copy-write", 1, 0, "copy-write", NULL);
-		call(h, "tpl", "", 0, 0, "template", NULL);
-		call(h, "tpl", "tpl-write", 0, 0, "tpl-write", NULL);
-		call(h, "copy", "", 1, 0, "copy-write", NULL);
+		tu_call(h, "copy", "", -1, 0, "template", NULL);
+		tu_call(h, "copy", "copy-write", 1, 0, "copy-write", NULL);
+		tu_call(h, "tpl", "", 0, 0, "template", NULL);
+		tu_call(h, "tpl", "tpl-write", 0, 0, "tpl-write", NULL);
+		tu_call(h, "copy", "", 1, 0, "copy-write", NULL);
 		vmc_vm_stats_t a, b;
-		vmc_vm_stats(vl_host_vmc(h), vm_of(h, "tpl"), &a);
-		call(h, "copy", "grow", -1, 0, "200000", NULL);
-		vmc_vm_stats(vl_host_vmc(h), vm_of(h, "tpl"), &b);
+		vmc_vm_stats(vl_host_vmc(h), tu_vm(h, "tpl"), &a);
+		tu_call(h, "copy", "grow", -1, 0, "200000", NULL);
+		vmc_vm_stats(vl_host_vmc(h), tu_vm(h, "tpl"), &b);
 		CHECK(a.committed == b.committed, "the template grew with its clone");
-		call(h, "tpl", "", -1, 0, "tpl-write", NULL);
-		call(h, "copy", "", -1, 0, "copy-write", NULL);
+		tu_call(h, "tpl", "", -1, 0, "tpl-write", NULL);
+		tu_call(h, "copy", "", -1, 0, "copy-write", NULL);
 		vl_host_free(h);
 		printf("clone (tenants made %s): clone and template independent after writes\n",
 		       scratch ? "from scratch" : "as clones of a template");
@@ -303,12 +232,12 @@ static void memhog_run(struct vl_host *h, int pinned)
 		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
 		int w = pinned ? (int)(seed >> 40) & 1 : -1, r = (int)(seed >> 33) % 16;
 		if (r < 2) {
-			call(h, "memhog", "100000", w, 1, "not enough memory", NULL);
+			tu_call(h, "memhog", "100000", w, 1, "not enough memory", NULL);
 			over++;
 		} else {
 			snprintf(want, sizeof want, "held %s KiB; request %d", r == 2 ? "1500" : "64",
 				 ++ok);
-			call(h, "memhog", r == 2 ? "1500" : "64", w, 0, want, NULL);
+			tu_call(h, "memhog", r == 2 ? "1500" : "64", w, 0, want, NULL);
 		}
 	}
 	CHECK(over > 20, "only %d requests over the limit", over);
@@ -316,21 +245,21 @@ static void memhog_run(struct vl_host *h, int pinned)
 
 static void t_memlimit(void)
 {
-	struct vl_host *h = mkhost(2, 1, 0);
+	struct vl_host *h = tu_host(2, 1, 0);
 	char err[512];
-	add(h, "memhog", memhog_lua, 4 * MiB);
-	add(h, "other", persist_lua, 4 * MiB);
-	call(h, "other", "set kept", -1, 0, "stored", NULL);
+	tu_add(h, "memhog", memhog_lua, 4 * MiB);
+	tu_add(h, "other", persist_lua, 4 * MiB);
+	tu_call(h, "other", "set kept", -1, 0, "stored", NULL);
 	memhog_run(h, 1);
 	vmc_vm_stats_t vs;
-	vmc_vm_stats(vl_host_vmc(h), vm_of(h, "memhog"), &vs);
+	vmc_vm_stats(vl_host_vmc(h), tu_vm(h, "memhog"), &vs);
 	CHECK(vs.hwm <= 4 * MiB && vs.state == VMC_VM_IDLE, "hwm %llu", (unsigned long long)vs.hwm);
-	call(h, "other", "get", -1, 0, "kept", NULL);
+	tu_call(h, "other", "get", -1, 0, "kept", NULL);
 	/* a script that exhausts the limit while loading is refused, cleanly */
 	const char *greedy = "t = {} for i = 1, 1e7 do t[i] = i end function handle() end";
-	CHECK(vl_host_add(h, "greedy", greedy, strlen(greedy), 2 * MiB, err, sizeof err) < 0 &&
+	CHECK(vl_host_add(h, "greedy", greedy, strlen(greedy), 2 * MiB, 0, err, sizeof err) < 0 &&
 	      strstr(err, "not enough memory"), "greedy: %s", err);
-	call(h, "memhog", "64", -1, 0, "held 64 KiB", NULL);
+	tu_call(h, "memhog", "64", -1, 0, "held 64 KiB", NULL);
 	CHECK(vmc_check(vl_host_vmc(h), NULL) == 0, "vmc_check");
 	vl_host_free(h);
 
@@ -340,7 +269,7 @@ static void t_memlimit(void)
 	o.mode = VL_ONEPROC;
 	o.quiet = 1;
 	CHECK((h = vl_host_new(&o, err, sizeof err)), "%s", err);
-	add(h, "memhog", memhog_lua, 4 * MiB);
+	tu_add(h, "memhog", memhog_lua, 4 * MiB);
 	memhog_run(h, 0);
 	vl_host_free(h);
 	printf("memlimit: requests far over the 4 MiB limit -> 'not enough memory'; every next "
@@ -366,28 +295,28 @@ static const char bad_lua[] =
 
 static void t_error(void)
 {
-	struct vl_host *h = mkhost(2, 1, 0);
+	struct vl_host *h = tu_host(2, 1, 0);
 	char err[512];
-	add(h, "bad", bad_lua, 0);
-	add(h, "good", persist_lua, 0);
+	tu_add(h, "bad", bad_lua, 0);
+	tu_add(h, "good", persist_lua, 0);
 	pid_t p0 = vl_host_worker_pid(h, 0), p1 = vl_host_worker_pid(h, 1);
-	call(h, "good", "set safe", -1, 0, "stored", NULL);
+	tu_call(h, "good", "set safe", -1, 0, "stored", NULL);
 	for (int w = 0; w < 2; w++) {
-		call(h, "bad", "boom", w, 1, "bad:2: boom!", NULL);
-		call(h, "good", "get", w, 0, "safe", NULL);
-		call(h, "bad", "nil", w, 1, "attempt to index", NULL);
-		call(h, "bad", "table", w, 1, "error object is not a string", NULL);
-		call(h, "bad", "deep", w, 1, NULL, NULL);
-		call(h, "bad", "ok", w, 0, "fine", NULL);
-		call(h, "good", "get", w, 0, "safe", NULL);
+		tu_call(h, "bad", "boom", w, 1, "bad:2: boom!", NULL);
+		tu_call(h, "good", "get", w, 0, "safe", NULL);
+		tu_call(h, "bad", "nil", w, 1, "attempt to index", NULL);
+		tu_call(h, "bad", "table", w, 1, "error object is not a string", NULL);
+		tu_call(h, "bad", "deep", w, 1, NULL, NULL);
+		tu_call(h, "bad", "ok", w, 0, "fine", NULL);
+		tu_call(h, "good", "get", w, 0, "safe", NULL);
 	}
-	call(h, "bad", "sandbox", -1, 0,
+	tu_call(h, "bad", "sandbox", -1, 0,
 	     "nil nil nil nil nil nil nil attempt to load a binary chunk", NULL);
-	call(h, "bad", "print", -1, 0, "printed", NULL);
-	call(h, "nobody", "x", -1, 1, "unknown tenant 'nobody'", NULL);
-	CHECK(vl_host_add(h, "syntax", "function handle(", 16, 0, err, sizeof err) < 0 &&
+	tu_call(h, "bad", "print", -1, 0, "printed", NULL);
+	tu_call(h, "nobody", "x", -1, 1, "unknown tenant 'nobody'", NULL);
+	CHECK(vl_host_add(h, "syntax", "function handle(", 16, 0, 0, err, sizeof err) < 0 &&
 	      strstr(err, "syntax:1:"), "syntax error: %s", err);
-	CHECK(vl_host_add(h, "nohandle", "x = 1", 5, 0, err, sizeof err) < 0 &&
+	CHECK(vl_host_add(h, "nohandle", "x = 1", 5, 0, 0, err, sizeof err) < 0 &&
 	      strstr(err, "handle"), "no handle: %s", err);
 	CHECK(vl_host_find(h, "syntax") < 0 && vl_host_find(h, "nohandle") < 0, "not added");
 	CHECK(p0 == vl_host_worker_pid(h, 0) && p1 == vl_host_worker_pid(h, 1),
@@ -398,112 +327,102 @@ static void t_error(void)
 	       (int)p0, (int)p1);
 }
 
-/* -------------------------------------------------------------------- kill9 */
+/* ------------------------------------------------------------------- budget */
 
-static const char loop_lua[] =
+static const char spin_lua[] =
+	"n = 0\n"
 	"function handle(b)\n"
-	"  if b == 'spin' then while true do end end\n"
-	"  return 'alive'\n"
+	"  n = n + 1\n"
+	"  if b == 'loop' then while true do end end\n"
+	"  if b == 'pcall' then while true do pcall(function() while true do end end) end end\n"
+	"  if b == 'xpcall' then\n"
+	"    local function loop() while true do end end\n"
+	"    while true do xpcall(loop, loop) end\n"
+	"  end\n"
+	"  if b == 'co' then coroutine.wrap(function() while true do end end)() end\n"
+	"  if b == 'close' then\n"
+	"    local t <close> = setmetatable({}, { __close = function() while true do end end })\n"
+	"    return 'closing'\n"
+	"  end\n"
+	"  if b == 'keep' then\n"
+	"    keep = coroutine.create(function()\n"
+	"      while true do for i = 1, 1000 do end coroutine.yield() end end)\n"
+	"  end\n"
+	"  if b == 'resume' then for i = 1, 100 do assert(coroutine.resume(keep)) end end\n"
+	"  if b:match('^work ') then local x = 0 for i = 1, tonumber(b:sub(6)) do x = x + i end end\n"
+	"  return n\n"
 	"end\n";
 
-struct pending { int done, worker; struct vl_reply r; };
-
-static void on_done(void *arg, const struct vl_reply *r, int worker)
+/* Every way a script might keep running ends with "CPU budget exceeded";
+ * the state and the worker live on; work under the budget is untouched,
+ * also in a coroutine that lives across requests. */
+static void budget_run(struct vl_host *h, const char *where)
 {
-	struct pending *p = arg;
-	p->r = *r;
-	p->worker = worker;
-	p->done = 1;
-}
-
-static void pump(struct vl_host *h, int ms)
-{
-	struct pollfd pfd[VL_MAX_WORKERS];
-	int timeout = ms, k = vl_host_pollfds(h, pfd, VL_MAX_WORKERS, &timeout);
-	if (poll(pfd, (nfds_t)k, timeout) >= 0)
-		vl_host_events(h, pfd, k);
-}
-
-static void serve_others(struct vl_host *h, int n)
-{
+	static const char *const runaway[] = { "loop", "pcall", "xpcall", "co", "close" };
 	struct vl_reply r;
-	long last = -1;
-	for (int i = 0; i < n; i++) {
-		call(h, "other", "incr", i % 2, 0, NULL, &r);
-		CHECK(last < 0 || atol(r.text) == last + 1, "count %s after %ld", r.text, last);
-		last = atol(r.text);
+	struct vl_tenant_info ti;
+	pid_t p0 = vl_host_worker_pid(h, 0);
+	long n = 0;
+
+	tu_call(h, "spin", "keep", -1, 0, NULL, &r);
+	n = atol(r.text);
+	for (int k = 0; k < 20; k++) {       /* 20 x 100 resumes of 2000 instructions > budget */
+		tu_call(h, "spin", "resume", -1, 0, NULL, &r);
+		CHECK(atol(r.text) == ++n, "count %s, wanted %ld", r.text, n);
 	}
+	for (size_t k = 0; k < sizeof runaway / sizeof runaway[0]; k++) {
+		tu_call(h, "spin", runaway[k], -1, 1, k == 2 ? NULL : "CPU budget exceeded", &r);
+		n++;
+		tu_call(h, "spin", "work 100000", -1, 0, NULL, &r);
+		CHECK(atol(r.text) == ++n, "after '%s': count %s, wanted %ld (state lost?)", runaway[k],
+		      r.text, n);
+		tu_call(h, "spin", "resume", -1, 0, NULL, &r);   /* no leftover of the last one */
+		n++;
+	}
+	tu_call(h, "spin", "work 10000000", -1, 1, "CPU budget exceeded", NULL);
+	tu_info(h, "spin", &ti);
+	CHECK(ti.budget_kills == 6, "%llu budget kills counted", (unsigned long long)ti.budget_kills);
+	CHECK(vl_host_worker_pid(h, 0) == p0, "the worker was replaced");
+	printf("budget (%s): loops, pcall/xpcall loops, a coroutine and a __close loop ended by the "
+	       "budget; a coroutine living across requests was not; the state counted on (%ld)\n",
+	       where, n + 1);
 }
 
-static void t_kill9(void)
+static void t_budget(void)
 {
-	static const char counter_lua[] =
-		"n = 0 function handle(b) n = n + 1 return n end\n";
-	for (int iso = 1; iso >= 0; iso--) {
-		struct vl_host *h = mkhost(2, iso, 0);
-		struct pending p = { 0 };
-		vmc_vm_stats_t vs;
-		add(h, "loop", loop_lua, 0);
-		add(h, "other", counter_lua, 0);
-		serve_others(h, 4);
-		uint32_t vm = vm_of(h, "loop");
-		vl_host_submit(h, "loop", 4, "spin", 4, -1, on_done, &p);
-		double end = vl_now() + 10;
-		while (!vmc_vm_stats(vl_host_vmc(h), vm, &vs) && vs.state != VMC_VM_ATTACHED &&
-		       vl_now() < end)
-			pump(h, 1);
-		CHECK(vs.state == VMC_VM_ATTACHED && vs.pid > 0, "loop never got attached");
-		pid_t victim = vs.pid;
-		usleep(20000);    /* well inside handle() */
-		CHECK(!kill(victim, SIGKILL), "kill");
-		while (!p.done && vl_now() < end)
-			pump(h, 100);
-		CHECK(p.done && p.r.err && strstr(p.r.text, "orphaned") && strstr(p.r.text, "signal 9"),
-		      "reply: %s", p.r.text);
-		CHECK(!vmc_vm_stats(vl_host_vmc(h), vm, &vs) && vs.state == VMC_VM_ORPHANED,
-		      "state %d", vs.state);
-		CHECK(vl_host_worker_pid(h, p.worker) != victim, "the worker was started again");
-		serve_others(h, 20);
-		call(h, "loop", "hello", -1, 1, "orphaned", NULL);
-		struct vl_tenant_info ti;
-		vl_host_tenant(h, vl_host_find(h, "loop"), &ti);
-		CHECK(ti.orphaned, "reported");
-		CHECK(vmc_check(vl_host_vmc(h), NULL) == 0, "vmc_check");
-		vl_host_free(h);
-		printf("kill9 (%s): worker %d killed inside 'loop': tenant orphaned (VMC_VM_ORPHANED),"
-		       " 'other' kept being served by both workers\n", iso ? "strict" : "lazy",
-		       (int)victim);
-	}
-	/* the watchdog does the same to a request that runs too long */
-	struct vl_host *h = mkhost(2, 1, 300);
-	add(h, "loop", loop_lua, 0);
-	add(h, "other", counter_lua, 0);
-	double t0 = vl_now();
-	call(h, "loop", "spin", -1, 1, "orphaned", NULL);
-	CHECK(vl_now() - t0 < 5, "the watchdog took %.1f s", vl_now() - t0);
-	serve_others(h, 10);
+	struct vl_host_opts o;
+	char err[512], path[64];
+	tu_opts(&o, 1, 1);
+	o.budget = 2000000;
+	struct vl_host *h = tu_host_opts(&o);
+	tu_add(h, "spin", spin_lua, 0);
+	budget_run(h, "a VM");
+	/* the budget of a script's top level, and one a script's header sets */
+	const char *endless = "while true do end function handle() end";
+	CHECK(vl_host_add(h, "endless", endless, strlen(endless), 0, 0, err, sizeof err) < 0 &&
+	      strstr(err, "CPU budget exceeded"), "endless top level: %s", err);
+	snprintf(path, sizeof path, "/tmp/vmc-lua-test-%d.lua", (int)getpid());
+	FILE *f = fopen(path, "w");
+	CHECK(f && fputs("-- vmc-lua: budget = 100K\n", f) >= 0 && fputs(spin_lua, f) >= 0 &&
+	      !fclose(f), "writing %s", path);
+	CHECK(vl_host_add_file(h, "small", path, err, sizeof err) >= 0 && !*err, "%s", err);
+	unlink(path);
+	tu_call(h, "small", "work 1000", -1, 0, NULL, NULL);
+	tu_call(h, "small", "work 100000", -1, 1, "CPU budget exceeded (100000 ", NULL);
+	tu_call(h, "spin", "work 100000", -1, 0, NULL, NULL);
 	vl_host_free(h);
-	printf("kill9 (watchdog 300 ms): the endless request was killed after %.2f s; others "
-	       "served\n", vl_now() - t0);
-}
 
+	o.mode = VL_ONEPROC;
+	h = tu_host_opts(&o);
+	tu_add(h, "spin", spin_lua, 0);
+	budget_run(h, "malloc, in the dispatcher");
+	vl_host_free(h);
+}
 int main(int argc, char **argv)
 {
-	static const struct { const char *name; void (*fn)(void); } tests[] = {
+	static const struct tu_test tests[] = {
 		{ "persist", t_persist }, { "parallel", t_parallel }, { "clone", t_clone },
-		{ "memlimit", t_memlimit }, { "error", t_error }, { "kill9", t_kill9 },
+		{ "memlimit", t_memlimit }, { "error", t_error }, { "budget", t_budget },
 	};
-	const char *which = argc > 1 ? argv[1] : "all";
-	int ran = 0;
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
-		if (!strcmp(which, "all") || !strcmp(which, tests[i].name)) {
-			tests[i].fn();
-			ran++;
-		}
-	if (!ran) {
-		fprintf(stderr, "usage: test_lua [all|persist|parallel|clone|memlimit|error|kill9]\n");
-		return 2;
-	}
-	return 0;
+	return tu_main(argc, argv, tests, (int)(sizeof tests / sizeof tests[0]));
 }
