@@ -1,0 +1,411 @@
+/*
+ * heap_large.c - the blocks of the in-VM heap: boundary tags, free blocks
+ * sorted into bins for a best fit in O(1), and growth at top.
+ *
+ * Every block starts with a 16-byte tag (the size of the block before it,
+ * its own size and flags), so a block's neighbours are found both ways and
+ * the heap can be walked from HEAP_FIRST to top.  A freed block merges at
+ * once with free neighbours, and a free block at the end of the heap is
+ * not kept: top drops below it, so the block before top is never free.
+ *
+ * Free blocks sit in segregated bins, TLSF style: exact bins of 16 bytes
+ * below 256 bytes, then four bins per power of two, with a bitmap of the
+ * bins that hold a block.  A request looks in the first non-empty bin
+ * whose every block is big enough (a bit scan), then among the first
+ * blocks of its own bin, and only then grows the heap at top, committing
+ * whole granules.  The rest of a block that was too big goes back to a bin.
+ *
+ * A free block may have given whole granules back to the pool
+ * (heap_trim.c): its first FREE_KEEP bytes (tag, links, the time it was
+ * freed) always stay committed, and taking memory from a block marked
+ * F_HOLEY first commits what the new block and the remainder's tag need.
+ * Every check is made before anything is written, so a failed commit
+ * leaves the heap as it was.
+ */
+#include "heap.h"
+
+#include <errno.h>
+#include <stdio.h>
+
+/* ------------------------------------------------------------------ bins */
+
+unsigned heap_bin_of(uint64_t size)
+{
+	uint64_t u = size >> 4;
+	unsigned fl;
+
+	if (u < 16)
+		return (unsigned)u;
+	fl = 63 - (unsigned)__builtin_clzll(u);
+	return 16 + (fl - 4) * 4 + (unsigned)((u >> (fl - 2)) & 3);
+}
+
+/* The first bin whose every block holds at least size bytes. */
+static unsigned bin_up(uint64_t size)
+{
+	uint64_t u = (size + 15) >> 4, step;
+	unsigned fl;
+
+	if (u < 16)
+		return (unsigned)u;
+	fl = 63 - (unsigned)__builtin_clzll(u);
+	step = (uint64_t)1 << (fl - 2);
+	return heap_bin_of(((u + step - 1) & ~(step - 1)) << 4);
+}
+
+/* Free block [off, off+size) holds a whole granule past the part that
+ * stays committed. */
+int heap_trimmable(const struct hx *x, uint64_t off, uint64_t size)
+{
+	return gran_up(x, off + FREE_KEEP) < gran_down(x, off + size);
+}
+
+static int counts_untrimmed(const struct hx *x, const struct blk *b, uint64_t off)
+{
+	return !(b->word & F_TRIMMED) && heap_trimmable(x, off, bsize(b));
+}
+
+static void bin_insert(struct hx *x, uint64_t off)
+{
+	struct heap *h = x->h;
+	struct blk *b = BLK(h, off);
+	unsigned k = heap_bin_of(bsize(b));
+
+	vmc_assert(k < NBINS && (b->word & F_FREE));
+	b->prev_free = 0;
+	b->next_free = h->bins[k];
+	if (b->next_free)
+		BLK(h, b->next_free)->prev_free = off;
+	h->bins[k] = off;
+	h->binmap[k / 64] |= (uint64_t)1 << (k % 64);
+	h->untrimmed += (uint64_t)counts_untrimmed(x, b, off);
+}
+
+static void bin_remove(struct hx *x, uint64_t off)
+{
+	struct heap *h = x->h;
+	struct blk *b = BLK(h, off);
+	unsigned k = heap_bin_of(bsize(b));
+
+	if (b->prev_free)
+		BLK(h, b->prev_free)->next_free = b->next_free;
+	else
+		h->bins[k] = b->next_free;
+	if (b->next_free)
+		BLK(h, b->next_free)->prev_free = b->prev_free;
+	if (!h->bins[k])
+		h->binmap[k / 64] &= ~((uint64_t)1 << (k % 64));
+	h->untrimmed -= (uint64_t)counts_untrimmed(x, b, off);
+}
+
+/* A free block of at least size bytes, or 0. */
+static uint64_t bin_find(const struct heap *h, uint64_t size)
+{
+	unsigned k = bin_up(size), n = 0;
+
+	for (unsigned w = k / 64; k < NBINS && w < 3; w++) {
+		uint64_t m = h->binmap[w];
+		if (w == k / 64)
+			m &= ~(uint64_t)0 << (k % 64);
+		if (m)
+			return h->bins[w * 64 + (unsigned)__builtin_ctzll(m)];
+	}
+	/* blocks of the request's own bin may be big enough */
+	for (uint64_t off = h->bins[heap_bin_of(size)]; off && n < 16; off = BLK(h, off)->next_free, n++)
+		if (bsize(BLK(h, off)) >= size)
+			return off;
+	return 0;
+}
+
+/* ------------------------------------------------------------ commits */
+
+static uint64_t granules_committed(const struct hx *x, uint64_t from, uint64_t to)
+{
+	uint64_t n = 0;
+	for (uint64_t g = from >> x->gshift; g < to >> x->gshift; g++)
+		n += x->pm[g] != VMC_NIL;
+	return n;
+}
+
+/* Commit the granules of [from, to) (granule-aligned) that are not. */
+int heap_commit(struct hx *x, uint64_t from, uint64_t to)
+{
+	struct heap *h = x->h;
+	uint64_t before = granules_committed(x, from, to), got;
+	char why[256];
+	int err;
+
+	if (before == (to - from) >> x->gshift)
+		return 0;
+	err = vmc_commit(x->c, (char *)h + from, to - from, VMC_COMMIT_NOZERO);
+	got = granules_committed(x, from, to) - before;   /* a system error may keep some */
+	h->committed += got << x->gshift;
+	h->peak = VMC_MAX(h->peak, h->committed);
+	if (got)
+		h->end = VMC_MAX(h->end, to);
+	if (likely(!err))
+		return 0;
+	snprintf(why, sizeof why, "%s", vmc_errmsg());
+	return vmc_fail(err, "VM %s out of memory: limit %llu MiB (the heap has %llu MiB "
+			"committed, %llu MiB in use, and needs %llu MiB more): %s",
+			heap_vm_name(x), (unsigned long long)(x->c->vms[x->vm].limit >> 20),
+			(unsigned long long)(h->committed >> 20),
+			(unsigned long long)(h->in_use >> 20),
+			(unsigned long long)(((to - from) >> x->gshift) - before) << x->gshift >> 20,
+			why);
+}
+
+/* --------------------------------------------------------- free blocks */
+
+/* [off, off+size) is a free block now. */
+static void make_free(struct hx *x, uint64_t off, uint64_t size, unsigned flags, uint64_t since)
+{
+	struct blk *b = BLK(x->h, off);
+
+	set_hdr(b, size, F_FREE | flags);
+	b->since = since;
+	set_prev_of(x->h, off + size, size);
+	bin_insert(x, off);
+}
+
+/* Take [p, q) out of free block [a, b): the piece before p (none, or at
+ * least MIN_BLOCK) and the piece after q (likewise) stay free.  The block
+ * that will end at q starts at `owner` (p, or the block before a that
+ * grows into it); the caller writes its tag.  On a failed commit nothing
+ * changed. */
+static int take_from(struct hx *x, uint64_t a, uint64_t p, uint64_t q, uint64_t owner)
+{
+	struct heap *h = x->h;
+	struct blk *fb = BLK(h, a);
+	uint64_t b = a + bsize(fb), since = fb->since;
+	unsigned fl = (unsigned)(fb->word & (F_HOLEY | F_TRIMMED));
+
+	vmc_assert(a <= p && p < q && q <= b && (p == a || p - a >= MIN_BLOCK));
+	vmc_assert(q == b || b - q >= MIN_BLOCK);
+	if ((fl & F_HOLEY) && heap_commit(x, gran_down(x, p), gran_up(x, q < b ? q + FREE_KEEP : q)))
+		return -1;
+	bin_remove(x, a);
+	if (q < b) {
+		BLK(h, q)->prev = q - owner;
+		make_free(x, q, b - q, fl, since);
+	} else {
+		set_prev_of(h, b, b - owner);
+	}
+	if (p > a) {
+		set_hdr(fb, p - a, F_FREE | fl);
+		BLK(h, p)->prev = p - a;
+		bin_insert(x, a);
+	}
+	return 0;
+}
+
+/* Top drops below block `off` (on no bin), which ends at top, and below
+ * every free block before it. */
+static void drop_tail(struct hx *x, uint64_t off)
+{
+	struct heap *h = x->h;
+	uint64_t prev = BLK(h, off)->prev;
+	int holey = 0;
+
+	for (;;) {
+		h->top = off;
+		h->last = prev;
+		if (!prev)
+			break;
+		struct blk *b = BLK(h, off - prev);
+		if (!(b->word & F_FREE))
+			break;
+		holey |= !!(b->word & F_HOLEY);
+		bin_remove(x, off - prev);
+		off -= prev;
+		prev = b->prev;
+	}
+	/* the granule of the new top held a tag: it is committed; past it,
+	 * what the dropped blocks had given back is missing */
+	if (holey)
+		h->ready = gran_down(x, h->top) + ((uint64_t)1 << x->gshift);
+	if (h->end > gran_up(x, h->top))
+		h->tail_since = heap_now_ms();
+}
+
+/* Give back in-use block `off` (large or slab): merged with free
+ * neighbours, or below top. */
+void large_give(struct hx *x, uint64_t off)
+{
+	struct heap *h = x->h;
+	struct blk *b = BLK(h, off), *nb;
+	uint64_t start = off, end = off + bsize(b);
+	unsigned fl = 0;
+
+	if (end == h->top) {
+		drop_tail(x, off);
+		return;
+	}
+	nb = BLK(h, end);
+	if (nb->word & F_FREE) {
+		fl |= nb->word & F_HOLEY;
+		bin_remove(x, end);
+		end += bsize(nb);
+	}
+	if (b->prev && (BLK(h, off - b->prev)->word & F_FREE)) {
+		start = off - b->prev;
+		fl |= BLK(h, start)->word & F_HOLEY;
+		bin_remove(x, start);
+	}
+	make_free(x, start, end - start, fl, heap_now_ms());
+}
+
+/* ---------------------------------------------------------- allocation */
+
+/* [top, top+gap) becomes a free block and [top+gap, +size) a new block
+ * with `flags`, committing what is missing.  Its offset, or 0. */
+static uint64_t top_take(struct hx *x, uint64_t gap, uint64_t size, unsigned flags)
+{
+	struct heap *h = x->h;
+	uint64_t off = h->top, end = off + gap + size, last = h->last;
+
+	if (gap + size > x->c->h.window_size - off) {
+		vmc_fail(ENOMEM, "VM %s out of memory: the heap spans %llu MiB and %llu more "
+			 "bytes do not fit in the %llu MiB window", heap_vm_name(x),
+			 (unsigned long long)(off >> 20), (unsigned long long)(gap + size),
+			 (unsigned long long)(x->c->h.window_size >> 20));
+		return 0;
+	}
+	if (end > h->ready) {
+		if (heap_commit(x, h->ready, gran_up(x, end)))
+			return 0;
+		h->ready = gran_up(x, end);
+	}
+	h->top = end;
+	h->last = size;
+	BLK(h, off)->prev = last;
+	if (gap) {
+		BLK(h, off + gap)->prev = gap;
+		make_free(x, off, gap, 0, heap_now_ms());
+	}
+	set_hdr(BLK(h, off + gap), size, flags);
+	return off + gap;
+}
+
+/* An in-use block of at least size bytes (a multiple of 16) tagged with
+ * flags, or 0 with the reason in vmc_errmsg(). */
+uint64_t large_take(struct hx *x, uint64_t size, unsigned flags)
+{
+	struct heap *h = x->h;
+	uint64_t off = bin_find(h, size);
+
+	if (off) {
+		uint64_t have = bsize(BLK(h, off)), q = off + size;
+		if (have - size < MIN_BLOCK)
+			q = off + have;
+		if (!take_from(x, off, off, q, off)) {
+			set_hdr(BLK(h, off), q - off, flags);
+			return off;
+		}
+	}
+	return top_take(x, 0, size, flags);
+}
+
+/* Where a CHUNK-aligned block of size bytes fits in [a, b), or 0. */
+static uint64_t aligned_in(uint64_t a, uint64_t b, uint64_t size)
+{
+	uint64_t p = (a + CHUNK - 1) & ~(uint64_t)(CHUNK - 1);
+
+	if (p != a && p - a < MIN_BLOCK)
+		p += CHUNK;
+	return p + size <= b ? p : 0;
+}
+
+/* A CHUNK-aligned in-use block of size bytes (a multiple of CHUNK; a few
+ * more if the rest was too small for a block) tagged F_SLAB, or 0. */
+uint64_t large_take_aligned(struct hx *x, uint64_t size)
+{
+	struct heap *h = x->h;
+	uint64_t a, b, p = 0, q, gap;
+
+	/* a block that fits as it lies, else one big enough to fit anywhere */
+	if ((a = bin_find(h, size)))
+		p = aligned_in(a, a + bsize(BLK(h, a)), size);
+	if (!p && (a = bin_find(h, size + CHUNK + MIN_BLOCK)))
+		p = aligned_in(a, a + bsize(BLK(h, a)), size);
+	if (p) {
+		b = a + bsize(BLK(h, a));
+		q = b - (p + size) < MIN_BLOCK ? b : p + size;
+		if (!take_from(x, a, p, q, p)) {
+			set_hdr(BLK(h, p), q - p, F_SLAB);
+			return p;
+		}
+	}
+	gap = ((h->top + CHUNK - 1) & ~(uint64_t)(CHUNK - 1)) - h->top;
+	if (gap && gap < MIN_BLOCK)
+		gap += CHUNK;
+	return top_take(x, gap, size, F_SLAB);
+}
+
+/* ------------------------------------------------------- resizing in place */
+
+/* Shrink large block `off` to `need` bytes if the rest is worth a block. */
+void large_shrink(struct hx *x, uint64_t off, uint64_t need)
+{
+	struct heap *h = x->h;
+	struct blk *b = BLK(h, off);
+	uint64_t size = bsize(b), r = off + need;
+
+	if (size - need < MIN_BLOCK)
+		return;
+	set_hdr(b, need, 0);
+	BLK(h, r)->prev = need;
+	set_hdr(BLK(h, r), size - need, 0);
+	h->in_use -= size - need;
+	large_give(x, r);
+}
+
+/* Grow large block `off` to at least `need` bytes where it is: into a
+ * free successor, or by moving top.  1 if done; 0 (nothing changed) if
+ * not. */
+int large_grow(struct hx *x, uint64_t off, uint64_t need)
+{
+	struct heap *h = x->h;
+	struct blk *b = BLK(h, off), *nb;
+	uint64_t size = bsize(b), end = off + size, q, b_end;
+
+	if (end == h->top) {
+		if (need - size > x->c->h.window_size - end)
+			return 0;
+		if (off + need > h->ready) {
+			if (heap_commit(x, h->ready, gran_up(x, off + need)))
+				return 0;
+			h->ready = gran_up(x, off + need);
+		}
+		h->top = off + need;
+		h->last = need;
+		q = off + need;
+	} else {
+		nb = BLK(h, end);
+		if (!(nb->word & F_FREE) || size + bsize(nb) < need)
+			return 0;
+		b_end = end + bsize(nb);
+		q = b_end - (off + need) < MIN_BLOCK ? b_end : off + need;
+		if (take_from(x, end, end, q, off))
+			return 0;
+	}
+	set_hdr(b, q - off, 0);
+	h->in_use += q - off - size;
+	return 1;
+}
+
+/* Bytes of the largest free block (its tag included). */
+uint64_t large_largest_free(const struct heap *h)
+{
+	uint64_t best = 0;
+
+	for (int w = 2; w >= 0; w--) {
+		if (!h->binmap[w])
+			continue;
+		unsigned k = (unsigned)w * 64 + 63 - (unsigned)__builtin_clzll(h->binmap[w]);
+		for (uint64_t off = h->bins[k]; off; off = BLK(h, off)->next_free)
+			best = VMC_MAX(best, bsize(BLK(h, off)));
+		break;
+	}
+	return best;
+}

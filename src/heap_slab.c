@@ -1,0 +1,345 @@
+/*
+ * heap_slab.c - small blocks of the in-VM heap: size classes and slabs.
+ *
+ * A request of up to SMALL_MAX bytes is rounded to one of 32 classes:
+ * every multiple of 16 up to 256, then eight classes per power of two
+ * (at most 12.5% apart), so 24 * 2^k and 16 * 2^k, the sizes of Lua's
+ * hash and array parts, are classes of their own.  Blocks of one class
+ * live in a slab: a CHUNK-aligned in-use block of a few chunks (at least
+ * 32 slots) with a 64-byte header after its tag and the slots after that,
+ * with no header per slot.  The header keeps a bitmap of the slots in use
+ * (a freed slot is never written to, a double free is caught, and the
+ * heap walk can count them) and the links of its class's list of slabs
+ * with a free slot.  An address finds its slab through the chunk map, a
+ * byte per CHUNK of the heap (a large block itself): 0 for no slab, else
+ * 1 + how many chunks back the slab starts.
+ *
+ * Allocation takes the first slab of the class's list (a bit scan of at
+ * most four words from a hint) and makes a new slab, from the free blocks
+ * first, when the list is empty.  A slab that becomes empty goes back to
+ * the free blocks at once, unless it is the only one left on its list:
+ * that one is kept so that a class that allocates and frees one block in
+ * a loop does not make and break a slab each time; trimming gives it back.
+ */
+#include "heap.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define SLAB_MAGIC 0x62616c73u   /* "slab" */
+#define SLAB_FIRST (HDR + sizeof(struct slab))
+#define SLAB_MIN_SLOTS 32u
+
+/* After the slab block's tag. */
+struct slab {
+	uint32_t magic;
+	uint8_t  cls;
+	uint8_t  nchunks;
+	uint16_t nslots;
+	uint16_t used;
+	uint16_t hint;          /* no free slot in bits[0 .. hint)                */
+	uint32_t csize;         /* the class size                                */
+	uint64_t next, prev;    /* the class's list of slabs with a free slot   */
+	uint64_t bits[4];       /* 1: slot in use, or past nslots                */
+};
+_Static_assert(sizeof(struct slab) == 64 && SLAB_FIRST % 16 == 0, "slab header");
+
+#define SLAB(h, off) ((struct slab *)((char *)(h) + (off) + HDR))
+
+const uint16_t heap_class_size[NCLASSES] = {
+	16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256,
+	288, 320, 352, 384, 416, 448, 480, 512,
+	576, 640, 704, 768, 832, 896, 960, 1024,
+};
+
+/* The class of a request of n bytes, 1 <= n <= SMALL_MAX. */
+unsigned heap_size_class(size_t n)
+{
+	unsigned fl;
+
+	if (n <= 256)
+		return (unsigned)((n + 15) >> 4) - 1;
+	fl = 63 - (unsigned)__builtin_clzll((unsigned long long)n - 1);
+	return 16 + (fl - 8) * 8 + (unsigned)((n - 1 - ((size_t)1 << fl)) >> (fl - 3));
+}
+
+static inline uint8_t *cmap(const struct heap *h)
+{
+	return (uint8_t *)h + h->cmap;
+}
+
+uint64_t slab_of(const struct heap *h, uint64_t off)
+{
+	uint64_t ch = off >> CHUNK_SHIFT;
+	uint8_t v;
+
+	if (ch >= h->cmap_n || !(v = cmap(h)[ch]))
+		return 0;
+	return (ch - (v - 1u)) << CHUNK_SHIFT;
+}
+
+/* ------------------------------------------------------------ slab lists */
+
+static void list_push(struct heap *h, unsigned cls, uint64_t so)
+{
+	struct slab *s = SLAB(h, so);
+
+	s->prev = 0;
+	s->next = h->partial[cls];
+	if (s->next)
+		SLAB(h, s->next)->prev = so;
+	h->partial[cls] = so;
+}
+
+static void list_unlink(struct heap *h, unsigned cls, uint64_t so)
+{
+	struct slab *s = SLAB(h, so);
+
+	if (s->prev)
+		SLAB(h, s->prev)->next = s->next;
+	else
+		h->partial[cls] = s->next;
+	if (s->next)
+		SLAB(h, s->next)->prev = s->prev;
+}
+
+/* ------------------------------------------------------------ chunk map */
+
+/* Make the chunk map cover chunk `last`: a bigger copy. */
+static int cmap_grow(struct hx *x, uint64_t last)
+{
+	struct heap *h = x->h;
+	/* at first enough for the VM's limit (up to 64 MiB of heap), then twice as much */
+	uint64_t lim = VMC_MIN(x->c->vms[x->vm].limit >> CHUNK_SHIFT, 16384);
+	uint64_t n = VMC_MAX(VMC_MAX(2 * h->cmap_n, last + 1), lim), off;
+
+	n = (n + 15) & ~(uint64_t)15;
+	if (!(off = large_take(x, HDR + n, 0)))
+		return -1;
+	memset((char *)h + off + HDR, 0, n);
+	if (h->cmap) {
+		memcpy((char *)h + off + HDR, cmap(h), h->cmap_n);
+		large_give(x, h->cmap - HDR);
+	}
+	h->cmap = off + HDR;
+	h->cmap_n = n;
+	return 0;
+}
+
+static void cmap_set(struct heap *h, uint64_t so, unsigned nchunks, int on)
+{
+	for (unsigned i = 0; i < nchunks; i++)
+		cmap(h)[(so >> CHUNK_SHIFT) + i] = on ? (uint8_t)(i + 1) : 0;
+}
+
+/* ----------------------------------------------------------------- slabs */
+
+static uint64_t slab_new(struct hx *x, unsigned cls)
+{
+	struct heap *h = x->h;
+	uint32_t csize = heap_class_size[cls];
+	unsigned nch = (unsigned)((SLAB_MIN_SLOTS * csize + SLAB_FIRST + CHUNK - 1) / CHUNK);
+	uint64_t so = large_take_aligned(x, (uint64_t)nch * CHUNK);
+	struct slab *s;
+
+	if (!so)
+		return 0;
+	if (((so >> CHUNK_SHIFT) + nch > h->cmap_n) && cmap_grow(x, (so >> CHUNK_SHIFT) + nch - 1)) {
+		large_give(x, so);
+		return 0;
+	}
+	cmap_set(h, so, nch, 1);
+	s = SLAB(h, so);
+	memset(s, 0, sizeof *s);
+	s->magic = SLAB_MAGIC;
+	s->cls = (uint8_t)cls;
+	s->nchunks = (uint8_t)nch;
+	s->csize = csize;
+	s->nslots = (uint16_t)(((uint64_t)nch * CHUNK - SLAB_FIRST) / csize);
+	vmc_assert(s->nslots >= SLAB_MIN_SLOTS && s->nslots <= 256);
+	for (unsigned i = s->nslots; i < 256; i++)
+		s->bits[i / 64] |= (uint64_t)1 << (i % 64);
+	list_push(h, cls, so);
+	h->slabs++;
+	return so;
+}
+
+/* Slab `so` goes back to the free blocks. */
+static void slab_destroy(struct hx *x, uint64_t so)
+{
+	struct heap *h = x->h;
+	struct slab *s = SLAB(h, so);
+
+	list_unlink(h, s->cls, so);
+	cmap_set(h, so, s->nchunks, 0);
+	s->magic = 0;
+	h->slabs--;
+	large_give(x, so);
+}
+
+/* A slot of class cls: its offset, or 0 with the reason in vmc_errmsg(). */
+uint64_t slab_alloc(struct hx *x, unsigned cls)
+{
+	struct heap *h = x->h;
+	uint64_t so = h->partial[cls];
+	struct slab *s;
+	unsigned w, bit;
+
+	if (unlikely(!so) && !(so = slab_new(x, cls)))
+		return 0;
+	s = SLAB(h, so);
+	for (w = s->hint; s->bits[w] == ~(uint64_t)0; w++)
+		vmc_assert(w < 3);
+	bit = (unsigned)__builtin_ctzll(~s->bits[w]);
+	s->bits[w] |= (uint64_t)1 << bit;
+	s->hint = (uint16_t)w;
+	if (++s->used == s->nslots)
+		list_unlink(h, cls, so);
+	h->in_use += s->csize;
+	return so + SLAB_FIRST + (uint64_t)(w * 64 + bit) * s->csize;
+}
+
+/* 1 if off is a slot in use of slab `so`; 0 with *why if not. */
+int slab_block(const struct heap *h, uint64_t so, uint64_t off, const char **why)
+{
+	const struct slab *s = SLAB(h, so);
+	uint64_t rel = off - so - SLAB_FIRST, i;
+
+	if ((BLK(h, so)->word & (TAG_MASK | F_MASK)) != (TAG | F_SLAB) || s->magic != SLAB_MAGIC ||
+	    !s->csize) {
+		*why = "its slab is not intact (the heap is corrupt)";
+		return 0;
+	}
+	if (off < so + SLAB_FIRST || rel % s->csize || (i = rel / s->csize) >= s->nslots) {
+		*why = "not the start of a heap block";
+		return 0;
+	}
+	if (!(s->bits[i / 64] & ((uint64_t)1 << (i % 64)))) {
+		*why = "freed already (double free)";
+		return 0;
+	}
+	return 1;
+}
+
+uint64_t slab_size(const struct heap *h, uint64_t so)
+{
+	return SLAB(h, so)->csize;
+}
+
+/* Free slot off of slab so (checked by slab_block). */
+void slab_free(struct hx *x, uint64_t so, uint64_t off)
+{
+	struct heap *h = x->h;
+	struct slab *s = SLAB(h, so);
+	uint64_t i = (off - so - SLAB_FIRST) / s->csize;
+
+	s->bits[i / 64] &= ~((uint64_t)1 << (i % 64));
+	if (i / 64 < s->hint)
+		s->hint = (uint16_t)(i / 64);
+	h->in_use -= s->csize;
+	if (s->used-- == s->nslots)
+		list_push(h, s->cls, so);
+	else if (!s->used && (h->partial[s->cls] != so || s->next))
+		slab_destroy(x, so);
+}
+
+/* Give back every empty slab, and the chunk map if no slab is left. */
+void slab_release_empty(struct hx *x)
+{
+	struct heap *h = x->h;
+
+	for (unsigned k = 0; k < NCLASSES; k++)
+		for (uint64_t so = h->partial[k], next; so; so = next) {
+			next = SLAB(h, so)->next;
+			if (!SLAB(h, so)->used)
+				slab_destroy(x, so);
+		}
+	if (!h->slabs && h->cmap) {
+		large_give(x, h->cmap - HDR);
+		h->cmap = 0;
+		h->cmap_n = 0;
+	}
+}
+
+/* --------------------------------------------------------------- checks */
+
+/* Slab block `so` of `size` bytes is intact: its header, its chunks in
+ * the map, its bitmap and count.  Adds its slots in use to *in_use. */
+int slab_check(struct hx *x, uint64_t so, uint64_t size, uint64_t *in_use, char *why, size_t n)
+{
+	const struct heap *h = x->h;
+	const struct slab *s = SLAB(h, so);
+	unsigned used = 0;
+
+	if (so % CHUNK || s->magic != SLAB_MAGIC || s->cls >= NCLASSES ||
+	    s->csize != heap_class_size[s->cls] || size < (uint64_t)s->nchunks * CHUNK ||
+	    size - (uint64_t)s->nchunks * CHUNK >= MIN_BLOCK ||
+	    s->nslots != ((uint64_t)s->nchunks * CHUNK - SLAB_FIRST) / s->csize || s->hint > 3) {
+		snprintf(why, n, "bad slab header (class %u, %u chunks, %u slots)", s->cls,
+			 s->nchunks, s->nslots);
+		return -1;
+	}
+	for (unsigned i = 0; i < s->nchunks; i++)
+		if (slab_of(h, so + ((uint64_t)i << CHUNK_SHIFT)) != so) {
+			snprintf(why, n, "chunk %u of the slab is not in the chunk map", i);
+			return -1;
+		}
+	for (unsigned i = 0; i < 256; i++) {
+		int on = !!(s->bits[i / 64] & ((uint64_t)1 << (i % 64)));
+		if (i >= s->nslots && !on) {
+			snprintf(why, n, "slab bitmap: bit %u past the slots is clear", i);
+			return -1;
+		}
+		if (i < s->nslots && !on && i / 64 < s->hint) {
+			snprintf(why, n, "slab hint %u, but slot %u is free", s->hint, i);
+			return -1;
+		}
+		used += i < s->nslots && on;
+	}
+	if (used != s->used) {
+		snprintf(why, n, "slab counts %u slots in use, its bitmap %u", s->used, used);
+		return -1;
+	}
+	*in_use += (uint64_t)used * s->csize;
+	return 0;
+}
+
+/* The class lists: each member a slab with a free slot, of its class,
+ * linked both ways; *count receives the members. */
+int slab_check_lists(const struct heap *h, uint64_t *count, char *why, size_t n)
+{
+	uint64_t c = 0;
+
+	for (unsigned k = 0; k < NCLASSES; k++)
+		for (uint64_t so = h->partial[k], prev = 0; so; prev = so, so = SLAB(h, so)->next) {
+			if (slab_of(h, so) != so || SLAB(h, so)->cls != k ||
+			    SLAB(h, so)->used >= SLAB(h, so)->nslots || SLAB(h, so)->prev != prev) {
+				snprintf(why, n, "class %u's slab list holds %#llx, which is not a "
+					 "slab of that class with a free slot", k,
+					 (unsigned long long)so);
+				return -1;
+			}
+			if (++c > h->slabs) {
+				snprintf(why, n, "class %u's slab list loops", k);
+				return -1;
+			}
+		}
+	*count = c;
+	return 0;
+}
+
+/* 1 if slab so has a free slot (so is on its class's list). */
+int slab_partial(const struct heap *h, uint64_t so)
+{
+	return SLAB(h, so)->used < SLAB(h, so)->nslots;
+}
+
+unsigned slab_chunks(const struct heap *h, uint64_t so)
+{
+	return SLAB(h, so)->nchunks;
+}
+
+unsigned slab_used(const struct heap *h, uint64_t so)
+{
+	return SLAB(h, so)->used;
+}
