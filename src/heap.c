@@ -147,27 +147,37 @@ int heap_peek(struct vmc *c, struct hx *x)
 
 /* ------------------------------------------------------------ allocation */
 
-/* n bytes: the offset of the new block's first byte, or 0. */
-static uint64_t alloc_n(struct hx *x, size_t n)
+static uint64_t take(struct hx *x, size_t n)
 {
-	struct heap *h = x->h;
 	uint64_t off;
 
-	if (likely(n <= SMALL_MAX)) {
-		off = slab_alloc(x, heap_size_class(n));
-	} else {
-		if (unlikely(n > x->c->h.window_size)) {
-			vmc_fail(EINVAL, "vmc_heap_alloc: %zu bytes is more than the window "
-				 "(%llu MiB)", n, (unsigned long long)(x->c->h.window_size >> 20));
-			return 0;
-		}
-		off = large_take(x, ((uint64_t)n + HDR + 15) & ~(uint64_t)15, 0);
-		if (off) {
-			h->in_use += bsize(BLK(h, off));
-			off += HDR;
-		}
+	if (likely(n <= SMALL_MAX))
+		return slab_alloc(x, heap_size_class(n));
+	if ((off = large_take(x, ((uint64_t)n + HDR + 15) & ~(uint64_t)15, 0))) {
+		x->h->in_use += bsize(BLK(x->h, off));
+		off += HDR;
 	}
-	h->allocs += off != 0;
+	return off;
+}
+
+/* n bytes: the offset of the new block's first byte, or 0.  When the heap
+ * cannot grow, everything free goes back first (empty slabs, free
+ * granules that count against the VM's limit) and the request is tried
+ * once more: dlmalloc's consolidation. */
+static uint64_t alloc_n(struct hx *x, size_t n)
+{
+	uint64_t off;
+
+	if (unlikely(n > x->c->h.window_size)) {
+		vmc_fail(EINVAL, "vmc_heap_alloc: %zu bytes is more than the window (%llu MiB)", n,
+			 (unsigned long long)(x->c->h.window_size >> 20));
+		return 0;
+	}
+	if (unlikely(!(off = take(x, n)))) {
+		heap_trim_now(x, 0);
+		off = take(x, n);
+	}
+	x->h->allocs += off != 0;
 	return off;
 }
 
@@ -321,6 +331,11 @@ void *vmc_heap_realloc(vmc_t *c, void *p, size_t n)
 		}
 		if (large_grow(&x, off - HDR, need))
 			return p;
+		if ((q = large_move(&x, off - HDR, need))) {
+			x.h->allocs++;
+			x.h->frees++;
+			return (char *)x.h + q + HDR;
+		}
 		size -= HDR;
 	}
 	if (!(q = alloc_n(&x, n)))

@@ -39,7 +39,7 @@
 #define FREE_KEEP  40u        /* bytes of a free block that stay committed       */
 #define SMALL_MAX  1024u      /* largest request served from a slab              */
 #define NCLASSES   32
-#define NBINS      160
+#define NBINS      320        /* a multiple of 64; sizes below 2^44 need 304 */
 #define CHUNK_SHIFT 12
 #define CHUNK      (1u << CHUNK_SHIFT)
 
@@ -77,7 +77,7 @@ struct heap {
 	uint64_t tail_since;     /* ms: when the committed tail above top grew  */
 	uint64_t last_pass;      /* ms: the last decay pass                     */
 	uint64_t trims, trimmed; /* release calls, bytes released               */
-	uint64_t binmap[3];      /* bit k: bins[k] is not empty                 */
+	uint64_t binmap[NBINS / 64]; /* bit k: bins[k] is not empty             */
 	uint64_t bins[NBINS];    /* free blocks by size (heap_large.c)          */
 	uint64_t partial[NCLASSES]; /* slabs with a free slot, by class         */
 };
@@ -157,6 +157,7 @@ VMC_HIDDEN uint64_t large_take_aligned(struct hx *x, uint64_t size);
 VMC_HIDDEN void large_give(struct hx *x, uint64_t off);
 VMC_HIDDEN void large_shrink(struct hx *x, uint64_t off, uint64_t need);
 VMC_HIDDEN int large_grow(struct hx *x, uint64_t off, uint64_t need);
+VMC_HIDDEN uint64_t large_move(struct hx *x, uint64_t off, uint64_t need);
 VMC_HIDDEN int heap_commit(struct hx *x, uint64_t from, uint64_t to);
 
 /* heap_slab.c: size classes and slabs */

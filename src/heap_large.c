@@ -9,11 +9,11 @@
  * not kept: top drops below it, so the block before top is never free.
  *
  * Free blocks sit in segregated bins, TLSF style: exact bins of 16 bytes
- * below 256 bytes, then four bins per power of two, with a bitmap of the
- * bins that hold a block.  A request looks in the first non-empty bin
- * whose every block is big enough (a bit scan), then among the first
- * blocks of its own bin, and only then grows the heap at top, committing
- * whole granules.  The rest of a block that was too big goes back to a bin.
+ * below 256 bytes, then eight bins per power of two, with a bitmap of the
+ * bins that hold a block.  A request takes the best fit among the first
+ * blocks of its own bin, else the first block of the first non-empty bin
+ * whose every block is big enough (a bit scan), and only then grows the
+ * heap at top, committing whole granules.  The rest of a block that was too big goes back to a bin.
  *
  * A free block may have given whole granules back to the pool
  * (heap_trim.c): its first FREE_KEEP bytes (tag, links, the time it was
@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 /* ------------------------------------------------------------------ bins */
 
@@ -37,7 +38,7 @@ unsigned heap_bin_of(uint64_t size)
 	if (u < 16)
 		return (unsigned)u;
 	fl = 63 - (unsigned)__builtin_clzll(u);
-	return 16 + (fl - 4) * 4 + (unsigned)((u >> (fl - 2)) & 3);
+	return 16 + (fl - 4) * 8 + (unsigned)((u >> (fl - 3)) & 7);
 }
 
 /* The first bin whose every block holds at least size bytes. */
@@ -49,7 +50,7 @@ static unsigned bin_up(uint64_t size)
 	if (u < 16)
 		return (unsigned)u;
 	fl = 63 - (unsigned)__builtin_clzll(u);
-	step = (uint64_t)1 << (fl - 2);
+	step = (uint64_t)1 << (fl - 3);
 	return heap_bin_of(((u + step - 1) & ~(step - 1)) << 4);
 }
 
@@ -98,22 +99,29 @@ static void bin_remove(struct hx *x, uint64_t off)
 	h->untrimmed -= (uint64_t)counts_untrimmed(x, b, off);
 }
 
-/* A free block of at least size bytes, or 0. */
+/* A free block of at least size bytes, or 0: the best fit among the first
+ * blocks of the request's own bin, else the first block of the first bin
+ * above it that holds one (every block there is big enough). */
 static uint64_t bin_find(const struct heap *h, uint64_t size)
 {
+	uint64_t best = 0, have;
 	unsigned k = bin_up(size), n = 0;
 
-	for (unsigned w = k / 64; k < NBINS && w < 3; w++) {
+	for (uint64_t off = h->bins[heap_bin_of(size)]; off && n < 8; off = BLK(h, off)->next_free, n++)
+		if ((have = bsize(BLK(h, off))) >= size && (!best || have < bsize(BLK(h, best)))) {
+			best = off;
+			if (have == size)
+				break;
+		}
+	if (best)
+		return best;
+	for (unsigned w = k / 64; k < NBINS && w < NBINS / 64; w++) {
 		uint64_t m = h->binmap[w];
 		if (w == k / 64)
 			m &= ~(uint64_t)0 << (k % 64);
 		if (m)
 			return h->bins[w * 64 + (unsigned)__builtin_ctzll(m)];
 	}
-	/* blocks of the request's own bin may be big enough */
-	for (uint64_t off = h->bins[heap_bin_of(size)]; off && n < 16; off = BLK(h, off)->next_free, n++)
-		if (bsize(BLK(h, off)) >= size)
-			return off;
 	return 0;
 }
 
@@ -137,7 +145,7 @@ int heap_commit(struct hx *x, uint64_t from, uint64_t to)
 
 	if (before == (to - from) >> x->gshift)
 		return 0;
-	err = vmc_commit(x->c, (char *)h + from, to - from, VMC_COMMIT_NOZERO);
+	err = vmc_commit(x->c, (char *)h + from, to - from, VMC_COMMIT_NOZERO | VMC_COMMIT_POPULATE);
 	got = granules_committed(x, from, to) - before;   /* a system error may keep some */
 	h->committed += got << x->gshift;
 	h->peak = VMC_MAX(h->peak, h->committed);
@@ -199,14 +207,31 @@ static int take_from(struct hx *x, uint64_t a, uint64_t p, uint64_t q, uint64_t 
 	return 0;
 }
 
-/* Top drops below block `off` (on no bin), which ends at top, and below
- * every free block before it. */
-static void drop_tail(struct hx *x, uint64_t off)
+/* Free space made of parts freed at different times is as old as its
+ * biggest part: a small block freed now does not make a big free
+ * neighbour wait another decay time, nor the other way round. */
+struct age {
+	uint64_t since, size;
+};
+
+static void age_add(struct age *a, uint64_t since, uint64_t size)
+{
+	if (size > a->size) {
+		a->since = since;
+		a->size = size;
+	}
+}
+
+/* Top drops below block `off` (on no bin, freed now), which ends at top,
+ * and below every free block before it; holey: `off` has given granules
+ * back. */
+static void drop_tail(struct hx *x, uint64_t off, int holey)
 {
 	struct heap *h = x->h;
-	uint64_t prev = BLK(h, off)->prev;
-	int holey = 0;
+	uint64_t prev = BLK(h, off)->prev, tail = h->end - gran_up(x, h->top);
+	struct age age = { h->tail_since, tail };
 
+	age_add(&age, heap_now_ms(), h->top - off);
 	for (;;) {
 		h->top = off;
 		h->last = prev;
@@ -216,6 +241,7 @@ static void drop_tail(struct hx *x, uint64_t off)
 		if (!(b->word & F_FREE))
 			break;
 		holey |= !!(b->word & F_HOLEY);
+		age_add(&age, b->since, prev);
 		bin_remove(x, off - prev);
 		off -= prev;
 		prev = b->prev;
@@ -224,60 +250,56 @@ static void drop_tail(struct hx *x, uint64_t off)
 	 * what the dropped blocks had given back is missing */
 	if (holey)
 		h->ready = gran_down(x, h->top) + ((uint64_t)1 << x->gshift);
-	if (h->end > gran_up(x, h->top))
-		h->tail_since = heap_now_ms();
+	h->tail_since = age.since;
 }
 
 /* Give back in-use block `off` (large or slab): merged with free
- * neighbours, or below top. */
-void large_give(struct hx *x, uint64_t off)
+ * neighbours, or below top.  fl: F_HOLEY if some of its whole granules
+ * are gone already. */
+static void give(struct hx *x, uint64_t off, unsigned fl)
 {
 	struct heap *h = x->h;
 	struct blk *b = BLK(h, off), *nb;
 	uint64_t start = off, end = off + bsize(b);
-	unsigned fl = 0;
+	struct age age = { heap_now_ms(), end - off };
 
 	if (end == h->top) {
-		drop_tail(x, off);
+		drop_tail(x, off, fl != 0);
 		return;
 	}
 	nb = BLK(h, end);
 	if (nb->word & F_FREE) {
 		fl |= nb->word & F_HOLEY;
+		age_add(&age, nb->since, bsize(nb));
 		bin_remove(x, end);
 		end += bsize(nb);
 	}
 	if (b->prev && (BLK(h, off - b->prev)->word & F_FREE)) {
 		start = off - b->prev;
 		fl |= BLK(h, start)->word & F_HOLEY;
+		age_add(&age, BLK(h, start)->since, b->prev);
 		bin_remove(x, start);
 	}
-	make_free(x, start, end - start, fl, heap_now_ms());
+	make_free(x, start, end - start, fl, age.since);
+}
+
+void large_give(struct hx *x, uint64_t off)
+{
+	give(x, off, 0);
 }
 
 /* ---------------------------------------------------------- allocation */
 
 /* [top, top+gap) becomes a free block and [top+gap, +size) a new block
- * with `flags`, committing what is missing.  Its offset, or 0. */
-static uint64_t top_take(struct hx *x, uint64_t gap, uint64_t size, unsigned flags)
+ * with `flags`; the memory is committed.  The new block's offset. */
+static uint64_t top_place(struct hx *x, uint64_t gap, uint64_t size, unsigned flags)
 {
 	struct heap *h = x->h;
-	uint64_t off = h->top, end = off + gap + size, last = h->last;
+	uint64_t off = h->top, last = h->last;
 
-	if (gap + size > x->c->h.window_size - off) {
-		vmc_fail(ENOMEM, "VM %s out of memory: the heap spans %llu MiB and %llu more "
-			 "bytes do not fit in the %llu MiB window", heap_vm_name(x),
-			 (unsigned long long)(off >> 20), (unsigned long long)(gap + size),
-			 (unsigned long long)(x->c->h.window_size >> 20));
-		return 0;
-	}
-	if (end > h->ready) {
-		if (heap_commit(x, h->ready, gran_up(x, end)))
-			return 0;
-		h->ready = gran_up(x, end);
-	}
-	h->top = end;
+	h->top = off + gap + size;
 	h->last = size;
+	h->ready = VMC_MAX(h->ready, gran_up(x, h->top));
 	BLK(h, off)->prev = last;
 	if (gap) {
 		BLK(h, off + gap)->prev = gap;
@@ -285,6 +307,32 @@ static uint64_t top_take(struct hx *x, uint64_t gap, uint64_t size, unsigned fla
 	}
 	set_hdr(BLK(h, off + gap), size, flags);
 	return off + gap;
+}
+
+/* Do gap + size more bytes fit in the window above top?  Says why not. */
+static int fits_window(struct hx *x, uint64_t more)
+{
+	uint64_t top = x->h->top;
+
+	if (more <= x->c->h.window_size - top)
+		return 1;
+	vmc_fail(ENOMEM, "VM %s out of memory: the heap spans %llu MiB and %llu more bytes do "
+		 "not fit in the %llu MiB window", heap_vm_name(x), (unsigned long long)(top >> 20),
+		 (unsigned long long)more, (unsigned long long)(x->c->h.window_size >> 20));
+	return 0;
+}
+
+/* top_place after committing what is missing.  Its offset, or 0. */
+static uint64_t top_take(struct hx *x, uint64_t gap, uint64_t size, unsigned flags)
+{
+	struct heap *h = x->h;
+	uint64_t end = h->top + gap + size;
+
+	if (!fits_window(x, gap + size))
+		return 0;
+	if (end > h->ready && heap_commit(x, h->ready, gran_up(x, end)))
+		return 0;
+	return top_place(x, gap, size, flags);
 }
 
 /* An in-use block of at least size bytes (a multiple of 16) tagged with
@@ -370,7 +418,7 @@ int large_grow(struct hx *x, uint64_t off, uint64_t need)
 	uint64_t size = bsize(b), end = off + size, q, b_end;
 
 	if (end == h->top) {
-		if (need - size > x->c->h.window_size - end)
+		if (!fits_window(x, need - size))
 			return 0;
 		if (off + need > h->ready) {
 			if (heap_commit(x, h->ready, gran_up(x, off + need)))
@@ -399,7 +447,7 @@ uint64_t large_largest_free(const struct heap *h)
 {
 	uint64_t best = 0;
 
-	for (int w = 2; w >= 0; w--) {
+	for (int w = NBINS / 64 - 1; w >= 0; w--) {
 		if (!h->binmap[w])
 			continue;
 		unsigned k = (unsigned)w * 64 + 63 - (unsigned)__builtin_clzll(h->binmap[w]);
@@ -408,4 +456,45 @@ uint64_t large_largest_free(const struct heap *h)
 		break;
 	}
 	return best;
+}
+
+/* Move large block `off` to a new block of `need` bytes at top, carrying
+ * its whole granules over with vmc_move instead of copying them, as
+ * mremap does: the new block starts at the same offset within a granule
+ * as the old one, and the old block becomes a free block whose middle is
+ * gone.  No more is committed than the new block's ends need.  The new
+ * block's offset, or 0 (nothing changed) if the block has no whole granule
+ * to carry or the space at top is not clear. */
+uint64_t large_move(struct hx *x, uint64_t off, uint64_t need)
+{
+	struct heap *h = x->h;
+	char *base = (char *)h;
+	uint64_t g = (uint64_t)1 << x->gshift, size = bsize(BLK(h, off));
+	uint64_t m0 = gran_up(x, off + FREE_KEEP), m1 = gran_down(x, off + size);
+	uint64_t gap = (off - h->top) & (g - 1), q, d0, d1;
+
+	if (m0 >= m1)
+		return 0;
+	if (gap && gap < MIN_BLOCK)
+		gap += g;
+	if (gap + need > x->c->h.window_size - h->top)
+		return 0;
+	q = h->top + gap;
+	d0 = m0 + (q - off);
+	d1 = m1 + (q - off);
+	if (d0 < h->ready || granules_committed(x, d0, d1))
+		return 0;
+	if (heap_commit(x, h->ready, d0))
+		return 0;
+	h->ready = d0;
+	if (heap_commit(x, d1, gran_up(x, q + need)) ||
+	    vmc_move(x->c, base + m0, base + d0, m1 - m0, 0))
+		return 0;
+	h->end = VMC_MAX(h->end, gran_up(x, q + need));
+	memcpy(base + q + HDR, base + off + HDR, m0 - off - HDR);
+	memcpy(base + d1, base + m1, off + size - m1);
+	top_place(x, gap, need, 0);
+	h->in_use += need - size;
+	give(x, off, F_HOLEY);
+	return q;
 }

@@ -5,9 +5,10 @@
  * every multiple of 16 up to 256, then eight classes per power of two
  * (at most 12.5% apart), so 24 * 2^k and 16 * 2^k, the sizes of Lua's
  * hash and array parts, are classes of their own.  Blocks of one class
- * live in a slab: a CHUNK-aligned in-use block of a few chunks (at least
- * 32 slots) with a 64-byte header after its tag and the slots after that,
- * with no header per slot.  The header keeps a bitmap of the slots in use
+ * live in a slab: a CHUNK-aligned in-use block of one to eight chunks
+ * (the fewest that waste under 1%, 8 to 256 slots) with a 64-byte header
+ * after its tag and the slots after that, with no header per slot.  The
+ * header keeps a bitmap of the slots in use
  * (a freed slot is never written to, a double free is caught, and the
  * heap walk can count them) and the links of its class's list of slabs
  * with a free slot.  An address finds its slab through the chunk map, a
@@ -28,7 +29,8 @@
 
 #define SLAB_MAGIC 0x62616c73u   /* "slab" */
 #define SLAB_FIRST (HDR + sizeof(struct slab))
-#define SLAB_MIN_SLOTS 32u
+#define SLAB_MIN_SLOTS 8u
+#define SLAB_MAX_CHUNKS 8u
 
 /* After the slab block's tag. */
 struct slab {
@@ -134,11 +136,37 @@ static void cmap_set(struct heap *h, uint64_t so, unsigned nchunks, int on)
 
 /* ----------------------------------------------------------------- slabs */
 
+static unsigned slots_in(unsigned nch, uint32_t csize)
+{
+	return (unsigned)(((uint64_t)nch * CHUNK - SLAB_FIRST) / csize);
+}
+
+/* Chunks of a slab of class size csize: the fewest that use 99% of the
+ * space, else the best use up to SLAB_MAX_CHUNKS; 8 to 256 slots. */
+static unsigned chunks_for(uint32_t csize)
+{
+	unsigned best = SLAB_MAX_CHUNKS;
+	double use, best_use = 0;
+
+	for (unsigned n = 1; n <= SLAB_MAX_CHUNKS && slots_in(n, csize) <= 256; n++) {
+		if (slots_in(n, csize) < SLAB_MIN_SLOTS)
+			continue;
+		use = (double)slots_in(n, csize) * csize / ((double)n * CHUNK);
+		if (use >= 0.99)
+			return n;
+		if (use > best_use) {
+			best_use = use;
+			best = n;
+		}
+	}
+	return best;
+}
+
 static uint64_t slab_new(struct hx *x, unsigned cls)
 {
 	struct heap *h = x->h;
 	uint32_t csize = heap_class_size[cls];
-	unsigned nch = (unsigned)((SLAB_MIN_SLOTS * csize + SLAB_FIRST + CHUNK - 1) / CHUNK);
+	unsigned nch = chunks_for(csize);
 	uint64_t so = large_take_aligned(x, (uint64_t)nch * CHUNK);
 	struct slab *s;
 
@@ -155,7 +183,7 @@ static uint64_t slab_new(struct hx *x, unsigned cls)
 	s->cls = (uint8_t)cls;
 	s->nchunks = (uint8_t)nch;
 	s->csize = csize;
-	s->nslots = (uint16_t)(((uint64_t)nch * CHUNK - SLAB_FIRST) / csize);
+	s->nslots = (uint16_t)slots_in(nch, csize);
 	vmc_assert(s->nslots >= SLAB_MIN_SLOTS && s->nslots <= 256);
 	for (unsigned i = s->nslots; i < 256; i++)
 		s->bits[i / 64] |= (uint64_t)1 << (i % 64);
