@@ -17,7 +17,7 @@
  * of this heap is refused without being written through: debug builds
  * stop, release builds ignore it.
  */
-#include "heap.h"
+#include "heap_slab.h"
 #include "container.h"
 #include "vm.h"
 #include "window.h"
@@ -43,12 +43,12 @@ uint64_t heap_now_ms(void)
 
 #define MAGIC_KIND(m) ((m) & 0x00ffffffffffffffull)   /* "VMCHEAP" of any version */
 
-/* The attached VM's heap header is ours, on read-write memory, for this
- * granule size. */
-static inline int heap_ready(struct vmc *c, const struct heap *h, uint32_t e)
+/* The attached VM's heap header is ours, on read-write memory, made for
+ * this granule size. */
+static inline int heap_ready(const struct hx *x, uint32_t e)
 {
-	return e != VMC_NIL && !(e & PM_PROT_MASK) && h->magic == HEAP_MAGIC &&
-	       h->version == HEAP_VERSION && ((size_t)1 << h->gshift) == vmc_granule_size(c);
+	return e != VMC_NIL && !(e & PM_PROT_MASK) && x->h->magic == HEAP_MAGIC &&
+	       x->h->version == HEAP_VERSION && x->h->gshift == x->gshift;
 }
 
 /* Set up a heap on the attached VM, whose granule 0 has page-map entry e:
@@ -107,7 +107,7 @@ static int setup(struct hx *x, uint32_t e, int create)
 	return 0;
 }
 
-static void fill(struct vmc *c, uint32_t vm, struct hx *x)
+static inline void fill(struct vmc *c, uint32_t vm, struct hx *x)
 {
 	x->c = c;
 	x->vm = vm;
@@ -130,7 +130,7 @@ static inline int heap_enter(struct vmc *c, struct hx *x, int create)
 				"worker");
 	fill(c, vm, x);
 	/* never touch the window before knowing granule 0 is mapped */
-	if (likely(heap_ready(c, x->h, x->pm[0])))
+	if (likely(heap_ready(x, x->pm[0])))
 		return 0;
 	return setup(x, x->pm[0], create);
 }
@@ -142,7 +142,7 @@ int heap_peek(struct vmc *c, struct hx *x)
 	if (vm == VMC_NIL)
 		return 0;
 	fill(c, vm, x);
-	return heap_ready(c, x->h, x->pm[0]);
+	return heap_ready(x, x->pm[0]);
 }
 
 /* ------------------------------------------------------------ allocation */
@@ -181,28 +181,30 @@ static uint64_t alloc_n(struct hx *x, size_t n)
 	return off;
 }
 
-/* The block of user pointer p: its offset, with *slab its slab (0 for a
- * large block); or 0 (and *why) if p is not a block in use of this heap.
- * Cheap enough for every free: a large block's tag and both neighbours'
- * sizes must agree, and a tag is read only where the heap keeps memory. */
-static uint64_t block_of(const struct hx *x, const void *p, uint64_t *slab, const char **why)
+/* The block of user pointer p: its offset, with *slab its slab and *slot
+ * its index there (*slab 0 for a large block); or 0 (and *why) if p is not
+ * a block in use of this heap.  Cheap enough for every free: a large
+ * block's tag and both neighbours' sizes must agree, and a tag is read
+ * only where the heap keeps memory. */
+static uint64_t block_of(const struct hx *x, const void *p, uint64_t *slab, int *slot,
+			 const char **why)
 {
 	const struct heap *h = x->h;
 	uintptr_t a = (uintptr_t)p, base = (uintptr_t)h;
 	uint64_t off, size, w, prev;
 	const struct blk *b;
 
-	if (a < base + HEAP_FIRST + HDR || a - base >= h->top) {
+	if (unlikely(a < base + HEAP_FIRST + HDR || a - base >= h->top)) {
 		*why = "not inside the heap";
 		return 0;
 	}
-	if (a & 15) {
+	if (unlikely(a & 15)) {
 		*why = "misaligned";
 		return 0;
 	}
 	off = a - base;
 	if ((*slab = slab_of(h, off)))
-		return slab_block(h, *slab, off, why) ? off : 0;
+		return (*slot = slab_slot(h, *slab, off, why)) >= 0 ? off : 0;
 	off -= HDR;
 	if (!committed_at(x, off)) {
 		*why = "not a heap block (in memory the heap gave back)";
@@ -244,12 +246,12 @@ static void bad_pointer(const char *fn, const void *p, const char *why)
 }
 
 /* Free the block at off (found by block_of). */
-static void free_block(struct hx *x, uint64_t off, uint64_t slab)
+static inline void free_block(struct hx *x, uint64_t off, uint64_t slab, int slot)
 {
 	struct heap *h = x->h;
 
 	if (slab) {
-		slab_free(x, slab, off);
+		slab_free(x, slab, (unsigned)slot);
 	} else {
 		h->in_use -= bsize(BLK(h, off - HDR));
 		large_give(x, off - HDR);
@@ -280,6 +282,7 @@ void vmc_heap_free(vmc_t *c, void *p)
 	struct hx x;
 	const char *why;
 	uint64_t off, slab;
+	int slot;
 
 	if (!p || heap_enter(c, &x, 0))
 		return;
@@ -287,11 +290,11 @@ void vmc_heap_free(vmc_t *c, void *p)
 		bad_pointer("vmc_heap_free", p, "the attached VM has no heap");
 		return;
 	}
-	if (unlikely(!(off = block_of(&x, p, &slab, &why)))) {
+	if (unlikely(!(off = block_of(&x, p, &slab, &slot, &why)))) {
 		bad_pointer("vmc_heap_free", p, why);
 		return;
 	}
-	free_block(&x, off, slab);
+	free_block(&x, off, slab, slot);
 }
 
 void *vmc_heap_realloc(vmc_t *c, void *p, size_t n)
@@ -299,6 +302,7 @@ void *vmc_heap_realloc(vmc_t *c, void *p, size_t n)
 	struct hx x;
 	const char *why;
 	uint64_t off, slab, size, q;
+	int slot;
 
 	if (!p)
 		return vmc_heap_alloc(c, n);
@@ -308,7 +312,7 @@ void *vmc_heap_realloc(vmc_t *c, void *p, size_t n)
 	}
 	if (heap_enter(c, &x, 0))
 		return NULL;
-	if (!x.h || !(off = block_of(&x, p, &slab, &why))) {
+	if (!x.h || !(off = block_of(&x, p, &slab, &slot, &why))) {
 		bad_pointer("vmc_heap_realloc", p, x.h ? why : "the attached VM has no heap");
 		return NULL;
 	}
@@ -318,7 +322,7 @@ void *vmc_heap_realloc(vmc_t *c, void *p, size_t n)
 		return NULL;
 	}
 	if (slab) {
-		size = slab_size(x.h, slab);
+		size = SLAB(x.h, slab)->csize;
 		/* stays while it fits and would not fit a class half its size */
 		if (n <= size && 2 * (uint64_t)heap_class_size[heap_size_class(n)] > size)
 			return p;
@@ -342,7 +346,7 @@ void *vmc_heap_realloc(vmc_t *c, void *p, size_t n)
 		return n <= size ? p : NULL;   /* a shrink that could not move */
 	vmc_clear_error();
 	memcpy((char *)x.h + q, p, VMC_MIN(n, size));
-	free_block(&x, off, slab);
+	free_block(&x, off, slab, slot);
 	return (char *)x.h + q;
 }
 

@@ -93,8 +93,40 @@ struct blk {
 	uint64_t since;          /* ms when it became free                      */
 };
 _Static_assert(sizeof(struct blk) == FREE_KEEP && FREE_KEEP <= MIN_BLOCK, "free block");
+#define BIN_LINKS offsetof(struct blk, next_free)
 
 #define BLK(h, off) ((struct blk *)((char *)(h) + (off)))
+
+/* Doubly linked lists of blocks by offset (the free bins, the slab
+ * lists): the links of the block at `off` sit at off + lo. */
+struct links {
+	uint64_t next, prev;
+};
+
+#define LINKS(h, off, lo) ((struct links *)((char *)(h) + (off) + (lo)))
+
+static inline void list_push(struct heap *h, uint64_t *head, uint64_t off, size_t lo)
+{
+	struct links *n = LINKS(h, off, lo);
+
+	n->prev = 0;
+	n->next = *head;
+	if (n->next)
+		LINKS(h, n->next, lo)->prev = off;
+	*head = off;
+}
+
+static inline void list_unlink(struct heap *h, uint64_t *head, uint64_t off, size_t lo)
+{
+	struct links *n = LINKS(h, off, lo);
+
+	if (n->prev)
+		LINKS(h, n->prev, lo)->next = n->next;
+	else
+		*head = n->next;
+	if (n->next)
+		LINKS(h, n->next, lo)->prev = n->prev;
+}
 
 /* One heap call: the handle, the attached VM, its page map and its heap. */
 struct hx {
@@ -160,14 +192,7 @@ VMC_HIDDEN int large_grow(struct hx *x, uint64_t off, uint64_t need);
 VMC_HIDDEN uint64_t large_move(struct hx *x, uint64_t off, uint64_t need);
 VMC_HIDDEN int heap_commit(struct hx *x, uint64_t from, uint64_t to);
 
-/* heap_slab.c: size classes and slabs */
-VMC_HIDDEN extern const uint16_t heap_class_size[NCLASSES];
-VMC_HIDDEN unsigned heap_size_class(size_t n);
-VMC_HIDDEN uint64_t slab_alloc(struct hx *x, unsigned cls);
-VMC_HIDDEN uint64_t slab_of(const struct heap *h, uint64_t off);
-VMC_HIDDEN int slab_block(const struct heap *h, uint64_t slab, uint64_t off, const char **why);
-VMC_HIDDEN uint64_t slab_size(const struct heap *h, uint64_t slab);
-VMC_HIDDEN void slab_free(struct hx *x, uint64_t slab, uint64_t off);
+/* heap_slab.c: size classes and slabs (fast paths: heap_slab.h) */
 VMC_HIDDEN void slab_release_empty(struct hx *x);
 VMC_HIDDEN int slab_check(struct hx *x, uint64_t slab, uint64_t size, uint64_t *in_use, char *why,
 			  size_t n);

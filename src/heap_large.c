@@ -73,11 +73,7 @@ static void bin_insert(struct hx *x, uint64_t off)
 	unsigned k = heap_bin_of(bsize(b));
 
 	vmc_assert(k < NBINS && (b->word & F_FREE));
-	b->prev_free = 0;
-	b->next_free = h->bins[k];
-	if (b->next_free)
-		BLK(h, b->next_free)->prev_free = off;
-	h->bins[k] = off;
+	list_push(h, &h->bins[k], off, BIN_LINKS);
 	h->binmap[k / 64] |= (uint64_t)1 << (k % 64);
 	h->untrimmed += (uint64_t)counts_untrimmed(x, b, off);
 }
@@ -88,12 +84,7 @@ static void bin_remove(struct hx *x, uint64_t off)
 	struct blk *b = BLK(h, off);
 	unsigned k = heap_bin_of(bsize(b));
 
-	if (b->prev_free)
-		BLK(h, b->prev_free)->next_free = b->next_free;
-	else
-		h->bins[k] = b->next_free;
-	if (b->next_free)
-		BLK(h, b->next_free)->prev_free = b->prev_free;
+	list_unlink(h, &h->bins[k], off, BIN_LINKS);
 	if (!h->bins[k])
 		h->binmap[k / 64] &= ~((uint64_t)1 << (k % 64));
 	h->untrimmed -= (uint64_t)counts_untrimmed(x, b, off);

@@ -22,31 +22,13 @@
  * that one is kept so that a class that allocates and frees one block in
  * a loop does not make and break a slab each time; trimming gives it back.
  */
-#include "heap.h"
+#include "heap_slab.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#define SLAB_MAGIC 0x62616c73u   /* "slab" */
-#define SLAB_FIRST (HDR + sizeof(struct slab))
 #define SLAB_MIN_SLOTS 8u
 #define SLAB_MAX_CHUNKS 8u
-
-/* After the slab block's tag. */
-struct slab {
-	uint32_t magic;
-	uint8_t  cls;
-	uint8_t  nchunks;
-	uint16_t nslots;
-	uint16_t used;
-	uint16_t hint;          /* no free slot in bits[0 .. hint)                */
-	uint32_t csize;         /* the class size                                */
-	uint64_t next, prev;    /* the class's list of slabs with a free slot   */
-	uint64_t bits[4];       /* 1: slot in use, or past nslots                */
-};
-_Static_assert(sizeof(struct slab) == 64 && SLAB_FIRST % 16 == 0, "slab header");
-
-#define SLAB(h, off) ((struct slab *)((char *)(h) + (off) + HDR))
 
 const uint16_t heap_class_size[NCLASSES] = {
 	16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256,
@@ -54,58 +36,12 @@ const uint16_t heap_class_size[NCLASSES] = {
 	576, 640, 704, 768, 832, 896, 960, 1024,
 };
 
-/* The class of a request of n bytes, 1 <= n <= SMALL_MAX. */
-unsigned heap_size_class(size_t n)
-{
-	unsigned fl;
-
-	if (n <= 256)
-		return (unsigned)((n + 15) >> 4) - 1;
-	fl = 63 - (unsigned)__builtin_clzll((unsigned long long)n - 1);
-	return 16 + (fl - 8) * 8 + (unsigned)((n - 1 - ((size_t)1 << fl)) >> (fl - 3));
-}
+/* ------------------------------------------------------------ chunk map */
 
 static inline uint8_t *cmap(const struct heap *h)
 {
 	return (uint8_t *)h + h->cmap;
 }
-
-uint64_t slab_of(const struct heap *h, uint64_t off)
-{
-	uint64_t ch = off >> CHUNK_SHIFT;
-	uint8_t v;
-
-	if (ch >= h->cmap_n || !(v = cmap(h)[ch]))
-		return 0;
-	return (ch - (v - 1u)) << CHUNK_SHIFT;
-}
-
-/* ------------------------------------------------------------ slab lists */
-
-static void list_push(struct heap *h, unsigned cls, uint64_t so)
-{
-	struct slab *s = SLAB(h, so);
-
-	s->prev = 0;
-	s->next = h->partial[cls];
-	if (s->next)
-		SLAB(h, s->next)->prev = so;
-	h->partial[cls] = so;
-}
-
-static void list_unlink(struct heap *h, unsigned cls, uint64_t so)
-{
-	struct slab *s = SLAB(h, so);
-
-	if (s->prev)
-		SLAB(h, s->prev)->next = s->next;
-	else
-		h->partial[cls] = s->next;
-	if (s->next)
-		SLAB(h, s->next)->prev = s->prev;
-}
-
-/* ------------------------------------------------------------ chunk map */
 
 /* Make the chunk map cover chunk `last`: a bigger copy. */
 static int cmap_grow(struct hx *x, uint64_t last)
@@ -162,7 +98,8 @@ static unsigned chunks_for(uint32_t csize)
 	return best;
 }
 
-static uint64_t slab_new(struct hx *x, unsigned cls)
+/* The class's list was empty: a new slab on it, or 0. */
+uint64_t slab_refill(struct hx *x, unsigned cls)
 {
 	struct heap *h = x->h;
 	uint32_t csize = heap_class_size[cls];
@@ -182,12 +119,13 @@ static uint64_t slab_new(struct hx *x, unsigned cls)
 	s->magic = SLAB_MAGIC;
 	s->cls = (uint8_t)cls;
 	s->nchunks = (uint8_t)nch;
-	s->csize = csize;
+	s->csize = (uint16_t)csize;
+	s->recip = (uint32_t)(((uint64_t)1 << 32) / csize + 1);
 	s->nslots = (uint16_t)slots_in(nch, csize);
 	vmc_assert(s->nslots >= SLAB_MIN_SLOTS && s->nslots <= 256);
 	for (unsigned i = s->nslots; i < 256; i++)
 		s->bits[i / 64] |= (uint64_t)1 << (i % 64);
-	list_push(h, cls, so);
+	slab_push(h, cls, so);
 	h->slabs++;
 	return so;
 }
@@ -198,76 +136,20 @@ static void slab_destroy(struct hx *x, uint64_t so)
 	struct heap *h = x->h;
 	struct slab *s = SLAB(h, so);
 
-	list_unlink(h, s->cls, so);
+	slab_unlink(h, s->cls, so);
 	cmap_set(h, so, s->nchunks, 0);
 	s->magic = 0;
 	h->slabs--;
 	large_give(x, so);
 }
 
-/* A slot of class cls: its offset, or 0 with the reason in vmc_errmsg(). */
-uint64_t slab_alloc(struct hx *x, unsigned cls)
+/* Slab so has no slot in use: it goes back to the free blocks, unless it
+ * is the only slab left on its class's list. */
+void slab_emptied(struct hx *x, uint64_t so)
 {
-	struct heap *h = x->h;
-	uint64_t so = h->partial[cls];
-	struct slab *s;
-	unsigned w, bit;
+	struct slab *s = SLAB(x->h, so);
 
-	if (unlikely(!so) && !(so = slab_new(x, cls)))
-		return 0;
-	s = SLAB(h, so);
-	for (w = s->hint; s->bits[w] == ~(uint64_t)0; w++)
-		vmc_assert(w < 3);
-	bit = (unsigned)__builtin_ctzll(~s->bits[w]);
-	s->bits[w] |= (uint64_t)1 << bit;
-	s->hint = (uint16_t)w;
-	if (++s->used == s->nslots)
-		list_unlink(h, cls, so);
-	h->in_use += s->csize;
-	return so + SLAB_FIRST + (uint64_t)(w * 64 + bit) * s->csize;
-}
-
-/* 1 if off is a slot in use of slab `so`; 0 with *why if not. */
-int slab_block(const struct heap *h, uint64_t so, uint64_t off, const char **why)
-{
-	const struct slab *s = SLAB(h, so);
-	uint64_t rel = off - so - SLAB_FIRST, i;
-
-	if ((BLK(h, so)->word & (TAG_MASK | F_MASK)) != (TAG | F_SLAB) || s->magic != SLAB_MAGIC ||
-	    !s->csize) {
-		*why = "its slab is not intact (the heap is corrupt)";
-		return 0;
-	}
-	if (off < so + SLAB_FIRST || rel % s->csize || (i = rel / s->csize) >= s->nslots) {
-		*why = "not the start of a heap block";
-		return 0;
-	}
-	if (!(s->bits[i / 64] & ((uint64_t)1 << (i % 64)))) {
-		*why = "freed already (double free)";
-		return 0;
-	}
-	return 1;
-}
-
-uint64_t slab_size(const struct heap *h, uint64_t so)
-{
-	return SLAB(h, so)->csize;
-}
-
-/* Free slot off of slab so (checked by slab_block). */
-void slab_free(struct hx *x, uint64_t so, uint64_t off)
-{
-	struct heap *h = x->h;
-	struct slab *s = SLAB(h, so);
-	uint64_t i = (off - so - SLAB_FIRST) / s->csize;
-
-	s->bits[i / 64] &= ~((uint64_t)1 << (i % 64));
-	if (i / 64 < s->hint)
-		s->hint = (uint16_t)(i / 64);
-	h->in_use -= s->csize;
-	if (s->used-- == s->nslots)
-		list_push(h, s->cls, so);
-	else if (!s->used && (h->partial[s->cls] != so || s->next))
+	if (x->h->partial[s->cls] != so || s->next)
 		slab_destroy(x, so);
 }
 
@@ -300,7 +182,8 @@ int slab_check(struct hx *x, uint64_t so, uint64_t size, uint64_t *in_use, char 
 	unsigned used = 0;
 
 	if (so % CHUNK || s->magic != SLAB_MAGIC || s->cls >= NCLASSES ||
-	    s->csize != heap_class_size[s->cls] || size < (uint64_t)s->nchunks * CHUNK ||
+	    s->csize != heap_class_size[s->cls] ||
+	    s->recip != (uint32_t)(((uint64_t)1 << 32) / s->csize + 1) || size < (uint64_t)s->nchunks * CHUNK ||
 	    size - (uint64_t)s->nchunks * CHUNK >= MIN_BLOCK ||
 	    s->nslots != ((uint64_t)s->nchunks * CHUNK - SLAB_FIRST) / s->csize || s->hint > 3) {
 		snprintf(why, n, "bad slab header (class %u, %u chunks, %u slots)", s->cls,
