@@ -190,18 +190,13 @@ VMC_HIDDEN void large_give(struct hx *x, uint64_t off);
 VMC_HIDDEN void large_shrink(struct hx *x, uint64_t off, uint64_t need);
 VMC_HIDDEN int large_grow(struct hx *x, uint64_t off, uint64_t need);
 VMC_HIDDEN uint64_t large_move(struct hx *x, uint64_t off, uint64_t need);
-VMC_HIDDEN int heap_commit(struct hx *x, uint64_t from, uint64_t to);
+VMC_HIDDEN uint64_t large_largest_free(const struct heap *h);
 
 /* heap_slab.c: size classes and slabs (fast paths: heap_slab.h) */
 VMC_HIDDEN void slab_release_empty(struct hx *x);
 VMC_HIDDEN int slab_check(struct hx *x, uint64_t slab, uint64_t size, uint64_t *in_use, char *why,
 			  size_t n);
 VMC_HIDDEN int slab_check_lists(const struct heap *h, uint64_t *count, char *why, size_t n);
-VMC_HIDDEN int slab_partial(const struct heap *h, uint64_t slab);
-VMC_HIDDEN unsigned slab_chunks(const struct heap *h, uint64_t slab);
-VMC_HIDDEN unsigned slab_used(const struct heap *h, uint64_t slab);
-
-VMC_HIDDEN uint64_t large_largest_free(const struct heap *h);
 
 /* heap_trim.c: giving memory back */
 VMC_HIDDEN void heap_tick(struct hx *x);

@@ -18,7 +18,7 @@
  * The walk reads a tag only after the page map says its memory is there,
  * so a corrupt size is reported, never a fault.  O(heap).
  */
-#include "heap.h"
+#include "heap_slab.h"
 #include "vm.h"
 
 #include <errno.h>
@@ -135,9 +135,9 @@ static int walk_blocks(struct hx *x, struct walk *k)
 				if (slab_check(x, off, size, &k->in_use, why, sizeof why))
 					return corrupt(x, off, "%s", why);
 				k->slabs++;
-				k->live += slab_used(h, off);
-				k->partial += (uint64_t)slab_partial(h, off);
-				k->chunks += slab_chunks(h, off);
+				k->live += SLAB(h, off)->used;
+				k->partial += SLAB(h, off)->used < SLAB(h, off)->nslots;
+				k->chunks += SLAB(h, off)->nchunks;
 			} else if (off + HDR != h->cmap) {
 				k->in_use += size;
 				k->live++;

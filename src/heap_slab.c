@@ -238,19 +238,3 @@ int slab_check_lists(const struct heap *h, uint64_t *count, char *why, size_t n)
 	*count = c;
 	return 0;
 }
-
-/* 1 if slab so has a free slot (so is on its class's list). */
-int slab_partial(const struct heap *h, uint64_t so)
-{
-	return SLAB(h, so)->used < SLAB(h, so)->nslots;
-}
-
-unsigned slab_chunks(const struct heap *h, uint64_t so)
-{
-	return SLAB(h, so)->nchunks;
-}
-
-unsigned slab_used(const struct heap *h, uint64_t so)
-{
-	return SLAB(h, so)->used;
-}

@@ -1,24 +1,37 @@
 /*
  * test_heap.c - the in-VM heap (vmc_heap_alloc/free/realloc, vmc_vm_root,
- * vmc_heap_stats):
+ * vmc_heap_trim, vmc_heap_stats):
  *
  *  - a random mix of alloc, free and realloc against a model (the live
  *    blocks, each filled with a byte derived from its id and verified on
  *    free, on realloc and at the end), sizes 1 B .. 3 MiB skewed to small,
  *    with a full heap check every 1000 operations and detach/attach in the
- *    middle; freeing everything brings top back to the start;
- *  - realloc: in place (shrink, grow at top, grow into a free neighbour)
- *    and moving, contents kept;
- *  - exhaustion: a VM with an 8 MiB limit is filled until NULL, stays
- *    consistent with every block intact, and works again after frees
- *    (small free blocks are consolidated for a large request);
+ *    middle; freeing everything and trimming brings top back to the start
+ *    and committed down to one granule;
+ *  - the same with trims (random `keep`) in the mix and the full heap
+ *    check after every single step;
+ *  - realloc: in place (shrink, grow at top, grow into a free neighbour),
+ *    moving, contents kept, and a block of whole granules carried over
+ *    (vmc_move) without ever being committed twice;
+ *  - trimming: after a 100 MiB spike back to 1 MiB live, vmc_heap_trim
+ *    and, after the decay time, the detach's decay check leave at most
+ *    2 MiB + one granule committed, the holes fill again, and a heap that
+ *    frees and allocates within the decay time gives nothing back;
+ *  - trim under quarantine: granules VM A trims while worker P (a forked
+ *    process) still maps A lazily never reach VM B before P lets go, P
+ *    keeps seeing A's old bytes, and B gets them zeroed afterwards;
+ *  - exhaustion: VMs of 8 MiB, 4 MiB and one granule are filled until
+ *    NULL (with "out of memory" and the limit in vmc_errmsg), stay
+ *    consistent with every block intact, and work again after frees
+ *    (everything free goes back for a large request);
  *  - the heap travels: a linked structure found from vmc_vm_root is walked
  *    and extended by a forked worker, and the parent sees the additions,
  *    in strict and lazy isolation; a clone is an independent heap;
  *  - refusals: no VM attached, a VM whose granule 0 holds other data,
- *    sizes beyond the window, a corrupted block header (VMC_ECORRUPT with
- *    the offset), bad and double frees (abort in debug builds, ignored in
- *    release builds).
+ *    sizes beyond the window, a corrupted block tag or slab header
+ *    (VMC_ECORRUPT with the offset), bad and double frees, and a pointer
+ *    into memory the heap gave back (abort in debug builds, ignored in
+ *    release builds, never a fault).
  */
 #include "test.h"
 #include "util.h"
