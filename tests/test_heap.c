@@ -42,7 +42,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define G VMC_GRANULE_SIZE
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
 /* ------------------------------------------------------------- helpers */
@@ -1100,7 +1099,7 @@ TEST(stats_do_not_create_a_heap)
 	CHECK_EQ(vs.committed, 0);
 	CHECK(vmc_vm_root(c) != NULL);
 	CHECK(vmc_heap_stats(c, &st, 1) == 0);
-	CHECK_EQ(st.committed, G);
+	CHECK_EQ(st.committed, vmc_granule_size(c));
 	CHECK(st.top > 0 && st.top < 4096);
 	vmc_close(c);
 }
@@ -1113,17 +1112,18 @@ TEST(not_a_heap)
 	vmc_heap_stats_t st;
 
 	REQUIRE(c);
-	REQUIRE(vmc_commit(c, base, G, 0) == 0);
-	((char *)base)[G - 1] = 1;   /* anywhere in granule 0 */
+	size_t g = vmc_granule_size(c);
+	REQUIRE(vmc_commit(c, base, g, 0) == 0);
+	((char *)base)[g - 1] = 1;   /* anywhere in granule 0 */
 	CHECK(vmc_heap_alloc(c, 16) == NULL);
 	CHECK(strstr(vmc_errmsg(), "not a vmc heap") != NULL);
 	CHECK(vmc_vm_root(c) == NULL);
 	CHECK_EQ(vmc_heap_stats(c, &st, 1), EINVAL);
-	((char *)base)[G - 1] = 0;
+	((char *)base)[g - 1] = 0;
 	strcpy(base, "some runtime's own header");
 	CHECK(vmc_heap_alloc(c, 16) == NULL);
 	CHECK(strstr(vmc_errmsg(), "not a vmc heap") != NULL);
-	CHECK(holds((char *)base + 32, G - 32, 0));   /* refused: nothing written */
+	CHECK(holds((char *)base + 32, g - 32, 0));   /* refused: nothing written */
 	CHECK(!strcmp(base, "some runtime's own header"));
 	/* committed and zero: the heap sets up there */
 	memset(base, 0, 64);
@@ -1134,11 +1134,22 @@ TEST(not_a_heap)
 	CHECK(vmc_detach(c, id) == 0);
 	uint32_t ro;
 	REQUIRE(vmc_vm_create(c, "ro", 8 * MiB, &ro) == 0 && vmc_attach(c, ro, &base) == 0);
-	REQUIRE(vmc_commit(c, base, G, 0) == 0);
-	REQUIRE(vmc_protect(c, base, G, 1 /* PROT_READ */) == 0);
+	REQUIRE(vmc_commit(c, base, g, 0) == 0);
+	REQUIRE(vmc_protect(c, base, g, 1 /* PROT_READ */) == 0);
 	CHECK(vmc_heap_alloc(c, 16) == NULL);
 	CHECK(vmc_errmsg()[0] != 0);
 	CHECK(vmc_detach(c, ro) == 0);
+	/* a heap of another version (the first one): VMC_EVERSION, untouched */
+	uint32_t old;
+	REQUIRE(vmc_vm_create(c, "old", 8 * MiB, &old) == 0 && vmc_attach(c, old, &base) == 0);
+	REQUIRE(vmc_commit(c, base, g, 0) == 0);
+	((uint64_t *)base)[0] = 0x3150414548434d56ull;   /* "VMCHEAP1" */
+	((uint32_t *)base)[2] = 1;
+	CHECK(vmc_heap_alloc(c, 16) == NULL);
+	CHECK_EQ(vmc_heap_stats(c, &st, 0), VMC_EVERSION);
+	CHECK(strstr(vmc_errmsg(), "version 1") != NULL);
+	CHECK_EQ(((uint64_t *)base)[0], 0x3150414548434d56ull);
+	CHECK(vmc_detach(c, old) == 0);
 	vmc_close(c);
 }
 
