@@ -1,6 +1,6 @@
 /*
  * heap.c - the in-VM heap's public calls: vmc_heap_alloc, _free, _realloc,
- * vmc_vm_root and vmc_heap_stats, and how a call finds (or sets up) the
+ * _trim, _stats and vmc_vm_root, and how a call finds (or sets up) the
  * heap of the VM attached in this worker.
  *
  * The heap owns the VM's window from offset 0 up and keeps every byte of

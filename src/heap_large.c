@@ -154,6 +154,21 @@ static int heap_commit(struct hx *x, uint64_t from, uint64_t to)
 			why);
 }
 
+/* Commit what [from, to) needs (from granule-aligned), padded to GROW_MIN
+ * past from but not past cap where the VM's limit allows: with small
+ * granules the heap commits in fewer, bigger steps (with 2 MiB granules
+ * one granule is more than the pad).  The end of what is committed now
+ * from `from` on, or 0 with the reason in vmc_errmsg(). */
+static uint64_t commit_ahead(struct hx *x, uint64_t from, uint64_t to, uint64_t cap)
+{
+	uint64_t need = gran_up(x, to);
+	uint64_t want = gran_down(x, VMC_MAX(need, VMC_MIN(from + GROW_MIN, cap)));
+
+	if (want > need && !heap_commit(x, from, want))
+		return want;
+	return heap_commit(x, from, need) ? 0 : need;
+}
+
 /* --------------------------------------------------------- free blocks */
 
 /* [off, off+size) is a free block now. */
@@ -181,8 +196,14 @@ static int take_from(struct hx *x, uint64_t a, uint64_t p, uint64_t q, uint64_t 
 
 	vmc_assert(a <= p && p < q && q <= b && (p == a || p - a >= MIN_BLOCK));
 	vmc_assert(q == b || b - q >= MIN_BLOCK);
-	if ((fl & F_HOLEY) && heap_commit(x, gran_down(x, p), gran_up(x, q < b ? q + FREE_KEEP : q)))
-		return -1;
+	if (fl & F_HOLEY) {
+		uint64_t to = commit_ahead(x, gran_down(x, p), q < b ? q + FREE_KEEP : q,
+					   gran_down(x, b));
+		if (!to)
+			return -1;
+		if (to > gran_up(x, q + FREE_KEEP))   /* the rest has granules to give again */
+			fl &= ~(unsigned)F_TRIMMED;
+	}
 	bin_remove(x, a);
 	if (q < b) {
 		BLK(h, q)->prev = q - owner;
@@ -313,6 +334,16 @@ static int fits_window(struct hx *x, uint64_t more)
 	return 0;
 }
 
+/* Commit above top up to `end` at least: 1, or 0 (ready unchanged). */
+static int grow_ready(struct hx *x, uint64_t end)
+{
+	uint64_t to = commit_ahead(x, x->h->ready, end, x->c->h.window_size);
+
+	if (to)
+		x->h->ready = to;
+	return to != 0;
+}
+
 /* top_place after committing what is missing.  Its offset, or 0. */
 static uint64_t top_take(struct hx *x, uint64_t gap, uint64_t size, unsigned flags)
 {
@@ -321,7 +352,7 @@ static uint64_t top_take(struct hx *x, uint64_t gap, uint64_t size, unsigned fla
 
 	if (!fits_window(x, gap + size))
 		return 0;
-	if (end > h->ready && heap_commit(x, h->ready, gran_up(x, end)))
+	if (end > h->ready && !grow_ready(x, end))
 		return 0;
 	return top_place(x, gap, size, flags);
 }
@@ -411,11 +442,8 @@ int large_grow(struct hx *x, uint64_t off, uint64_t need)
 	if (end == h->top) {
 		if (!fits_window(x, need - size))
 			return 0;
-		if (off + need > h->ready) {
-			if (heap_commit(x, h->ready, gran_up(x, off + need)))
-				return 0;
-			h->ready = gran_up(x, off + need);
-		}
+		if (off + need > h->ready && !grow_ready(x, off + need))
+			return 0;
 		h->top = off + need;
 		h->last = need;
 		q = off + need;
