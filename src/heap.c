@@ -251,7 +251,7 @@ static inline void free_block(struct hx *x, uint64_t off, uint64_t slab, int slo
 	struct heap *h = x->h;
 
 	if (slab) {
-		slab_free(x, slab, (unsigned)slot);
+		slab_free(h, slab, (unsigned)slot);
 	} else {
 		h->in_use -= bsize(BLK(h, off - HDR));
 		large_give(x, off - HDR);

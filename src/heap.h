@@ -74,6 +74,7 @@ struct heap {
 	uint64_t cmap;           /* offset of the chunk map, 0: none            */
 	uint64_t cmap_n;         /* chunks it covers                            */
 	uint64_t slabs;
+	uint64_t empty_slabs;    /* slabs with no slot in use                   */
 	uint64_t untrimmed;      /* free blocks with a granule that could go    */
 	uint64_t tail_since;     /* ms: when the committed tail above top grew  */
 	uint64_t last_pass;      /* ms: the last decay pass                     */
@@ -194,10 +195,12 @@ VMC_HIDDEN uint64_t large_move(struct hx *x, uint64_t off, uint64_t need);
 VMC_HIDDEN uint64_t large_largest_free(const struct heap *h);
 
 /* heap_slab.c: size classes and slabs (fast paths: heap_slab.h) */
-VMC_HIDDEN void slab_release_empty(struct hx *x);
+VMC_HIDDEN uint64_t slab_release_empty(struct hx *x);
+VMC_HIDDEN void slab_drop_map(struct hx *x);
 VMC_HIDDEN int slab_check(struct hx *x, uint64_t slab, uint64_t size, uint64_t *in_use, char *why,
 			  size_t n);
-VMC_HIDDEN int slab_check_lists(const struct heap *h, uint64_t *count, char *why, size_t n);
+VMC_HIDDEN int slab_check_lists(const struct heap *h, uint64_t *count, uint64_t *empty, char *why,
+				size_t n);
 
 /* heap_trim.c: giving memory back */
 VMC_HIDDEN void heap_tick(struct hx *x);

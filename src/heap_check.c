@@ -207,7 +207,7 @@ static int check_bins(const struct hx *x, const struct walk *k)
 static int check_books(const struct hx *x, const struct walk *k)
 {
 	const struct heap *h = x->h;
-	uint64_t partial, marked = 0;
+	uint64_t partial, empty, marked = 0;
 	char why[160];
 
 	if (k->in_use != h->in_use || k->live != h->allocs - h->frees)
@@ -220,11 +220,13 @@ static int check_books(const struct hx *x, const struct walk *k)
 			       "%llu and %llu", (unsigned long long)k->slabs,
 			       (unsigned long long)k->untrimmed, (unsigned long long)h->slabs,
 			       (unsigned long long)h->untrimmed);
-	if (slab_check_lists(h, &partial, why, sizeof why))
+	if (slab_check_lists(h, &partial, &empty, why, sizeof why))
 		return corrupt(x, 0, "%s", why);
-	if (partial != k->partial)
-		return corrupt(x, 0, "%llu slabs have a free slot, the class lists hold %llu",
-			       (unsigned long long)k->partial, (unsigned long long)partial);
+	if (partial != k->partial || empty != h->empty_slabs)
+		return corrupt(x, 0, "%llu slabs have a free slot, the class lists hold %llu (%llu "
+			       "empty, the header says %llu)", (unsigned long long)k->partial,
+			       (unsigned long long)partial, (unsigned long long)empty,
+			       (unsigned long long)h->empty_slabs);
 	if (h->cmap) {
 		const struct blk *b = BLK(h, h->cmap - HDR);
 		if (h->cmap < HEAP_FIRST + HDR || h->cmap >= h->top || (b->word & F_MASK) ||

@@ -364,6 +364,8 @@ uint64_t large_take(struct hx *x, uint64_t size, unsigned flags)
 	struct heap *h = x->h;
 	uint64_t off = bin_find(h, size);
 
+	if (!off && h->empty_slabs && slab_release_empty(x))   /* before the heap grows */
+		off = bin_find(h, size);
 	if (off) {
 		uint64_t have = bsize(BLK(h, off)), q = off + size;
 		if (have - size < MIN_BLOCK)
@@ -386,19 +388,32 @@ static uint64_t aligned_in(uint64_t a, uint64_t b, uint64_t size)
 	return p + size <= b ? p : 0;
 }
 
+/* A free block where a CHUNK-aligned block of size bytes fits as it lies,
+ * else one big enough to fit it anywhere; *p: the place.  0 if none. */
+static uint64_t find_aligned(const struct heap *h, uint64_t size, uint64_t *p)
+{
+	uint64_t a;
+
+	if ((a = bin_find(h, size)) && (*p = aligned_in(a, a + bsize(BLK(h, a)), size)))
+		return a;
+	if ((a = bin_find(h, size + CHUNK + MIN_BLOCK)) &&
+	    (*p = aligned_in(a, a + bsize(BLK(h, a)), size)))
+		return a;
+	return 0;
+}
+
 /* A CHUNK-aligned in-use block of size bytes (a multiple of CHUNK; a few
- * more if the rest was too small for a block) tagged F_SLAB, or 0. */
+ * more if the rest was too small for a block) tagged F_SLAB, or 0.  Empty
+ * slabs go back before the heap grows. */
 uint64_t large_take_aligned(struct hx *x, uint64_t size)
 {
 	struct heap *h = x->h;
 	uint64_t a, b, p = 0, q, gap;
 
-	/* a block that fits as it lies, else one big enough to fit anywhere */
-	if ((a = bin_find(h, size)))
-		p = aligned_in(a, a + bsize(BLK(h, a)), size);
-	if (!p && (a = bin_find(h, size + CHUNK + MIN_BLOCK)))
-		p = aligned_in(a, a + bsize(BLK(h, a)), size);
-	if (p) {
+	a = find_aligned(h, size, &p);
+	if (!a && h->empty_slabs && slab_release_empty(x))
+		a = find_aligned(h, size, &p);
+	if (a) {
 		b = a + bsize(BLK(h, a));
 		q = b - (p + size) < MIN_BLOCK ? b : p + size;
 		if (!take_from(x, a, p, q, p)) {

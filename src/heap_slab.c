@@ -16,11 +16,13 @@
  * 1 + how many chunks back the slab starts.
  *
  * Allocation takes the first slab of the class's list (a bit scan of at
- * most four words from a hint) and makes a new slab, from the free blocks
- * first, when the list is empty.  A slab that becomes empty goes back to
- * the free blocks at once, unless it is the only one left on its list:
- * that one is kept so that a class that allocates and frees one block in
- * a loop does not make and break a slab each time; trimming gives it back.
+ * most four words from a hint), drops it from the list when it fills, and
+ * makes a new slab, from the free blocks first, when the list is empty; a
+ * free into a full slab puts it back at the head.  So the list is singly
+ * linked and neither touches another slab.  A slab that becomes empty
+ * stays for reuse (a class that allocates and frees in a loop does not make
+ * and break a slab each time) until slab_release_empty gives it back: on
+ * the decay check, before the heap grows, and when it is trimmed.
  */
 #include "heap_slab.h"
 
@@ -127,43 +129,41 @@ uint64_t slab_refill(struct hx *x, unsigned cls)
 		s->bits[i / 64] |= (uint64_t)1 << (i % 64);
 	slab_push(h, cls, so);
 	h->slabs++;
+	h->empty_slabs++;
 	return so;
 }
 
-/* Slab `so` goes back to the free blocks. */
-static void slab_destroy(struct hx *x, uint64_t so)
+/* Give back every empty slab, wherever it is on its class's list.  The
+ * number given back. */
+uint64_t slab_release_empty(struct hx *x)
 {
 	struct heap *h = x->h;
-	struct slab *s = SLAB(h, so);
-
-	slab_unlink(h, s->cls, so);
-	cmap_set(h, so, s->nchunks, 0);
-	s->magic = 0;
-	h->slabs--;
-	large_give(x, so);
-}
-
-/* Slab so has no slot in use: it goes back to the free blocks, unless it
- * is the only slab left on its class's list. */
-void slab_emptied(struct hx *x, uint64_t so)
-{
-	struct slab *s = SLAB(x->h, so);
-
-	if (x->h->partial[s->cls] != so || s->next)
-		slab_destroy(x, so);
-}
-
-/* Give back every empty slab, and the chunk map if no slab is left. */
-void slab_release_empty(struct hx *x)
-{
-	struct heap *h = x->h;
+	uint64_t n = 0;
 
 	for (unsigned k = 0; k < NCLASSES; k++)
-		for (uint64_t so = h->partial[k], next; so; so = next) {
-			next = SLAB(h, so)->next;
-			if (!SLAB(h, so)->used)
-				slab_destroy(x, so);
+		for (uint64_t *link = &h->partial[k]; *link;) {
+			uint64_t so = *link;
+			struct slab *s = SLAB(h, so);
+			if (s->used) {
+				link = &s->next;
+				continue;
+			}
+			*link = s->next;
+			cmap_set(h, so, s->nchunks, 0);
+			s->magic = 0;
+			h->slabs--;
+			h->empty_slabs--;
+			large_give(x, so);
+			n++;
 		}
+	return n;
+}
+
+/* With no slab left, the chunk map goes too. */
+void slab_drop_map(struct hx *x)
+{
+	struct heap *h = x->h;
+
 	if (!h->slabs && h->cmap) {
 		large_give(x, h->cmap - HDR);
 		h->cmap = 0;
@@ -207,8 +207,9 @@ int slab_check(struct hx *x, uint64_t so, uint64_t size, uint64_t *in_use, char 
 		}
 		used += i < s->nslots && on;
 	}
-	if (used != s->used) {
-		snprintf(why, n, "slab counts %u slots in use, its bitmap %u", s->used, used);
+	if (used != s->used || s->listed != (used < s->nslots)) {
+		snprintf(why, n, "slab counts %u slots in use (%slisted), its bitmap %u", s->used,
+			 s->listed ? "" : "not ", used);
 		return -1;
 	}
 	*in_use += (uint64_t)used * s->csize;
@@ -216,15 +217,15 @@ int slab_check(struct hx *x, uint64_t so, uint64_t size, uint64_t *in_use, char 
 }
 
 /* The class lists: each member a slab with a free slot, of its class,
- * linked both ways; *count receives the members. */
-int slab_check_lists(const struct heap *h, uint64_t *count, char *why, size_t n)
+ * marked listed; *count receives the members, *empty the empty ones. */
+int slab_check_lists(const struct heap *h, uint64_t *count, uint64_t *empty, char *why, size_t n)
 {
-	uint64_t c = 0;
+	uint64_t c = 0, e = 0;
 
 	for (unsigned k = 0; k < NCLASSES; k++)
-		for (uint64_t so = h->partial[k], prev = 0; so; prev = so, so = SLAB(h, so)->next) {
-			if (slab_of(h, so) != so || SLAB(h, so)->cls != k ||
-			    SLAB(h, so)->used >= SLAB(h, so)->nslots || SLAB(h, so)->prev != prev) {
+		for (uint64_t so = h->partial[k]; so; so = SLAB(h, so)->next) {
+			const struct slab *s = SLAB(h, so);
+			if (slab_of(h, so) != so || s->cls != k || s->used >= s->nslots || !s->listed) {
 				snprintf(why, n, "class %u's slab list holds %#llx, which is not a "
 					 "slab of that class with a free slot", k,
 					 (unsigned long long)so);
@@ -234,7 +235,9 @@ int slab_check_lists(const struct heap *h, uint64_t *count, char *why, size_t n)
 				snprintf(why, n, "class %u's slab list loops", k);
 				return -1;
 			}
+			e += !s->used;
 		}
 	*count = c;
+	*empty = e;
 	return 0;
 }

@@ -1,7 +1,7 @@
 /*
  * heap_slab.h - the slab layout and the fast paths of small blocks (see
  * heap_slab.c), inline: a small alloc or free is a few loads, a bit scan
- * and a store, with a call out only when a slab is made or emptied.
+ * and a store, with a call out only when a slab is made.
  */
 #ifndef VMC_HEAP_SLAB_H
 #define VMC_HEAP_SLAB_H
@@ -17,11 +17,12 @@ struct slab {
 	uint8_t  cls;
 	uint8_t  nchunks;
 	uint8_t  hint;          /* no free slot in bits[0 .. hint)               */
-	uint8_t  pad;
+	uint8_t  listed;        /* on its class's list: it has a free slot       */
 	uint16_t nslots;
 	uint16_t used;
 	uint32_t recip;         /* 2^32 / csize + 1: a slot's index by a multiply */
-	uint64_t next, prev;    /* the class's list of slabs with a free slot   */
+	uint64_t next;          /* the class's list of slabs with a free slot   */
+	uint64_t pad;           /* keeps the slots 16-byte aligned               */
 	uint64_t bits[4];       /* 1: slot in use, or past nslots                */
 };
 
@@ -32,7 +33,6 @@ _Static_assert(sizeof(struct slab) == 64 && SLAB_FIRST % 16 == 0, "slab header")
 
 VMC_HIDDEN extern const uint16_t heap_class_size[NCLASSES];
 VMC_HIDDEN uint64_t slab_refill(struct hx *x, unsigned cls);
-VMC_HIDDEN void slab_emptied(struct hx *x, uint64_t so);
 
 /* The class of a request of n bytes, 1 <= n <= SMALL_MAX: every multiple
  * of 16 to 256, then eight classes per power of two. */
@@ -57,16 +57,16 @@ static inline uint64_t slab_of(const struct heap *h, uint64_t off)
 	return (ch - (v - 1u)) << CHUNK_SHIFT;
 }
 
-#define SLAB_LINKS (HDR + offsetof(struct slab, next))
-
+/* Slab so (with a free slot again) goes on its class's list: a slab is
+ * taken off only at the head, when it fills, so the list needs one link
+ * and a push touches no other slab. */
 static inline void slab_push(struct heap *h, unsigned cls, uint64_t so)
 {
-	list_push(h, &h->partial[cls], so, SLAB_LINKS);
-}
+	struct slab *s = SLAB(h, so);
 
-static inline void slab_unlink(struct heap *h, unsigned cls, uint64_t so)
-{
-	list_unlink(h, &h->partial[cls], so, SLAB_LINKS);
+	s->next = h->partial[cls];
+	s->listed = 1;
+	h->partial[cls] = so;
 }
 
 /* A slot of class cls: its offset, or 0 with the reason in vmc_errmsg(). */
@@ -85,8 +85,11 @@ static inline uint64_t slab_alloc(struct hx *x, unsigned cls)
 	bit = (unsigned)__builtin_ctzll(~s->bits[w]);
 	s->bits[w] |= (uint64_t)1 << bit;
 	s->hint = (uint8_t)w;
-	if (++s->used == s->nslots)
-		slab_unlink(h, cls, so);
+	h->empty_slabs -= !s->used;
+	if (++s->used == s->nslots) {
+		h->partial[cls] = s->next;
+		s->listed = 0;
+	}
 	h->in_use += s->csize;
 	return so + SLAB_FIRST + (uint64_t)(w * 64 + bit) * s->csize;
 }
@@ -117,20 +120,19 @@ static inline int slab_slot(const struct heap *h, uint64_t so, uint64_t off, con
 	return (int)i;
 }
 
-/* Free slot i of slab so (found by slab_slot). */
-static inline void slab_free(struct hx *x, uint64_t so, unsigned i)
+/* Free slot i of slab so (found by slab_slot).  An empty slab stays on its
+ * list for reuse; slab_release_empty gives it back. */
+static inline void slab_free(struct heap *h, uint64_t so, unsigned i)
 {
-	struct heap *h = x->h;
 	struct slab *s = SLAB(h, so);
 
 	s->bits[i / 64] &= ~((uint64_t)1 << (i % 64));
 	if (i / 64 < s->hint)
 		s->hint = (uint8_t)(i / 64);
 	h->in_use -= s->csize;
-	if (s->used-- == s->nslots)
+	if (!s->listed)
 		slab_push(h, s->cls, so);
-	else if (unlikely(!s->used))
-		slab_emptied(x, so);
+	h->empty_slabs += !--s->used;
 }
 
 #endif

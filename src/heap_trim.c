@@ -103,6 +103,7 @@ static int pass(struct hx *x, int all, uint64_t keep)
 	int err = 0;
 
 	slab_release_empty(x);
+	slab_drop_map(x);
 	if (h->end > gran_up(x, h->top) && h->committed > h->in_use + keep &&
 	    (all || aged(h, &h->tail_since, now)))
 		err = trim_tail(x);

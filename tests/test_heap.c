@@ -275,7 +275,15 @@ TEST(realloc_in_place_and_moving)
 	REQUIRE(a);
 	CHECK(holds(a, 200, 0x22));
 	memset(a, 0x33, 5000);
-	/* a large block at top grows in place */
+	/* a large block at top grows in place (nothing free is big enough
+	 * for 64 KiB: it goes to top) */
+	vmc_heap_stats(c, &st, 0);
+	CHECK(st.largest_free < 64 * 1024);
+	q = vmc_heap_alloc(c, 64 * 1024);
+	REQUIRE(q);
+	memcpy(q, a, 5000);
+	vmc_heap_free(c, a);
+	a = q;
 	q = vmc_heap_realloc(c, a, 3 * MiB);
 	CHECK(q == a);
 	CHECK(holds(q, 5000, 0x33));
@@ -290,9 +298,10 @@ TEST(realloc_in_place_and_moving)
 	vmc_heap_stats(c, &st, 0);
 	CHECK(st.in_use < before - 2 * MiB);
 	CHECK(heap_ok(c));
-	/* grow into a free neighbour: a, hole, guard */
+	/* grow into a free neighbour: a, hole, guard (bigger than any free
+	 * block below, so it goes after b) */
 	b = vmc_heap_alloc(c, 200000);
-	guard = vmc_heap_alloc(c, 5000);
+	guard = vmc_heap_alloc(c, 70000);
 	REQUIRE(b && guard);
 	CHECK(b > a && guard > b);
 	vmc_heap_free(c, b);
