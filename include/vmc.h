@@ -323,8 +323,9 @@ VMC_API uint32_t vmc_attached(vmc_t *c);
  * steps to 256, then at most 12.5% apart) and come from slabs of one class
  * with no header per block; larger ones are blocks with a 16-byte tag,
  * found by best fit among the free blocks before the heap grows.  Both
- * are O(1), with no system call unless the heap grows or gives memory
- * back.  Free memory goes back to the pool (whole granules, through
+ * are O(1) (but for a decay check that runs at most four times per decay
+ * time), with no system call unless the heap grows or gives memory back.
+ * Free memory goes back to the pool (whole granules, through
  * vmc_release: zeroed before another VM has it) once it has been free for
  * the decay time (vmc_heap_stats_t.decay_ms), checked on heap calls and at
  * vmc_detach, or at once with vmc_heap_trim.  Not thread-safe: one thread
@@ -378,9 +379,9 @@ typedef struct vmc_heap_stats {
 	uint32_t decay_ms;    /* free memory goes back once free this long */
 } vmc_heap_stats_t;
 
-/* Figures of the attached VM's heap (all but granule 0 if it has none yet); with
- * check != 0 also walk every block and verify the heap's integrity
- * (VMC_ECORRUPT if broken, vmc_errmsg() says where).  Errors:
+/* Figures of the attached VM's heap (all but granule 0 if it has none
+ * yet); with check != 0 also walk every block and verify the heap's
+ * integrity (VMC_ECORRUPT if broken, vmc_errmsg() says where).  Errors:
  * VMC_ENOTATTACHED. */
 VMC_API int vmc_heap_stats(vmc_t *c, vmc_heap_stats_t *out, int check);
 

@@ -8,12 +8,12 @@
  * live in a slab: a CHUNK-aligned in-use block of one to eight chunks
  * (the fewest that waste under 1%, 8 to 256 slots) with a 64-byte header
  * after its tag and the slots after that, with no header per slot.  The
- * header keeps a bitmap of the slots in use
- * (a freed slot is never written to, a double free is caught, and the
- * heap walk can count them) and the links of its class's list of slabs
- * with a free slot.  An address finds its slab through the chunk map, a
- * byte per CHUNK of the heap (a large block itself): 0 for no slab, else
- * 1 + how many chunks back the slab starts.
+ * header keeps a bitmap of the slots in use (a freed slot is never written
+ * to, a double free is caught, and the heap walk can count them) and the
+ * link of its class's list of slabs with a free slot.  An address finds
+ * its slab through the chunk map, a byte per CHUNK of the heap (a large
+ * block itself): 0 for no slab, else 1 + how many chunks back the slab
+ * starts.
  *
  * Allocation takes the first slab of the class's list (a bit scan of at
  * most four words from a hint), drops it from the list when it fills, and
