@@ -98,7 +98,7 @@ static uint64_t bin_find(const struct heap *h, uint64_t size)
 	uint64_t best = 0, have;
 	unsigned k = bin_up(size), n = 0;
 
-	for (uint64_t off = h->bins[heap_bin_of(size)]; off && n < 4; off = BLK(h, off)->next_free, n++)
+	for (uint64_t off = h->bins[heap_bin_of(size)]; off && n < 2; off = BLK(h, off)->next_free, n++)
 		if ((have = bsize(BLK(h, off))) >= size && (!best || have < bsize(BLK(h, best)))) {
 			best = off;
 			if (have == size)
