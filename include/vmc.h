@@ -372,18 +372,28 @@ VMC_API uint32_t vmc_attached(vmc_t *c);
  * An allocator whose every byte of metadata lives in the attached VM's
  * memory, so the heap travels with the VM to any worker (pointers stay
  * valid: the window is at the same address everywhere).  It manages the
- * VM's window from offset 0 up, committing granules as it grows, within
- * the VM's limit; do not vmc_commit/release that part yourself.  Small
- * sizes come from segregated size classes (O(1)); large ones from an
- * address-ordered first-fit list with coalescing.  Not thread-safe: one
- * thread runs an attached VM at a time. */
+ * VM's window from offset 0 up, committing whole granules as it grows,
+ * within the VM's limit; do not vmc_commit/release that part yourself.
+ * Requests up to 1 KiB are rounded to one of 32 size classes (16-byte
+ * steps to 256, then at most 12.5% apart) and come from slabs of one class
+ * with no header per block; larger ones are blocks with a 16-byte tag,
+ * found by best fit among the free blocks before the heap grows.  Both
+ * are O(1) (but for a decay check that runs at most four times per decay
+ * time), with no system call unless the heap grows or gives memory back.
+ * Free memory goes back to the pool (whole granules, through
+ * vmc_release: zeroed before another VM has it) once it has been free for
+ * the decay time (vmc_heap_stats_t.decay_ms), checked on heap calls and at
+ * vmc_detach, or at once with vmc_heap_trim.  Not thread-safe: one thread
+ * runs an attached VM at a time. */
 
 /* n bytes, 16-byte aligned, or NULL (no VM attached, n == 0 or too large,
  * or the VM's limit / the pool is exhausted: vmc_errmsg() says which).
  * Exhaustion never corrupts the heap. */
 VMC_API void *vmc_heap_alloc(vmc_t *c, size_t n);
 
-/* Free p (NULL is ignored). */
+/* Free p (NULL is ignored).  A pointer that is not a block in use of the
+ * attached VM's heap (double free, interior or foreign pointer) stops a
+ * debug build with a message and is ignored by a release build. */
 VMC_API void vmc_heap_free(vmc_t *c, void *p);
 
 /* Resize p to n bytes (realloc semantics: NULL p allocates, n == 0 frees
@@ -395,16 +405,39 @@ VMC_API void *vmc_heap_realloc(vmc_t *c, void *p, size_t n);
  * attached or the heap cannot be set up (the VM's limit). */
 VMC_API void **vmc_vm_root(vmc_t *c);
 
+/* Give the attached VM's free heap memory back to the pool now, whatever
+ * its age: empty slabs, the free space above the last block and every
+ * whole granule inside a free block, until the heap has no more than
+ * `keep` bytes committed beyond the bytes in use (0: all it can).  The
+ * heap header and granules that hold a block in use always stay.  Returns
+ * 0 (also when the VM has no heap), VMC_ENOTATTACHED, or the error of a
+ * vmc_release that failed (what it could not release stays committed). */
+VMC_API int vmc_heap_trim(vmc_t *c, size_t keep);
+
 typedef struct vmc_heap_stats {
-	uint64_t in_use;      /* bytes allocated and not freed (with headers) */
-	uint64_t top;         /* bytes of the window the heap spans */
-	uint64_t committed;   /* bytes the heap has committed */
-	uint64_t allocs, frees;
+	uint64_t in_use;      /* bytes of the blocks allocated and not freed: the size
+			       * class of a small block, a large block with its tag */
+	uint64_t top;         /* bytes of the window the heap spans (end of its last block) */
+	uint64_t committed;   /* bytes of granules the heap holds committed now */
+	uint64_t peak_committed; /* high-water mark of committed */
+	uint64_t allocs, frees;  /* blocks handed out and given back (a moving realloc
+				  * counts one of each) */
+	uint64_t largest_free;   /* the largest free block inside the heap (bytes a
+				  * request could get without growing the heap) */
+	double   fragmentation;  /* 1 - in_use / committed: the share of committed
+				  * memory not handed out (free blocks, free slab
+				  * slots, size-class rounding, metadata); 0 if none */
+	uint64_t trims;       /* vmc_release calls made to give memory back */
+	uint64_t trimmed;     /* bytes given back by them in total */
+	uint64_t slabs;       /* slabs (runs of blocks of one size class) */
+	uint64_t granule;     /* the granule size: the unit of committed and trimmed */
+	uint32_t decay_ms;    /* free memory goes back once free this long */
 } vmc_heap_stats_t;
 
-/* Figures of the attached VM's heap; with check != 0 also walk every block
- * and verify the heap's integrity (VMC_ECORRUPT if broken, vmc_errmsg()
- * says where).  Errors: VMC_ENOTATTACHED. */
+/* Figures of the attached VM's heap (all but granule 0 if it has none
+ * yet); with check != 0 also walk every block and verify the heap's
+ * integrity (VMC_ECORRUPT if broken, vmc_errmsg() says where).  Errors:
+ * VMC_ENOTATTACHED. */
 VMC_API int vmc_heap_stats(vmc_t *c, vmc_heap_stats_t *out, int check);
 
 /* Copy detached VM src into a new VM `name` with the same limit: every

@@ -22,6 +22,7 @@
  * slot, with the system calls it made (SAP STAD-style statistics).
  */
 #include "container.h"
+#include "heap.h"
 #include "pool.h"
 #include "quarantine.h"
 #include "remap.h"
@@ -134,6 +135,7 @@ int vmc_detach(vmc_t *c, uint32_t id)
 	st = &c->slots[c->slot].st;
 	t0 = now_ns();
 	calls0 = vmc_os_calls_total();
+	heap_on_detach(c);   /* the heap's decay check: free memory that aged goes back */
 	/* deferred releases end with the attachment (nothing if none) */
 	err = remap_flush(c);
 	if (c->h.memory_isolation) {

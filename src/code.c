@@ -139,9 +139,12 @@ int vmc_code_alloc(vmc_t *c, size_t n, void **rx, void **rw)
 		return vmc_fail(ENOSYS, "this container has no code cache: set "
 				"vmc/code_cache_size when creating it");
 	if (!n || n > c->h.code_cache_size || !rx)
-		return vmc_fail(EINVAL, "vmc_code_alloc: size %zu must be 1 .. the code cache "
-				"size (%llu), rx not NULL", n,
-				(unsigned long long)c->h.code_cache_size);
+	{
+		char sz[VMC_SIZE_STR];
+		return vmc_fail(EINVAL, "code allocation of %zu bytes: must be 1 byte .. the code "
+				"cache (%s), and rx not NULL", n,
+				vmc_size_str(c->h.code_cache_size, sz));
+	}
 	if (!c->code_rw) {
 		if ((err = region_map(c, 0, rw_base(c), PROT_READ | PROT_WRITE)))
 			return err;

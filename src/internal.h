@@ -29,6 +29,10 @@ VMC_HIDDEN int vmc_fail(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 VMC_HIDDEN void vmc_clear_error(void);
 
+/* bytes for a message: "64 KiB", "1.5 GiB", "12 bytes" (size.c). */
+#define VMC_SIZE_STR 24
+VMC_HIDDEN const char *vmc_size_str(uint64_t bytes, char buf[VMC_SIZE_STR]);
+
 #define VMC_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define VMC_MAX(a, b) ((a) > (b) ? (a) : (b))
 

@@ -5,11 +5,13 @@
  * parser for all of them, exported so that programs built on vmc read sizes
  * exactly as its profile does.  It is strict on purpose: no sign, no
  * fraction, no white space, no hex, and a value that does not fit in 64
- * bits is an error rather than a wrapped-around number.
+ * bits is an error rather than a wrapped-around number.  The other way
+ * round, vmc_size_str writes a size for a message: "64 KiB", "1.5 GiB".
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 
 static int lower(char ch)
 {
@@ -60,4 +62,20 @@ int vmc_parse_size(const char *s, uint64_t *out)
 bad:
 	return vmc_fail(EINVAL, "\"%.64s\" is not a size: expected a number of bytes with an "
 			"optional K, M, G or T suffix (powers of 1024), e.g. 4096, 512M or 8GiB", s);
+}
+
+const char *vmc_size_str(uint64_t bytes, char buf[VMC_SIZE_STR])
+{
+	static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB" };
+	unsigned u = 0;
+
+	while (u < 4 && bytes >> (10 * (u + 1)))
+		u++;
+	if (!u || !(bytes & ((1ull << (10 * u)) - 1)))
+		snprintf(buf, VMC_SIZE_STR, "%llu %s", (unsigned long long)(bytes >> (10 * u)),
+			 unit[u]);
+	else
+		snprintf(buf, VMC_SIZE_STR, "%.1f %s", (double)bytes / (double)(1ull << (10 * u)),
+			 unit[u]);
+	return buf;
 }

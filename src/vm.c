@@ -192,15 +192,17 @@ int vmc_vm_create_span(vmc_t *c, const char *name, size_t limit, size_t span, ui
 	if ((err = vmc_enter(c)) || (err = check_vm_name(name)))
 		return err;
 	gmask = GSIZE(c) - 1;
+	char a[VMC_SIZE_STR], b[VMC_SIZE_STR], w[VMC_SIZE_STR];
 	if (!id || !limit || !span || limit > c->h.window_size || span > c->h.window_size)
-		return vmc_fail(EINVAL, "VM limit %zu and span %zu: must be 1 .. the window size "
-				"(%llu MiB), and id not NULL", limit, span,
-				(unsigned long long)(c->h.window_size >> 20));
+		return vmc_fail(EINVAL, "VM %s: limit %s and span %s must be more than 0 and at "
+				"most the window (vmc/window_size = %s), and id not NULL", name,
+				vmc_size_str(limit, a), vmc_size_str(span, b),
+				vmc_size_str(c->h.window_size, w));
 	limit = (limit + gmask) & ~gmask;   /* whole granules, rounded up (vmc.h) */
 	span = (span + gmask) & ~gmask;
 	if (limit > span)
-		return vmc_fail(EINVAL, "VM limit %zu MiB is larger than its span %zu MiB",
-				limit >> 20, span >> 20);
+		return vmc_fail(EINVAL, "VM %s: its limit (%s) is larger than its span (%s)", name,
+				vmc_size_str(limit, a), vmc_size_str(span, b));
 	n = (uint32_t)(span >> GSHIFT(c));
 	if ((err = pool_lock(c)))
 		return err;

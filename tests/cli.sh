@@ -14,7 +14,9 @@ CLI_FIXTURE=${CLI_FIXTURE:-./build/debug/tests/cli_fixture}
 export VMC_VERBOSE=0
 unset VMC_PROFILE VMC_POOL_SIZE VMC_FUND_SIZE VMC_PAGE_KIND VMC_WINDOW_SIZE \
       VMC_MAX_WORKERS VMC_MAX_VMS VMC_CODE_CACHE_SIZE VMC_REGION_SPACE \
-      VMC_CODE_CACHE_PROTECT
+      VMC_CODE_CACHE_PROTECT VMC_SPAN_TOTAL
+# the figures below are granule counts of 2 MiB granules, on every page kind
+export VMC_GRANULE_SIZE=2M
 
 for prog in "$VMCCTL" "$CLI_FIXTURE"; do
 	if [ ! -x "$prog" ]; then

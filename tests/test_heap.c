@@ -1,24 +1,37 @@
 /*
  * test_heap.c - the in-VM heap (vmc_heap_alloc/free/realloc, vmc_vm_root,
- * vmc_heap_stats):
+ * vmc_heap_trim, vmc_heap_stats):
  *
  *  - a random mix of alloc, free and realloc against a model (the live
  *    blocks, each filled with a byte derived from its id and verified on
  *    free, on realloc and at the end), sizes 1 B .. 3 MiB skewed to small,
  *    with a full heap check every 1000 operations and detach/attach in the
- *    middle; freeing everything brings top back to the start;
- *  - realloc: in place (shrink, grow at top, grow into a free neighbour)
- *    and moving, contents kept;
- *  - exhaustion: a VM with an 8 MiB limit is filled until NULL, stays
- *    consistent with every block intact, and works again after frees
- *    (small free blocks are consolidated for a large request);
+ *    middle; freeing everything and trimming brings top back to the start
+ *    and committed down to one granule;
+ *  - the same with trims (random `keep`) in the mix and the full heap
+ *    check after every single step;
+ *  - realloc: in place (shrink, grow at top, grow into a free neighbour),
+ *    moving, contents kept, and a block of whole granules carried over
+ *    (vmc_move) without ever being committed twice;
+ *  - trimming: after a 100 MiB spike back to 1 MiB live, vmc_heap_trim
+ *    and, after the decay time, the detach's decay check leave at most
+ *    2 MiB + one granule committed, the holes fill again, and a heap that
+ *    frees and allocates within the decay time gives nothing back;
+ *  - trim under quarantine: granules VM A trims while worker P (a forked
+ *    process) still maps A lazily never reach VM B before P lets go, P
+ *    keeps seeing A's old bytes, and B gets them zeroed afterwards;
+ *  - exhaustion: VMs of 8 MiB, 4 MiB and one granule are filled until
+ *    NULL (with "out of memory" and the limit in vmc_errmsg), stay
+ *    consistent with every block intact, and work again after frees
+ *    (everything free goes back for a large request);
  *  - the heap travels: a linked structure found from vmc_vm_root is walked
  *    and extended by a forked worker, and the parent sees the additions,
  *    in strict and lazy isolation; a clone is an independent heap;
  *  - refusals: no VM attached, a VM whose granule 0 holds other data,
- *    sizes beyond the window, a corrupted block header (VMC_ECORRUPT with
- *    the offset), bad and double frees (abort in debug builds, ignored in
- *    release builds).
+ *    sizes beyond the window, a corrupted block tag or slab header
+ *    (VMC_ECORRUPT with the offset), bad and double frees, and a pointer
+ *    into memory the heap gave back (abort in debug builds, ignored in
+ *    release builds, never a fault).
  */
 #include "test.h"
 #include "util.h"
@@ -29,7 +42,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define G test_granule()
+/* Allocation sizes are real byte counts: so are the VMs and pools here
+ * (at small granules a VM simply has more of them). */
+#undef MiB
+#define MiB (1ull << 20)
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
 /* ------------------------------------------------------------- helpers */
@@ -227,7 +243,13 @@ TEST(random_against_model)
 	CHECK(vmc_heap_stats(c, &st, 1) == 0);
 	CHECK_EQ(st.in_use, 0);
 	CHECK_EQ(st.allocs, st.frees);
-	CHECK(st.top <= 4096);   /* everything freed: top is back at the first block */
+	/* everything freed and trimmed: top is back at the first block, and
+	 * only the header's granule stays */
+	CHECK_EQ(vmc_heap_trim(c, 0), 0);
+	CHECK(vmc_heap_stats(c, &st, 1) == 0);
+	CHECK(st.top <= 4096);
+	CHECK_EQ(st.committed, vmc_granule_size(c));
+	CHECK_EQ(st.slabs, 0);
 	vmc_close(c);
 }
 
@@ -257,7 +279,15 @@ TEST(realloc_in_place_and_moving)
 	REQUIRE(a);
 	CHECK(holds(a, 200, 0x22));
 	memset(a, 0x33, 5000);
-	/* a large block at top grows in place */
+	/* a large block at top grows in place (nothing free is big enough
+	 * for 64 KiB: it goes to top) */
+	vmc_heap_stats(c, &st, 0);
+	CHECK(st.largest_free < 64 * 1024);
+	q = vmc_heap_alloc(c, 64 * 1024);
+	REQUIRE(q);
+	memcpy(q, a, 5000);
+	vmc_heap_free(c, a);
+	a = q;
 	q = vmc_heap_realloc(c, a, 3 * MiB);
 	CHECK(q == a);
 	CHECK(holds(q, 5000, 0x33));
@@ -272,9 +302,10 @@ TEST(realloc_in_place_and_moving)
 	vmc_heap_stats(c, &st, 0);
 	CHECK(st.in_use < before - 2 * MiB);
 	CHECK(heap_ok(c));
-	/* grow into a free neighbour: a, hole, guard */
+	/* grow into a free neighbour: a, hole, guard (bigger than any free
+	 * block below, so it goes after b) */
 	b = vmc_heap_alloc(c, 200000);
-	guard = vmc_heap_alloc(c, 5000);
+	guard = vmc_heap_alloc(c, 70000);
 	REQUIRE(b && guard);
 	CHECK(b > a && guard > b);
 	vmc_heap_free(c, b);
@@ -383,7 +414,7 @@ TEST(exhaustion_consolidates_small_blocks)
 	uint32_t id;
 	void *base;
 	vmc_t *c = make_attached(1, 64 * MiB, 64 * MiB, 4 * MiB, &id, &base);
-	size_t cap = 4 * MiB / 48 + 16, n = 0;
+	size_t cap = 4 * MiB / 32 + 16, n = 0;
 	void **ps = malloc(cap * sizeof *ps);
 	vmc_heap_stats_t st;
 
@@ -391,7 +422,7 @@ TEST(exhaustion_consolidates_small_blocks)
 	while (n < cap && (ps[n] = vmc_heap_alloc(c, 32)) != NULL)
 		n++;
 	CHECK(n < cap);
-	CHECK(n > 50000);
+	CHECK(n > 100000);   /* no header per block: 32 bytes each, and little else */
 	CHECK(heap_ok(c));
 	for (size_t i = 0; i + 1 < n; i++)
 		vmc_heap_free(c, ps[i]);
@@ -409,6 +440,8 @@ TEST(exhaustion_consolidates_small_blocks)
 	vmc_heap_free(c, big);
 	vmc_heap_free(c, ps[n - 1]);
 	CHECK(heap_ok(c));
+	CHECK_EQ(vmc_heap_trim(c, 0), 0);
+	CHECK(heap_ok(c));
 	vmc_heap_stats(c, &st, 0);
 	CHECK_EQ(st.in_use, 0);
 	CHECK(st.top <= 4096);
@@ -425,13 +458,13 @@ TEST(too_large_and_zero)
 	REQUIRE(c);
 	CHECK(vmc_heap_alloc(c, 0) == NULL);
 	CHECK(vmc_heap_alloc(c, 65 * MiB) == NULL);
-	CHECK(strstr(vmc_errmsg(), "window") != NULL);
+	CHECK(strstr(vmc_errmsg(), "span") != NULL);
 	CHECK(vmc_heap_alloc(c, SIZE_MAX) == NULL);
 	CHECK(vmc_heap_alloc(c, SIZE_MAX - 8) == NULL);
 	CHECK(vmc_heap_alloc(c, 64 * MiB) == NULL);
-	CHECK(vmc_heap_alloc(c, 40 * MiB) == NULL);          /* inside the window, over the limit */
+	CHECK(vmc_heap_alloc(c, 40 * MiB) == NULL);          /* over the limit (and span) */
 	CHECK(strstr(vmc_errmsg(), "out of memory") != NULL);
-	CHECK(strstr(vmc_errmsg(), "limit 16 MiB") != NULL);
+	CHECK(strstr(vmc_errmsg(), "16 MiB") != NULL);
 	void *p = vmc_heap_alloc(c, 12 * MiB);                 /* this fits */
 	CHECK(p != NULL);
 	CHECK(heap_ok(c));
@@ -619,6 +652,422 @@ TEST(two_vms_two_heaps)
 	vmc_close(c);
 }
 
+/* -------------------------------------------------- every step checked */
+
+/* alloc, realloc, free and trim at random, with the full heap check after
+ * every step; detach and attach now and then (the decay check runs). */
+TEST(random_with_trim_checked_each_step)
+{
+	enum { N = 300 };
+	static struct live m[N];
+	uint64_t next_id = 1;
+	uint32_t id;
+	void *base;
+	vmc_t *c = make_attached(1, 192 * MiB, 128 * MiB, 128 * MiB, &id, &base);
+	const char *env_ops = getenv("HEAP_STEP_OPS");
+	int nops = env_ops ? atoi(env_ops) : 3000, trims = 0;
+	vmc_heap_stats_t st;
+
+	REQUIRE(c);
+	memset(m, 0, sizeof m);
+	for (int op = 1; op <= nops && !test_cur_failed_; op++) {
+		struct live *e = &m[rnd() % N];
+		unsigned r = (unsigned)(rnd() % 100);
+		if (r < 4) {
+			const size_t keeps[] = { 0, 1 * MiB, 8 * MiB, 64 * MiB };
+			CHECK_EQ(vmc_heap_trim(c, keeps[rnd() % 4]), 0);
+			trims++;
+		} else if (!e->p) {
+			e->n = rnd_size();
+			e->p = vmc_heap_alloc(c, e->n);
+			REQUIRE(e->p);
+			e->id = next_id++;
+			memset(e->p, fill_byte(e->id), e->n);
+		} else if (r < 50) {
+			CHECK(holds(e->p, e->n, fill_byte(e->id)));
+			vmc_heap_free(c, e->p);
+			e->p = NULL;
+		} else {
+			size_t n = r < 75 || e->n > MiB ? rnd_size() : e->n + rnd_range(1, 3 * MiB);
+			unsigned char *q = vmc_heap_realloc(c, e->p, n);
+			if (!q)
+				fprintf(stderr, "realloc %zu -> %zu: %s\n", e->n, n, vmc_errmsg());
+			REQUIRE(q);
+			CHECK(holds(q, MIN(n, e->n), fill_byte(e->id)));
+			if (n > e->n)
+				memset(q + e->n, fill_byte(e->id), n - e->n);
+			e->p = q;
+			e->n = n;
+		}
+		if (vmc_heap_stats(c, &st, 1)) {
+			fprintf(stderr, "after op %d: %s\n", op, vmc_errmsg());
+			CHECK(!"heap check");
+		}
+		if (op % 500 == 0) {
+			CHECK(vmc_detach(c, id) == 0);
+			CHECK(vmc_attach(c, id, &base) == 0);
+		}
+	}
+	vmc_vm_stats_t vs;
+	CHECK(vmc_vm_stats(c, id, &vs) == 0);
+	CHECK_EQ(vs.committed, st.committed);
+	fprintf(stderr, "  %d ops, %d trims: %llu release calls gave back %llu MiB; committed "
+		"%llu MiB (peak %llu), %llu KiB in use\n", nops, trims,
+		(unsigned long long)st.trims, (unsigned long long)st.trimmed >> 20,
+		(unsigned long long)st.committed >> 20, (unsigned long long)st.peak_committed >> 20,
+		(unsigned long long)st.in_use >> 10);
+	CHECK(st.trims > 0);
+	for (int i = 0; i < N; i++)
+		if (m[i].p) {
+			CHECK(holds(m[i].p, m[i].n, fill_byte(m[i].id)));
+			vmc_heap_free(c, m[i].p);
+		}
+	CHECK_EQ(vmc_heap_trim(c, 0), 0);
+	CHECK(heap_ok(c));
+	vmc_heap_stats(c, &st, 0);
+	CHECK_EQ(st.committed, vmc_granule_size(c));
+	vmc_close(c);
+}
+
+/* ------------------------------------------------------------- trimming */
+
+/* 1 MiB stays live; a 100 MiB spike of mixed sizes comes and goes. */
+static int spike(vmc_t *c, void **keep, size_t nkeep, int first)
+{
+	enum { MAXS = 200000 };
+	static void *sp[MAXS];
+	size_t n = 0, bytes = 0;
+
+	for (size_t i = 0; first && i < nkeep; i++) {
+		if (!(keep[i] = vmc_heap_alloc(c, 64)))
+			return -1;
+		memset(keep[i], (int)(i & 0xff), 64);
+	}
+	while (bytes < 100 * MiB && n < MAXS) {
+		size_t sz = rnd() % 10 ? rnd_range(16, 2048) : rnd_range(4096, 512 * 1024);
+		if (!(sp[n] = vmc_heap_alloc(c, sz)))
+			return -2;
+		memset(sp[n++], 0x5a, sz);
+		bytes += sz;
+	}
+	for (size_t i = n; i-- > 0;)    /* not in order: holes everywhere first */
+		if (i % 3 == 0)
+			vmc_heap_free(c, sp[i]);
+	for (size_t i = 0; i < n; i++)
+		if (i % 3)
+			vmc_heap_free(c, sp[i]);
+	return 0;
+}
+
+static int kept_intact(void **keep, size_t nkeep)
+{
+	for (size_t i = 0; i < nkeep; i++)
+		if (!holds(keep[i], 64, (unsigned char)(i & 0xff)))
+			return 0;
+	return 1;
+}
+
+TEST(trim_after_a_spike)
+{
+	enum { NKEEP = 16384 };   /* 1 MiB of 64-byte blocks */
+	static void *keep[NKEEP];
+	uint32_t id;
+	void *base;
+	vmc_t *c = make_attached(0, 256 * MiB, 256 * MiB, 200 * MiB, &id, &base);
+	vmc_heap_stats_t st, st2;
+	vmc_vm_stats_t vs;
+	uint64_t g;
+
+	REQUIRE(c);
+	g = vmc_granule_size(c);
+	REQUIRE(spike(c, keep, NKEEP, 1) == 0);
+	CHECK(heap_ok(c));
+	vmc_heap_stats(c, &st, 0);
+	CHECK(st.peak_committed > 100 * MiB);
+	CHECK(st.committed > 10 * MiB);   /* not given back at once: the decay time */
+	/* on request: everything that can go */
+	CHECK_EQ(vmc_heap_trim(c, 0), 0);
+	CHECK(heap_ok(c));
+	vmc_heap_stats(c, &st, 0);
+	CHECK(vmc_vm_stats(c, id, &vs) == 0);
+	CHECK_EQ(vs.committed, st.committed);
+	fprintf(stderr, "  after vmc_heap_trim: %llu KiB committed, %llu KiB in use, %llu trims\n",
+		(unsigned long long)st.committed >> 10, (unsigned long long)st.in_use >> 10,
+		(unsigned long long)st.trims);
+	CHECK(st.committed <= 2 * MiB + g);
+	CHECK(st.fragmentation >= 0 && st.fragmentation < 1);
+	CHECK(kept_intact(keep, NKEEP));
+	/* the holes fill again */
+	REQUIRE(spike(c, keep, NKEEP, 0) == 0);
+	CHECK(kept_intact(keep, NKEEP));
+	CHECK(heap_ok(c));
+	/* by decay: once the spike has been free for the decay time, the
+	 * detach's check gives it back */
+	vmc_heap_stats(c, &st, 0);
+	CHECK(st.committed > 10 * MiB);
+	CHECK(st.decay_ms > 0 && st.decay_ms <= 10000);
+	usleep((st.decay_ms + 300) * 1000u);
+	CHECK(vmc_detach(c, id) == 0);
+	CHECK(vmc_attach(c, id, &base) == 0);
+	vmc_heap_stats(c, &st2, 0);
+	fprintf(stderr, "  after the decay time: %llu KiB committed\n",
+		(unsigned long long)st2.committed >> 10);
+	CHECK(st2.committed <= 2 * MiB + g);
+	CHECK(st2.trims > st.trims);
+	CHECK(kept_intact(keep, NKEEP));
+	CHECK(heap_ok(c));
+	/* a busy heap does not thrash: allocated and freed again well within
+	 * the decay time, memory stays (checked only if the loop was quick) */
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < 20; i++) {
+		void *p = vmc_heap_alloc(c, 8 * MiB);
+		CHECK(p != NULL);
+		vmc_heap_free(c, p);
+		for (int k = 0; k < 300; k++)
+			vmc_heap_free(c, vmc_heap_alloc(c, 100));   /* reaches the decay check */
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	vmc_heap_stats(c, &st, 0);
+	if ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < st.decay_ms / 2)
+		CHECK_EQ(st.trims, st2.trims);
+	CHECK(heap_ok(c));
+	vmc_close(c);
+}
+
+/* realloc of a block of whole granules carries them over (vmc_move)
+ * instead of copying: the heap never holds both copies. */
+TEST(realloc_moves_granules)
+{
+	uint32_t id;
+	void *base;
+	vmc_t *c = make_attached(1, 128 * MiB, 128 * MiB, 64 * MiB, &id, &base);
+	vmc_heap_stats_t st, st2;
+
+	REQUIRE(c);
+	unsigned char *a = vmc_heap_alloc(c, 7 * MiB), *guard = vmc_heap_alloc(c, 5000);
+	REQUIRE(a && guard);
+	for (size_t i = 0; i < 7 * MiB; i += 4096)
+		a[i] = (unsigned char)(i >> 12);
+	memset(guard, 0x77, 5000);
+	vmc_heap_stats(c, &st, 0);
+	unsigned char *q = vmc_heap_realloc(c, a, 15 * MiB);
+	REQUIRE(q);
+	CHECK(q != a);
+	for (size_t i = 0; i < 7 * MiB; i += 4096)
+		if (q[i] != (unsigned char)(i >> 12)) {
+			CHECK(!"moved contents");
+			break;
+		}
+	memset(q + 7 * MiB, 1, 8 * MiB);
+	CHECK(holds(guard, 5000, 0x77));
+	CHECK(heap_ok(c));
+	vmc_heap_stats(c, &st2, 0);
+	/* a copy would have committed all of the new 15 MiB with the old
+	 * block still there */
+	CHECK(st2.peak_committed < st.committed + 15 * MiB);
+	/* the old place is free, with its middle given back, and fills again */
+	unsigned char *b = vmc_heap_alloc(c, 6 * MiB);
+	REQUIRE(b);
+	CHECK(b < q);
+	memset(b, 2, 6 * MiB);
+	CHECK(heap_ok(c));
+	vmc_heap_free(c, b);
+	vmc_heap_free(c, q);
+	vmc_heap_free(c, guard);
+	CHECK_EQ(vmc_heap_trim(c, 0), 0);
+	CHECK(heap_ok(c));
+	vmc_close(c);
+}
+
+/* A VM of one granule: the heap header and small blocks fit; exhaustion
+ * is NULL with the reason, and the heap stays sound. */
+TEST(one_granule_vm)
+{
+	uint32_t id;
+	void *base;
+	vmc_t *c = make_window(1, 64 * MiB, 32 * MiB);
+	vmc_heap_stats_t st;
+	size_t n = 0;
+	static void *ps[200000];
+
+	REQUIRE(c);
+	REQUIRE(vmc_vm_create(c, "tiny", vmc_granule_size(c), &id) == 0);
+	REQUIRE(vmc_attach(c, id, &base) == 0);
+	REQUIRE(vmc_vm_root(c) != NULL);
+	CHECK(vmc_heap_alloc(c, vmc_granule_size(c)) == NULL);
+	CHECK(strstr(vmc_errmsg(), "out of memory") != NULL);
+	while (n < 200000 && (ps[n] = vmc_heap_alloc(c, 1 + n % 700)) != NULL)
+		memset(ps[n], (int)(n & 0xff), 1 + n % 700), n++;
+	/* 2 MiB hold hundreds; 64 KiB what is left after the header, the chunk
+	 * map and a slab per size class */
+	CHECK(n > (vmc_granule_size(c) >= 256 * 1024 ? 100 : 8) && n < 200000);
+	CHECK(strstr(vmc_errmsg(), "out of memory") != NULL);
+	CHECK(heap_ok(c));
+	vmc_heap_stats(c, &st, 0);
+	CHECK_EQ(st.committed, vmc_granule_size(c));
+	fprintf(stderr, "  %zu blocks in one granule: %llu KiB in use of %llu KiB\n", n,
+		(unsigned long long)st.in_use >> 10, (unsigned long long)st.committed >> 10);
+	for (size_t i = 0; i < n; i++) {
+		CHECK(holds(ps[i], 1 + i % 700, (unsigned char)(i & 0xff)));
+		vmc_heap_free(c, ps[i]);
+	}
+	CHECK_EQ(vmc_heap_trim(c, 0), 0);
+	CHECK(heap_ok(c));
+	vmc_heap_stats(c, &st, 0);
+	CHECK_EQ(st.in_use, 0);
+	CHECK(st.top <= 4096);
+	vmc_close(c);
+}
+
+/* ---------------------------------------------- trimming and quarantine */
+
+/* Worker P of the quarantine test, driven by one byte per step. */
+struct qp {
+	vmc_t *c;
+	uint32_t a, z;
+	unsigned char *x;         /* the block P looks at */
+	int go[2], back[2];
+};
+
+static int qp_step(struct qp *q, unsigned char *out)
+{
+	char k;
+	if (read(q->go[0], &k, 1) != 1)
+		return 1;   /* the test is done */
+	switch (k) {
+	case 'a':   /* attach A, look, detach: lazy, so A stays mapped here */
+		if (vmc_attach(q->c, q->a, NULL))
+			return -2;
+		*out = q->x[3 * MiB];
+		return vmc_detach(q->c, q->a) ? -3 : 0;
+	case 'r':   /* read A's old memory through the stale window */
+		*out = readable(q->x + 3 * MiB) ? q->x[3 * MiB] : 0;
+		return 0;
+	case 'z':   /* let go of A: attach Z instead */
+		if (vmc_attach(q->c, q->z, NULL) || vmc_detach(q->c, q->z))
+			return -4;
+		return 0;
+	}
+	return 1;
+}
+
+static int qp_main(void *arg)
+{
+	struct qp *q = arg;
+	unsigned char v = 0;
+	int r;
+
+	close(q->go[1]);
+	close(q->back[0]);
+	while ((r = qp_step(q, &v)) == 0)
+		if (write(q->back[1], &v, 1) != 1)
+			return 2;
+	return r == 1 ? 0 : 3;
+}
+
+static int qp_do(struct qp *q, char k, unsigned char *v)
+{
+	return write(q->go[1], &k, 1) == 1 && read(q->back[0], v, 1) == 1 ? 0 : -1;
+}
+
+static uint32_t quarantined(vmc_t *c)
+{
+	vmc_stats_t s;
+	return vmc_stats(c, &s) ? ~0u : s.quarantined;
+}
+
+/* VM A trims granules while worker P still maps A lazily: they wait in
+ * quarantine, VM B never gets them (and P keeps seeing A's old bytes)
+ * until P lets go; then B gets them zeroed. */
+TEST(trim_under_quarantine)
+{
+	vmc_t *c = make_window(0, 32 * MiB, 32 * MiB);   /* 16 granules */
+	struct qp q;
+	uint32_t b, gone[256];
+	unsigned ngone = 0, nb = 0, v;
+	unsigned char seen;
+	void *base;
+	int err;
+
+	REQUIRE(c);
+	uint64_t g = vmc_granule_size(c);
+	REQUIRE(vmc_vm_create(c, "qA", 32 * MiB, &q.a) == 0 && vmc_vm_create(c, "qB", 32 * MiB, &b) == 0 &&
+		vmc_vm_create(c, "qZ", g, &q.z) == 0);
+	q.c = c;
+	REQUIRE(vmc_attach(c, q.a, &base) == 0);
+	unsigned char *guard = vmc_heap_alloc(c, 100);
+	q.x = vmc_heap_alloc(c, 6 * MiB);
+	unsigned char *guard2 = vmc_heap_alloc(c, 100);
+	REQUIRE(guard && q.x && guard2);
+	memset(q.x, 0xab, 6 * MiB);
+	REQUIRE(vmc_detach(c, q.a) == 0);
+
+	REQUIRE(pipe(q.go) == 0 && pipe(q.back) == 0);
+	pid_t pid = test_fork(qp_main, &q);
+	close(q.go[0]);
+	close(q.back[1]);
+	CHECK(qp_do(&q, 'a', &seen) == 0 && seen == 0xab);
+
+	/* A frees the block and trims: its whole granules go, to quarantine */
+	REQUIRE(vmc_attach(c, q.a, &base) == 0);
+	for (uint64_t off = 0; off < 6 * MiB && ngone < 256; off += g) {
+		vmc_probe_t pr;
+		uint64_t at = (((uint64_t)(q.x - (unsigned char *)base) + off + g - 1) / g) * g;
+		if (at + g <= (uint64_t)(q.x - (unsigned char *)base) + 6 * MiB &&
+		    vmc_probe(c, (char *)base + at, &pr) == 0 && pr.committed &&
+		    (!ngone || pr.granule != gone[ngone - 1]))
+			gone[ngone++] = pr.granule;
+	}
+	vmc_heap_free(c, q.x);
+	CHECK_EQ(vmc_heap_trim(c, 0), 0);
+	CHECK(heap_ok(c));
+	CHECK(ngone >= 2);
+	CHECK(quarantined(c) >= ngone);
+	REQUIRE(vmc_detach(c, q.a) == 0);
+
+	/* B takes every granule it can: never one of A's, always zero */
+	REQUIRE(vmc_attach(c, b, &base) == 0);
+	while ((err = vmc_commit(c, (char *)base + nb * g, g, 0)) == 0) {
+		vmc_probe_t pr;
+		CHECK(vmc_probe(c, (char *)base + nb * g, &pr) == 0);
+		for (unsigned k = 0; k < ngone; k++)
+			CHECK(pr.granule != gone[k]);
+		CHECK(all_zero((char *)base + nb * g, g));
+		memset((char *)base + nb * g, 0xb0, g);
+		nb++;
+		REQUIRE(nb < 32 * MiB / g);
+	}
+	CHECK_EQ(err, VMC_EFUNDS);
+	REQUIRE(vmc_detach(c, b) == 0);
+	/* P still sees A's bytes there, never B's */
+	CHECK(qp_do(&q, 'r', &seen) == 0);
+	CHECK_EQ(seen, 0xab);
+
+	/* P lets go: the quarantine drains, B gets them, zeroed */
+	CHECK(qp_do(&q, 'z', &seen) == 0);
+	CHECK_EQ(quarantined(c), 0);
+	REQUIRE(vmc_attach(c, b, &base) == 0);
+	/* (the heap trims what it committed ahead above its top too: with small
+	 * granules that is more than A's block, so not every one is A's) */
+	unsigned from_a = 0;
+	for (v = 0; v < ngone && vmc_commit(c, (char *)base + nb * g, g, 0) == 0; v++, nb++) {
+		vmc_probe_t pr;
+		CHECK(vmc_probe(c, (char *)base + nb * g, &pr) == 0);
+		for (unsigned k = 0; k < ngone; k++)
+			from_a += pr.granule == gone[k];
+		CHECK(all_zero((char *)base + nb * g, g));
+	}
+	CHECK_EQ(v, ngone);
+	CHECK(from_a > 0);
+	REQUIRE(vmc_detach(c, b) == 0);
+	close(q.go[1]);          /* P's read ends: it exits */
+	CHECK_EQ(test_wait(pid), 0);
+	close(q.back[0]);
+	CHECK(check_clean(c));
+	vmc_close(c);
+}
+
 /* --------------------------------------------------------------- refusals */
 
 TEST(no_vm_attached)
@@ -667,7 +1116,7 @@ TEST(stats_do_not_create_a_heap)
 	CHECK_EQ(vs.committed, 0);
 	CHECK(vmc_vm_root(c) != NULL);
 	CHECK(vmc_heap_stats(c, &st, 1) == 0);
-	CHECK_EQ(st.committed, G);
+	CHECK_EQ(st.committed, vmc_granule_size(c));
 	CHECK(st.top > 0 && st.top < 4096);
 	vmc_close(c);
 }
@@ -680,17 +1129,18 @@ TEST(not_a_heap)
 	vmc_heap_stats_t st;
 
 	REQUIRE(c);
-	REQUIRE(vmc_commit(c, base, G, 0) == 0);
-	((char *)base)[G - 1] = 1;   /* anywhere in granule 0 */
+	size_t g = vmc_granule_size(c);
+	REQUIRE(vmc_commit(c, base, g, 0) == 0);
+	((char *)base)[g - 1] = 1;   /* anywhere in granule 0 */
 	CHECK(vmc_heap_alloc(c, 16) == NULL);
 	CHECK(strstr(vmc_errmsg(), "not a vmc heap") != NULL);
 	CHECK(vmc_vm_root(c) == NULL);
 	CHECK_EQ(vmc_heap_stats(c, &st, 1), EINVAL);
-	((char *)base)[G - 1] = 0;
+	((char *)base)[g - 1] = 0;
 	strcpy(base, "some runtime's own header");
 	CHECK(vmc_heap_alloc(c, 16) == NULL);
 	CHECK(strstr(vmc_errmsg(), "not a vmc heap") != NULL);
-	CHECK(holds((char *)base + 32, G - 32, 0));   /* refused: nothing written */
+	CHECK(holds((char *)base + 32, g - 32, 0));   /* refused: nothing written */
 	CHECK(!strcmp(base, "some runtime's own header"));
 	/* committed and zero: the heap sets up there */
 	memset(base, 0, 64);
@@ -701,11 +1151,22 @@ TEST(not_a_heap)
 	CHECK(vmc_detach(c, id) == 0);
 	uint32_t ro;
 	REQUIRE(vmc_vm_create(c, "ro", 8 * MiB, &ro) == 0 && vmc_attach(c, ro, &base) == 0);
-	REQUIRE(vmc_commit(c, base, G, 0) == 0);
-	REQUIRE(vmc_protect(c, base, G, 1 /* PROT_READ */) == 0);
+	REQUIRE(vmc_commit(c, base, g, 0) == 0);
+	REQUIRE(vmc_protect(c, base, g, 1 /* PROT_READ */) == 0);
 	CHECK(vmc_heap_alloc(c, 16) == NULL);
 	CHECK(vmc_errmsg()[0] != 0);
 	CHECK(vmc_detach(c, ro) == 0);
+	/* a heap of another version (the first one): VMC_EVERSION, untouched */
+	uint32_t old;
+	REQUIRE(vmc_vm_create(c, "old", 8 * MiB, &old) == 0 && vmc_attach(c, old, &base) == 0);
+	REQUIRE(vmc_commit(c, base, g, 0) == 0);
+	((uint64_t *)base)[0] = 0x3150414548434d56ull;   /* "VMCHEAP1" */
+	((uint32_t *)base)[2] = 1;
+	CHECK(vmc_heap_alloc(c, 16) == NULL);
+	CHECK_EQ(vmc_heap_stats(c, &st, 0), VMC_EVERSION);
+	CHECK(strstr(vmc_errmsg(), "version 1") != NULL);
+	CHECK_EQ(((uint64_t *)base)[0], 0x3150414548434d56ull);
+	CHECK(vmc_detach(c, old) == 0);
 	vmc_close(c);
 }
 
@@ -729,12 +1190,13 @@ TEST(corruption_is_reported)
 	fprintf(stderr, "  %s\n", vmc_errmsg());
 	*word = saved;
 	CHECK(heap_ok(c));
-	/* a small free list pointing into the middle of a block */
-	vmc_heap_free(c, a);
-	uint64_t *link = (uint64_t *)(void *)a, l0 = *link;
-	*link = (uint64_t)(b + 64 - (unsigned char *)base);
+	/* a small block's slab header (after the slab's 16-byte tag) */
+	uint64_t slab = (uint64_t)(a - (unsigned char *)base) & ~(uint64_t)4095;
+	uint32_t *magic = (uint32_t *)(void *)((unsigned char *)base + slab + 16), m0 = *magic;
+	*magic ^= 1;
 	CHECK_EQ(vmc_heap_stats(c, NULL, 1), VMC_ECORRUPT);
-	*link = l0;
+	CHECK(strstr(vmc_errmsg(), "slab") != NULL);
+	*magic = m0;
 	CHECK(heap_ok(c));
 	vmc_close(c);
 }
@@ -765,6 +1227,16 @@ static int child_bad_free(void *arg)
 	case 4: vmc_heap_free(t->c, q); vmc_heap_free(t->c, q); break;   /* double, large */
 	case 5: vmc_heap_free(t->c, (char *)base + 64 * MiB - 16); break; /* past top */
 	case 6: if (vmc_heap_realloc(t->c, p + 32, 10)) return 12; break;
+	case 7: {   /* into memory the heap gave back */
+		char *big = vmc_heap_alloc(t->c, 7 * MiB);
+		if (!big || !vmc_heap_alloc(t->c, 100))
+			return 14;
+		vmc_heap_free(t->c, big);
+		if (vmc_heap_trim(t->c, 0))
+			return 15;
+		vmc_heap_free(t->c, big + 4 * MiB);
+		break;
+	}
 	}
 	vmc_heap_stats_t st;
 	if (vmc_heap_stats(t->c, &st, 1))
@@ -782,7 +1254,7 @@ TEST(bad_free)
 	REQUIRE(vmc_heap_alloc(c, 10) != NULL);
 	REQUIRE(vmc_detach(c, t.id) == 0);
 	t.c = c;
-	for (t.how = 0; t.how <= 6; t.how++) {
+	for (t.how = 0; t.how <= 7; t.how++) {
 		int st = test_wait(test_fork(child_bad_free, &t));
 #ifdef NDEBUG
 		CHECK_EQ(st, 0);
@@ -831,7 +1303,12 @@ TEST(fast_path_figure)
 int main(void)
 {
 	RUN(random_against_model);
+	RUN(random_with_trim_checked_each_step);
 	RUN(realloc_in_place_and_moving);
+	RUN(realloc_moves_granules);
+	RUN(trim_after_a_spike);
+	RUN(one_granule_vm);
+	RUN(trim_under_quarantine);
 	RUN(exhaustion_keeps_heap_consistent);
 	RUN(exhaustion_consolidates_small_blocks);
 	RUN(too_large_and_zero);

@@ -21,7 +21,7 @@ NAME=vmcctl-names-$$         # a container, its regions
 VNAME=vmcctl-names-vm-$$     # VMs with names that need escaping
 cli_names+=("$NAME" "$VNAME")
 
-t "create" 0 "^created $NAME: pool 256 MiB \(4k\), funded 64 MiB" \
+t "create" 0 "^created $NAME: pool 256 MiB \(4k, granules of 2.0 MiB\), funded 64 MiB" \
 	create "$NAME" --size 256M --fund 64M --page-kind 4k
 
 # ------------------------------------------------------------------ list
@@ -79,7 +79,7 @@ t "region destroy, odd name" 0 "^destroyed region ctl" region destroy "$NAME" "$
 
 # ------------------------------------- VMs whose names need escaping, a worker
 vms=('q"uote' 'back\slash' '\"both\\' 'plain')
-t "create for VMs" 0 "^created $VNAME: pool 64 MiB \(4k\), funded 32 MiB" \
+t "create for VMs" 0 "^created $VNAME: pool 64 MiB \(4k, granules of 2.0 MiB\), funded 32 MiB" \
 	create "$VNAME" --size=64M --fund=32M --page-kind=4k
 if fixture_start "$VNAME" "${vms[@]}"; then
 	t "list: VMs, a worker, memory in use" 0 "^  $VNAME +4k +64 MiB +32 MiB +20 MiB +4 +1\$" \

@@ -14,19 +14,6 @@
 #include <stdio.h>
 #include <unistd.h>
 
-/* The library refuses a target that is not a whole number of granules
- * within the pool too, but says so in bytes; this says it in sizes. */
-static int target_ok(const char *name, uint64_t target, uint64_t granule, uint64_t pool)
-{
-	char t[SIZE_BUF], g[SIZE_BUF], p[SIZE_BUF];
-
-	if (target % granule == 0 && target <= pool)
-		return 1;
-	fprintf(stderr, "vmcctl: balloon %s to %s unfunded: the target must be a multiple "
-		"of %s no larger than the pool (%s)\n", name, size_str(target, t),
-		size_str(granule, g), size_str(pool, p));
-	return 0;
-}
 
 static int run(const struct vmcctl_cmd *cmd, int argc, char **argv)
 {
@@ -49,8 +36,6 @@ static int run(const struct vmcctl_cmd *cmd, int argc, char **argv)
 		return close_container(c, pos[0], rc);
 	}
 	granule = vmc_granule_size(c);
-	if (!target_ok(pos[0], target, granule, st.pool_size))
-		return close_container(c, pos[0], EXIT_ERR);
 	before = achieved = (uint64_t)st.unfunded * granule;
 	if (isatty(STDERR_FILENO)) {
 		progress_begin(&bar);
@@ -74,8 +59,8 @@ const struct vmcctl_cmd cmd_balloon = {
 	.synopsis = "NAME TARGET",
 	.summary = "give memory back to the host, or take it again",
 	.help =
-	"TARGET is the number of bytes of the pool to leave unfunded, a multiple of\n"
-	"2 MiB with an optional K/M/G/T suffix.  A higher target inflates the balloon\n"
+	"TARGET is the number of bytes of the pool to leave unfunded, with an optional\n"
+	"K/M/G/T suffix, rounded up to whole granules.  A higher target inflates the balloon\n"
 	"(free and cached granules go back to the host); a lower one deflates it\n"
 	"(holes are funded again); 0 funds the whole pool.  Granules in use are never\n"
 	"taken: if too few are unused, vmcctl says how far it got and exits 1.\n"

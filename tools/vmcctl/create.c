@@ -17,7 +17,7 @@
 /* Command-line options and the profile keys they set. */
 static const char *const keys[] = {
 	"pool_size", "fund_size", "page_kind", "window_size", "max_workers", "max_vms",
-	"code_cache_size", "region_space",
+	"code_cache_size", "region_space", "granule_size",
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -30,8 +30,10 @@ static int print_created(vmc_t *c, const char *name)
 
 	if (err)
 		return fail(err, "stat %s", name);
-	printf("created %s: pool %s (%s), funded %s, window %s, arena %#llx (%s)", name,
-	       size_str(st.pool_size, pool), vmc_page_kind_name(st.page_kind),
+	char gran[SIZE_BUF];
+	printf("created %s: pool %s (%s, granules of %s), funded %s, window %s, arena %#llx (%s)",
+	       name, size_str(st.pool_size, pool), vmc_page_kind_name(st.page_kind),
+	       size_str(vmc_granule_size(c), gran),
 	       size_str(st.funded_bytes, funded), size_str(st.window_size, window),
 	       (unsigned long long)st.arena_base, size_str(st.arena_size, arena));
 	if (st.code_cache_size)
@@ -48,7 +50,7 @@ static int run(const struct vmcctl_cmd *cmd, int argc, char **argv)
 		{ "page-kind", "KIND", &val[2] }, { "window", "BYTES", &val[3] },
 		{ "max-workers", "N", &val[4] }, { "max-vms", "N", &val[5] },
 		{ "code-cache", "BYTES", &val[6] }, { "region-space", "BYTES", &val[7] },
-		{ "profile", "FILE", &profile }, { 0 },
+		{ "granule", "BYTES", &val[8] }, { "profile", "FILE", &profile }, { 0 },
 	};
 	struct progress bar = { 0 };
 	vmc_config_t cfg;
@@ -84,12 +86,12 @@ const struct vmcctl_cmd cmd_create = {
 	.name = "create",
 	.synopsis = "NAME [--size BYTES] [--fund BYTES] [--page-kind KIND] [--window BYTES]\n"
 		    "                     [--max-workers N] [--max-vms N] [--code-cache BYTES]\n"
-		    "                     [--region-space BYTES] [--profile FILE]",
+		    "                     [--region-space BYTES] [--granule BYTES] [--profile FILE]",
 	.summary = "create a container (it persists until `vmcctl destroy`)",
 	.help =
 	"Parameters start from the defaults, $VMC_PROFILE and the VMC_* environment\n"
 	"variables, then --profile FILE, then the options below.  Sizes take K/M/G/T\n"
-	"suffixes (powers of 1024) and must be multiples of 2 MiB.\n\n"
+	"suffixes (powers of 1024); every size is rounded up to whole granules.\n\n"
 	"options:\n"
 	"  --size BYTES       pool size (vmc/pool_size, default 1G)\n"
 	"  --fund BYTES       memory funded up front (vmc/fund_size, default 256M)\n"
@@ -104,6 +106,9 @@ const struct vmcctl_cmd cmd_create = {
 	"                     arena address space that shared regions are placed in:\n"
 	"                     they must fit in it (vmc/region_space, default 64G;\n"
 	"                     it costs address space, not memory)\n"
+	"  --granule BYTES    the unit of mapping and accounting: 2M for hugetlb and\n"
+	"                     thp, a power of two from 4K to 2M on 4k pages\n"
+	"                     (vmc/granule_size, default 2M, or 64K on 4k pages)\n"
 	"  --profile FILE     a profile of `vmc/key = value` lines\n\n"
 	"example:\n"
 	"  vmcctl create web --size 4G --fund 1G --page-kind hugetlb --code-cache 256M\n",

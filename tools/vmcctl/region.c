@@ -144,6 +144,18 @@ static int run_list(const struct vmcctl_cmd *cmd, int argc, char **argv)
 
 /* --------------------------------------------------------------- create */
 
+/* The size of region `name`, 0 if it is not in the table. */
+static uint64_t region_size(vmc_t *c, const char *name)
+{
+	vmc_region_stats_t r;
+
+	for (uint32_t i = 1; i < VMC_MAX_REGIONS; i++)
+		if (!vmc_region_stats(c, i, &r) && !strcmp(r.name, name))
+			return r.size;
+	return 0;
+}
+
+
 static int run_create(const struct vmcctl_cmd *cmd, int argc, char **argv)
 {
 	const char *pos[3];
@@ -161,25 +173,15 @@ static int run_create(const struct vmcctl_cmd *cmd, int argc, char **argv)
 		return rc;
 	if ((err = vmc_region_create(c, pos[1], (size_t)size, 0, &addr)))
 		rc = fail(err, "create region %s in %s", pos[1], pos[0]);
-	else
+	else   /* the size it got: whole granules */
 		printf("created region %s in %s: %s at %p, open nowhere (it stays until "
-		       "`vmcctl region destroy %s %s`)\n", pos[1], pos[0], size_str(size, sz),
-		       addr, pos[0], pos[1]);
+		       "`vmcctl region destroy %s %s`)\n", pos[1], pos[0],
+		       size_str(region_size(c, pos[1]), sz), addr, pos[0], pos[1]);
 	return close_container(c, pos[0], rc);
 }
 
 /* -------------------------------------------------------------- destroy */
 
-/* The size of region `name`, 0 if it is not in the table. */
-static uint64_t region_size(vmc_t *c, const char *name)
-{
-	vmc_region_stats_t r;
-
-	for (uint32_t i = 1; i < VMC_MAX_REGIONS; i++)
-		if (!vmc_region_stats(c, i, &r) && !strcmp(r.name, name))
-			return r.size;
-	return 0;
-}
 
 static int run_destroy(const struct vmcctl_cmd *cmd, int argc, char **argv)
 {
