@@ -51,6 +51,10 @@ void pool_rebuild(struct vmc *c)
 	m->free_head = VMC_NIL;
 	for (uint32_t g = c->h.ngranules; g-- > 0;) {
 		struct vmc_granule *e = &c->gran[g];
+		/* a state entered, its old flags not yet cleared (the state byte
+		 * goes first when leaving one): free and quarantined have none */
+		if (e->state == G_FREE || e->state == G_QUARANTINED)
+			e->flags = 0;
 		if (e->state == G_FREE) {
 			e->next = m->free_head;
 			e->owner = VMC_NIL;
