@@ -106,6 +106,13 @@ typedef struct vmc_config {
 				   * Smaller granules waste less memory per VM and cost
 				   * more table entries and, where a VM's granules are not
 				   * contiguous, more mmap calls per attach             */
+	uint64_t populate_limit;  /* vmc/populate_limit: on 4 KiB pages, an attach that maps
+				   * a VM of at most this many committed bytes populates
+				   * its pages (MADV_POPULATE_WRITE, one call per run), so
+				   * the request that follows takes no page fault; a larger
+				   * VM's pages fault in as they are touched.  0: never.
+				   * Default 16M.  (hugetlb and THP map a 2 MiB page per
+				   * granule at once: always populated) */
 	uint64_t span_total;      /* vmc/span_total: the spans of all VMs together (page
 				   * maps take 4 bytes per granule of span).  0 (default):
 				   * max_vms * window_size, at most 2^24 granules         */

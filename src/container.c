@@ -257,6 +257,7 @@ static void init_header(struct vmc *c, const vmc_config_t *cfg, const char *name
 				   cfg->region_space);
 	h->window_granules = (uint32_t)(cfg->window_size >> shift);
 	h->pm_entries = (uint32_t)(cfg->span_total >> shift);
+	h->populate_limit = cfg->populate_limit;
 	h->code_cache_protect = (uint32_t)cfg->code_cache_protect;
 	meta_layout(h, &l);
 	h->off_slots = l.off_slots;

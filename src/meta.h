@@ -176,6 +176,7 @@ struct vmc_meta {
 	uint32_t page_kind, memory_isolation, window_granules, code_cache_protect;
 	uint32_t granule_shift;  /* granules are 1 << granule_shift bytes (12..21) */
 	uint32_t pm_entries;     /* page-map entries of all VMs together */
+	uint64_t populate_limit; /* bytes: 4 KiB pools populate VMs up to this */
 	uint64_t pool_size, window_size, code_cache_size, region_space, reserve_size;
 	uint64_t arena_base, arena_size;
 	uint64_t off_slots, off_granules, off_vms, off_pagemaps, off_regions, off_codemap;
@@ -221,6 +222,7 @@ struct vmc {
 	uint64_t *codemap;       /* used bitmap, then start bitmap               */
 	uint64_t regions_mapped; /* bit r: region r is mapped in this process    */
 	int      code_rw;        /* the code cache's read-write alias is mapped  */
+	int      no_populate_write; /* the kernel has no MADV_POPULATE_WRITE      */
 	struct vmc_window *win;  /* this process's view of its window (window.c) */
 	size_t   meta_len;
 	int      meta_fd, pool_fd;

@@ -39,6 +39,7 @@ static const struct key keys[] = {
 	KEY(window_size,      KEY_SIZE, 0, UINT64_MAX),
 	KEY(granule_size,     KEY_SIZE, 0, 2u << 20),
 	KEY(span_total,       KEY_SIZE, 0, UINT64_MAX),
+	KEY(populate_limit,   KEY_SIZE, 0, UINT64_MAX),
 	KEY(code_cache_size,  KEY_SIZE, 0, UINT64_MAX),
 	KEY(region_space,     KEY_SIZE, 0, UINT64_MAX),
 	KEY(reserve_size,     KEY_SIZE, 0, UINT64_MAX),
@@ -61,6 +62,7 @@ static const vmc_config_t defaults = {
 	.region_space = 64ull << 30, .reserve_size = 0,
 	.max_vms = 256, .max_workers = 64, .worker_cache = 32,
 	.page_kind = VMC_PAGE_AUTO, .memory_isolation = 1, .verbose = 0,
+	.populate_limit = 16ull << 20,
 	.progress = NULL, .progress_arg = NULL,
 };
 

@@ -1,7 +1,7 @@
 /*
  * window.c - the address window: one fixed range at the start of the arena,
  * at the same address in every worker, where the attached VM's granules
- * appear (pool granule page_map[i] at window offset i * 2 MiB).
+ * appear (pool granule page_map[i] at window offset i granules).
  *
  * The process keeps its own record of what each window index maps and with
  * which protection.  window_sync() compares that record with the page map
@@ -11,6 +11,14 @@
  * differs and clears the old VM's tail, so a smaller VM never shows a
  * larger one's memory (invariant 1).  If a call fails half-way the window
  * is cleared whole, so an error never leaves another VM reachable.
+ *
+ * No fault storm after a switch: what a mapping call maps is populated at
+ * once.  2 MiB pages cost one page-table entry per granule (MAP_POPULATE);
+ * on 4 KiB pages, a VM of at most vmc/populate_limit committed bytes gets
+ * writable entries for every page it has (MADV_POPULATE_WRITE, one call
+ * per run: MAP_POPULATE would map a shared mapping read-only, and every
+ * first write would still fault).  With small granules what a VM has
+ * committed is its working set; a bigger VM faults in what it touches.
  */
 #include "window.h"
 #include "pool.h"
@@ -21,6 +29,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 
 int window_init(struct vmc *c)
 {
@@ -155,19 +170,43 @@ static int same_run(const struct want *t, enum op op, uint32_t j)
 	return op != OP_MAP || (at(t, j) & PM_GRANULE) == (at(t, j - 1) & PM_GRANULE) + 1;
 }
 
+/* Map run [i, j) of granules from pool granule g with prot, populated as
+ * the container says (see window_sync).  0 or an errno. */
+static int map_run(struct vmc *c, uint32_t i, uint32_t j, uint32_t g, int prot, int populate)
+{
+	size_t len = (size_t)(j - i) << GSHIFT(c);
+	int flags = MAP_SHARED | MAP_FIXED;
+
+	/* 2 MiB pages: one page-table entry per granule, mapped at once */
+	if (c->h.page_kind != VMC_PAGE_4K || (populate && c->no_populate_write))
+		flags |= MAP_POPULATE;
+	if (os_mmap(window_addr(c, i), len, prot, flags, c->pool_fd, (off_t)g << GSHIFT(c)) ==
+	    MAP_FAILED)
+		return errno;
+	/* 4 KiB pages, writable page-table entries for the run at once (MAP_POPULATE
+	 * of a shared mapping maps them read-only: every first write would fault);
+	 * advice only, never fatal */
+	if (populate && !(flags & MAP_POPULATE) && prot != PROT_NONE &&
+	    os_madvise(window_addr(c, i), len, prot & PROT_WRITE ? MADV_POPULATE_WRITE :
+		       MADV_POPULATE_READ) && errno == EINVAL)
+		c->no_populate_write = 1;   /* a kernel before 5.14: MAP_POPULATE from now */
+	return 0;
+}
+
 int window_sync(struct vmc *c, uint32_t vm, uint32_t lo, uint32_t hi, int keep_deferred)
 {
 	struct vmc_window *w = c->win;
 	struct want t = { NULL, 0 };
-	/* 2 MiB pages: populating a run costs one page-table entry per granule,
-	 * far less than a fault on first touch; 4K pools fault lazily */
-	int populate = c->h.page_kind != VMC_PAGE_4K ? MAP_POPULATE : 0;
 	unsigned shift = GSHIFT(c);
+	int populate = 0;
 	uint32_t i;
 
 	if (vm != VMC_NIL) {
 		t.map = vm_pagemap(c, vm);
 		t.span = VMC_MIN(vm_span(c, vm), w->n);
+		/* the working set of a VM up to vmc/populate_limit: all it has */
+		populate = c->h.page_kind == VMC_PAGE_4K &&
+			   (uint64_t)c->vms[vm].committed << shift <= c->h.populate_limit;
 	}
 	if (w->vm != vm) {   /* another VM's view: every index may differ */
 		lo = 0;
@@ -196,9 +235,7 @@ int window_sync(struct vmc *c, uint32_t vm, uint32_t lo, uint32_t hi, int keep_d
 		if (op == OP_CLEAR)
 			err = clear_range(c, i, j - i);
 		else if (op == OP_MAP)
-			err = os_mmap(window_addr(c, i), len, prot, MAP_SHARED | MAP_FIXED | populate,
-				      c->pool_fd, (off_t)(e & PM_GRANULE) << shift) == MAP_FAILED ?
-			      errno : 0;
+			err = map_run(c, i, j, e & PM_GRANULE, prot, populate);
 		else if (op == OP_PROT)
 			err = os_mprotect(window_addr(c, i), len, prot) ? errno : 0;
 		if (err)
