@@ -308,7 +308,7 @@ int main(int argc, char **argv)
 	int failed = 0;
 
 	pool = bench_env_size("VMC_BENCH_POOL", BENCH_GiB);
-	if (argc > 1 && bench_parse_size(argv[1], &pool)) {
+	if (argc > 1 && vmc_parse_size(argv[1], &pool)) {
 		fprintf(stderr, "usage: %s [POOL_SIZE]   (e.g. 1G, 4G; or VMC_BENCH_POOL)\n",
 			argv[0]);
 		return 2;

@@ -128,34 +128,6 @@ void bench_machine(struct bench_machine *m)
 
 /* ------------------------------------------------------------ env */
 
-int bench_parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	int shift = 0;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (end == s || errno)
-		return -1;
-	switch (*end) {
-	case 0: break;
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
-	default: return -1;
-	}
-	if ((*end == 'i' || *end == 'I') && (end[1] == 'b' || end[1] == 'B'))
-		end += 2;
-	else if (*end == 'b' || *end == 'B')
-		end++;
-	if (*end || (shift && v > (~0ull >> shift)))
-		return -1;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
 uint64_t bench_env_size(const char *name, uint64_t def)
 {
 	const char *s = getenv(name);
@@ -163,7 +135,7 @@ uint64_t bench_env_size(const char *name, uint64_t def)
 
 	if (!s || !*s)
 		return def;
-	if (bench_parse_size(s, &v)) {
+	if (vmc_parse_size(s, &v)) {
 		fprintf(stderr, "%s=%s: not a size (use e.g. 1G, 512M)\n", name, s);
 		exit(2);
 	}
@@ -197,6 +169,7 @@ struct bench_row {
 
 struct bench_report {
 	char bench[32], page_kind[64];
+	struct bench_probe probe;   /* this machine's page-table costs, at the start */
 	struct bench_row rows[MAX_ROWS];
 	int nrows;
 	char *notes[MAX_NOTES];
@@ -212,6 +185,7 @@ struct bench_report *bench_report_new(const char *bench, const char *page_kind)
 	}
 	snprintf(r->bench, sizeof r->bench, "%s", bench);
 	snprintf(r->page_kind, sizeof r->page_kind, "%s", page_kind ? page_kind : "");
+	bench_probe(&r->probe);
 	return r;
 }
 
@@ -354,6 +328,11 @@ static int write_json(const struct bench_report *r, const struct bench_machine *
 	fprintf(f, ", \"nproc\": %ld, \"mem_total\": %llu},\n  \"kernel\": ", m->nproc,
 		(unsigned long long)m->mem_total);
 	json_str(f, m->kernel);
+	fprintf(f, ",\n  \"probe_ns\": {\"syscall\": %.0f, \"fault_4k\": %.0f, "
+		"\"populate_4k\": %.0f, \"munmap_4k\": %.0f, \"mmap\": %.0f, "
+		"\"mprotect_pair\": %.0f}", r->probe.syscall_ns, r->probe.fault_ns,
+		r->probe.populate_ns, r->probe.munmap_ns, r->probe.mmap_ns,
+		r->probe.mprotect_pair_ns);
 	fputs(",\n  \"page_kind\": ", f);
 	json_str(f, r->page_kind);
 	fputs(",\n  \"rows\": [", f);
@@ -430,6 +409,11 @@ int bench_report_finish(struct bench_report *r)
 	}
 	printf("\n== %s  (%s)\n", r->bench, date);
 	printf("machine: %s\n", m.line);
+	printf("probe: system call %.0f ns, minor fault %.0f ns/page (4 KiB shmem), "
+	       "MADV_POPULATE_WRITE %.0f ns/page, munmap %.0f ns/page, mmap %.0f ns, "
+	       "mprotect pair %.0f ns\n", r->probe.syscall_ns, r->probe.fault_ns,
+	       r->probe.populate_ns, r->probe.munmap_ns, r->probe.mmap_ns,
+	       r->probe.mprotect_pair_ns);
 	printf("page kind: %s\n\n", r->page_kind);
 	printf("  %-46s %12s %-8s %22s %4s  %s\n", "name", "median", "unit", "min .. max",
 	       "runs", "ratio");

@@ -46,16 +46,22 @@ struct bench_machine {
 };
 void bench_machine(struct bench_machine *m);
 
+/* What page-table work costs here (benchprobe.c), measured when a report
+ * starts and printed with it: a system call; a first touch of an
+ * allocated 4 KiB shmem page (a minor fault), MADV_POPULATE_WRITE and
+ * munmap of a populated page, each per page; an mmap of a memfd range; an
+ * mprotect pair on a populated page.  All in ns. */
+struct bench_probe {
+	double syscall_ns, fault_ns, populate_ns, munmap_ns, mmap_ns, mprotect_pair_ns;
+};
+void bench_probe(struct bench_probe *out);
+
 /* Environment knobs shared by the benchmarks.
  * bench_env_size: parse $name ("1G", "512M", "4096"); def if unset.
  * Exits with a message if the value is malformed.
  * bench_env_int: likewise for a plain integer. */
 uint64_t bench_env_size(const char *name, uint64_t def);
 long bench_env_int(const char *name, long def);
-
-/* Parse a size with an optional K/M/G/T suffix (powers of 1024).
- * Returns 0 on success, -1 if malformed. */
-int bench_parse_size(const char *s, uint64_t *out);
 
 /* Format a byte count as "1 GiB", "512 MiB", ... into buf. */
 const char *bench_fmt_size(uint64_t bytes, char *buf, size_t n);

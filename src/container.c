@@ -341,7 +341,7 @@ static int create_as(const char *name, const vmc_config_t *asked, int kind, vmc_
 	struct vmc *c;
 	char mpath[300] = "", ppath[sizeof c->h.pool_path] = "";
 	vmc_config_t shaped, *cfg = &shaped;
-	unsigned shift;
+	unsigned shift = 0;
 	int err;
 
 	if ((err = shape(asked, kind, &shaped, &shift)))
