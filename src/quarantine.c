@@ -56,14 +56,17 @@ void quarantine_add(struct vmc *c, uint32_t g, uint32_t mapper)
 	CNT_ADD(&m->nquarantined, 1);
 }
 
-/* May g leave quarantine?  A slot of a dead process blocks nothing. */
+/* May g leave quarantine?  No liveness check here (it reads /proc: far too
+ * slow for every release of a lazy container): a dead worker's slot blocks
+ * until recovery frees it, which happens at the latest when the pool runs
+ * dry (pool.c ensure_cached), so it never starves a commit. */
 static int reachable(struct vmc *c, const struct vmc_granule *e)
 {
 	for (uint32_t s = 0; s < c->h.max_workers; s++) {
 		struct vmc_slot *sl = &c->slots[s];
 		if (__atomic_load_n(&sl->window_vm, __ATOMIC_SEQ_CST) == e->owner &&
 		    __atomic_load_n(&sl->window_epoch, __ATOMIC_SEQ_CST) < e->epoch &&
-		    sl->pid && worker_alive(c, s))
+		    __atomic_load_n(&sl->pid, __ATOMIC_RELAXED))
 			return 1;
 	}
 	return 0;

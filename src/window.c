@@ -30,9 +30,6 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#endif
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
@@ -170,27 +167,38 @@ static int same_run(const struct want *t, enum op op, uint32_t j)
 	return op != OP_MAP || (at(t, j) & PM_GRANULE) == (at(t, j - 1) & PM_GRANULE) + 1;
 }
 
-/* Map run [i, j) of granules from pool granule g with prot, populated as
- * the container says (see window_sync).  0 or an errno. */
+/* Map run [i, j) of granules from pool granule g with prot; 2 MiB pages
+ * are populated at once (one page-table entry per granule).  0 or an
+ * errno. */
 static int map_run(struct vmc *c, uint32_t i, uint32_t j, uint32_t g, int prot, int populate)
 {
 	size_t len = (size_t)(j - i) << GSHIFT(c);
 	int flags = MAP_SHARED | MAP_FIXED;
 
-	/* 2 MiB pages: one page-table entry per granule, mapped at once */
 	if (c->h.page_kind != VMC_PAGE_4K || (populate && c->no_populate_write))
 		flags |= MAP_POPULATE;
 	if (os_mmap(window_addr(c, i), len, prot, flags, c->pool_fd, (off_t)g << GSHIFT(c)) ==
 	    MAP_FAILED)
 		return errno;
-	/* 4 KiB pages, writable page-table entries for the run at once (MAP_POPULATE
-	 * of a shared mapping maps them read-only: every first write would fault);
-	 * advice only, never fatal */
-	if (populate && !(flags & MAP_POPULATE) && prot != PROT_NONE &&
-	    os_madvise(window_addr(c, i), len, prot & PROT_WRITE ? MADV_POPULATE_WRITE :
-		       MADV_POPULATE_READ) && errno == EINVAL)
-		c->no_populate_write = 1;   /* a kernel before 5.14: MAP_POPULATE from now */
 	return 0;
+}
+
+/* A stretch of window indices [lo, hi) that map_run mapped read-write on
+ * 4 KiB pages, to populate in one call however many runs it took. */
+struct stretch {
+	uint32_t lo, hi;
+};
+
+/* Writable page-table entries for the stretch (MAP_POPULATE of a shared
+ * mapping maps them read-only: every first write would fault).  Advice
+ * only, never fatal. */
+static void populate(struct vmc *c, struct stretch *s)
+{
+	if (s->hi > s->lo && !c->no_populate_write &&
+	    os_madvise(window_addr(c, s->lo), (size_t)(s->hi - s->lo) << GSHIFT(c),
+		       MADV_POPULATE_WRITE) && errno == EINVAL)
+		c->no_populate_write = 1;   /* a kernel before 5.14: MAP_POPULATE from now */
+	s->lo = s->hi = 0;
 }
 
 int window_sync(struct vmc *c, uint32_t vm, uint32_t lo, uint32_t hi, int keep_deferred)
@@ -198,15 +206,16 @@ int window_sync(struct vmc *c, uint32_t vm, uint32_t lo, uint32_t hi, int keep_d
 	struct vmc_window *w = c->win;
 	struct want t = { NULL, 0 };
 	unsigned shift = GSHIFT(c);
-	int populate = 0;
+	struct stretch st = { 0, 0 };
+	int pop = 0;
 	uint32_t i;
 
 	if (vm != VMC_NIL) {
 		t.map = vm_pagemap(c, vm);
 		t.span = VMC_MIN(vm_span(c, vm), w->n);
 		/* the working set of a VM up to vmc/populate_limit: all it has */
-		populate = c->h.page_kind == VMC_PAGE_4K &&
-			   (uint64_t)c->vms[vm].committed << shift <= c->h.populate_limit;
+		pop = c->h.page_kind == VMC_PAGE_4K &&
+		      (uint64_t)c->vms[vm].committed << shift <= c->h.populate_limit;
 	}
 	if (w->vm != vm) {   /* another VM's view: every index may differ */
 		lo = 0;
@@ -234,8 +243,15 @@ int window_sync(struct vmc *c, uint32_t vm, uint32_t lo, uint32_t hi, int keep_d
 		int prot = e != VMC_NIL ? prot_of[(e & PM_PROT_MASK) >> PM_PROT_SHIFT] : PROT_NONE;
 		if (op == OP_CLEAR)
 			err = clear_range(c, i, j - i);
-		else if (op == OP_MAP)
-			err = map_run(c, i, j, e & PM_GRANULE, prot, populate);
+		else if (op == OP_MAP && !(err = map_run(c, i, j, e & PM_GRANULE, prot, pop)) &&
+			 pop && c->h.page_kind == VMC_PAGE_4K) {
+			if (prot != (PROT_READ | PROT_WRITE) || st.hi != i)
+				populate(c, &st);
+			if (prot == (PROT_READ | PROT_WRITE)) {
+				st.lo = st.hi ? st.lo : i;
+				st.hi = j;
+			}
+		}
 		else if (op == OP_PROT)
 			err = os_mprotect(window_addr(c, i), len, prot) ? errno : 0;
 		if (err)
@@ -248,6 +264,7 @@ int window_sync(struct vmc *c, uint32_t vm, uint32_t lo, uint32_t hi, int keep_d
 		}
 		i = j;
 	}
+	populate(c, &st);
 	if (end > w->ext)
 		w->ext = end;
 	while (w->ext && w->map[w->ext - 1] == VMC_NIL)

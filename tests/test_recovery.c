@@ -72,14 +72,12 @@ enum point {
 	P_RELEASE_MMAP,       /* release of index 1, at the mmap that clears it     */
 	P_DESTROY_MMAP,       /* vmc_vm_destroy(A), at its first mmap              */
 	P_COMMIT_DRY_OPEN,    /* commit that drains the pool and looks for dead workers */
-	P_REAP_OPEN,          /* attach that reaps the quarantine under the pool lock */
 	P_COUNT
 };
 
 static const char *const point_name[P_COUNT] = {
 	"attach/mmap", "re-attach/mprotect", "detach/mprotect", "plain kill -9",
 	"commit/mmap", "release/mmap", "destroy/mmap", "commit(dry)/open",
-	"attach(reap)/open",
 };
 
 struct kp {
@@ -155,10 +153,6 @@ static int kill_child(void *p)
 		vmc_os_inject(VMC_OS_OPEN, (uint64_t)k->nth, VMC_OS_KILL_SELF);
 		err = vmc_commit(c, at(base, 8), 5 * G, 0);
 		break;
-	case P_REAP_OPEN:
-		vmc_os_inject(VMC_OS_OPEN, (uint64_t)k->nth, VMC_OS_KILL_SELF);
-		err = vmc_attach(c, k->y, &base);
-		break;
 	default:
 		return 6;
 	}
@@ -169,67 +163,27 @@ static int kill_child(void *p)
 	return SURVIVED;
 }
 
-/* A blocker for the reap case: attaches X, detaches lazily, then waits. */
-struct blocker { vmc_t *c; uint32_t x; int ready[2], go[2]; };
-
-static int blocker_main(void *p)
-{
-	struct blocker *b = p;
-	void *base;
-	char ch;
-	int err;
-	close(b->go[1]);   /* so that the parent's close is an EOF here */
-	err = vmc_attach(b->c, b->x, &base);
-	if (!err)
-		err = vmc_detach(b->c, b->x);
-	if (write(b->ready[1], &err, sizeof err) != sizeof err)
-		return 2;
-	if (read(b->go[0], &ch, 1) < 0)
-		return 3;
-	return vmc_close(b->c) ? 4 : 0;
-}
-
 /* One kill case; returns 1 if the child died at the injection point, 0 if
  * it got through (nth is past the last call of that kind), -1 on a setup
  * failure. */
 static int kill_case(int strict, enum point point, int nth, int how)
 {
 	vmc_t *c = make("kill", strict, 64 * MiB, point == P_COMMIT_DRY_OPEN ? 16 * MiB : 32 * MiB);
-	struct blocker bl = { 0 };
-	pid_t blocker = 0;
-	vmc_stats_t s0, s;
+	vmc_stats_t s;
 	void *base;
 	int died = -1;
 	if (!c)
 		return -1;
 	struct kp k = { c, mkvm(c, "victim-A", 32 * MiB), mkvm(c, "donor-D", 32 * MiB),
 			mkvm(c, "reap-Y", 32 * MiB), point, nth, { -1, -1 } };
-	uint32_t x = mkvm(c, "quar-X", 32 * MiB);
-	uint32_t victim = point == P_REAP_OPEN ? k.y : k.a;
+	uint32_t victim = k.a;
 	/* A: two runs, indices 0-1 and 4-5 */
-	if (k.a == VMC_NIL || k.d == VMC_NIL || k.y == VMC_NIL || x == VMC_NIL ||
+	if (k.a == VMC_NIL || k.d == VMC_NIL || k.y == VMC_NIL ||
 	    commit_fill(c, k.a, 0, 2) || commit_fill(c, k.a, 4, 2))
 		goto out;
 	if (point != P_COMMIT_DRY_OPEN && commit_fill(c, k.y, 0, 1))
 		goto out;
-	if (point == P_REAP_OPEN) {
-		/* a quarantined granule of X, held back by a live lazy worker */
-		int err = -1;
-		if (commit_fill(c, x, 0, 2) || pipe(bl.ready) || pipe(bl.go))
-			goto out;
-		bl.c = c;
-		bl.x = x;
-		blocker = test_fork(blocker_main, &bl);
-		if (read(bl.ready[0], &err, sizeof err) != sizeof err || err ||
-		    vmc_attach(c, x, &base) || vmc_release(c, at(base, 1), G, 0) ||
-		    vmc_detach(c, x))
-			goto out;
-		if (vmc_stats(c, &s) || s.quarantined != 1)
-			goto out;
-	}
 	if (pipe(k.ready))
-		goto out;
-	if (vmc_stats(c, &s0))
 		goto out;
 
 	pid_t pid = test_fork(kill_child, &k);
@@ -264,11 +218,7 @@ static int kill_case(int strict, enum point point, int nth, int how)
 	CHECK_EQ(vmc_attached(c), VMC_NO_VM);
 	CHECK(accounted(c));
 	CHECK_EQ(vmc_stats(c, &s), 0);
-	CHECK_EQ(s.workers, point == P_REAP_OPEN ? 2 : 1);
-	if (point == P_REAP_OPEN) {
-		CHECK(s.lock_repairs > s0.lock_repairs);   /* it died holding the pool lock */
-		CHECK_EQ(s.quarantined, 1);                /* the blocker still shows X */
-	}
+	CHECK_EQ(s.workers, 1);
 	/* other VMs are untouched and usable */
 	if (point != P_COMMIT_DRY_OPEN && victim != k.y) {
 		CHECK_EQ(vmc_attach(c, k.y, &base), 0);
@@ -314,31 +264,12 @@ static int kill_case(int strict, enum point point, int nth, int how)
 	/* gone: the granules come back */
 	CHECK_EQ(vmc_vm_destroy(c, victim), 0);
 	CHECK(accounted(c));
-	if (blocker) {
-		close(bl.go[1]);
-		bl.go[1] = -1;
-		CHECK_EQ(test_wait(blocker), 0);
-		blocker = 0;
-		CHECK_EQ(vmc_attach(c, x, &base), 0);   /* the quarantine drains */
-		CHECK_EQ(vmc_detach(c, x), 0);
-	}
 	CHECK_EQ(vmc_recover(c, NULL), 0);
 	CHECK_EQ(vmc_stats(c, &s), 0);
 	CHECK_EQ(s.quarantined, 0);
 	CHECK_EQ(s.workers, 1);
 	CHECK(accounted(c));
 out:
-	if (blocker) {
-		kill(blocker, SIGKILL);
-		test_wait(blocker);
-	}
-	if (bl.ready[0] > 0) {
-		close(bl.ready[0]);
-		close(bl.ready[1]);
-		close(bl.go[0]);
-		if (bl.go[1] >= 0)
-			close(bl.go[1]);
-	}
 	if (died < 0)
 		fprintf(stderr, "  setup of %s #%d failed: %s\n", point_name[point], nth,
 			vmc_errmsg());
@@ -373,7 +304,6 @@ TEST(kill_while_attached_strict) { kill_case(1, P_PLAIN, 1, VMC_RECLAIM_KEEP);
 				   kill_case(1, P_PLAIN, 1, VMC_RECLAIM_RESET); }
 TEST(kill_while_attached_lazy) { kill_case(0, P_PLAIN, 1, VMC_RECLAIM_KEEP);
 				 kill_case(0, P_PLAIN, 1, VMC_RECLAIM_RESET); }
-TEST(kill_in_attach_holding_pool_lock) { kill_points(0, P_REAP_OPEN, 1); }
 TEST(kill_in_commit_mmap_strict) { kill_points(1, P_COMMIT_MMAP, 1); }
 TEST(kill_in_commit_mmap_lazy) { kill_points(0, P_COMMIT_MMAP, 1); }
 /* the container-wide budget may refuse the commit before the pool runs
@@ -613,7 +543,6 @@ int main(void)
 	RUN(kill_in_detach_mprotect_strict);
 	RUN(kill_while_attached_strict);
 	RUN(kill_while_attached_lazy);
-	RUN(kill_in_attach_holding_pool_lock);
 	RUN(kill_in_commit_mmap_strict);
 	RUN(kill_in_commit_mmap_lazy);
 	RUN(kill_in_commit_dry_pool);
