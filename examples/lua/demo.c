@@ -85,10 +85,12 @@ static void page_kind_line(struct vl_host *h, const char *asked)
 	else
 		printf(": %ld free 2 MiB hugepages, %ld needed; shmem THP is \"%s\")\n",
 		       caps.hugepages_free, need, caps.thp_shmem_setting);
+	printf("  granule %zu KiB: a tenant's memory grows by that much\n",
+	       vmc_granule_size(vl_host_vmc(h)) >> 10);
 	if (st.page_kind == VMC_PAGE_HUGETLB || asked)
 		return;
 	vmcctl_path(ctl, sizeof ctl);
-	printf("  with hugepages an attach maps 2 MiB at a time, with far fewer page faults; "
+	printf("  with hugepages an attach fills one page table entry per 2 MiB, not 512; "
 	       "%s`%s hugepages %ld` reserves them, then run this again\n",
 	       geteuid() == 0 ? "you are root: " : "as root, ", ctl, need);
 }
@@ -171,6 +173,7 @@ static int run_mode(const struct vl_demo_opts *o, int m, struct mode_result *mr)
 	ho.workers = o->workers;
 	ho.isolation = modes[m].iso;
 	ho.page_kind = o->page_kind;
+	ho.granule = o->granule;
 	ho.pool_size = 128ull << 20;
 	ho.quiet = 1;
 	snprintf(name, sizeof name, "vmc-lua-%d-%s", (int)getpid(), modes[m].col);
@@ -289,9 +292,9 @@ static void table(const struct mode_result *r)
 	}
 	printf("\n\nrequest times are round trips through the socket, measured by the load "
 	       "generator;\nattach times are measured around vmc_attach in the workers; system "
-	       "calls are vmc's\n(vmc_syscalls) and page faults are minor faults (getrusage) of "
-	       "the processes that\nran the requests; memory in use is their private memory "
-	       "plus the VMs' granules.\n");
+	       "calls are vmc's\n(vmc_syscalls) and page faults are %s of the processes\nthat "
+	       "ran the requests; memory in use is their private memory plus the VMs' "
+	       "granules.\n", vl_fault_source());
 }
 
 int vl_demo(const struct vl_demo_opts *o)

@@ -99,6 +99,10 @@ static int make_container(struct vl_host *h, char *err, size_t n)
 		snprintf(err, n, "page kind: %s", vmc_errmsg());
 		return -1;
 	}
+	if (o->granule && vmc_config_set(&cfg, "granule_size", o->granule)) {
+		snprintf(err, n, "granule: %s", vmc_errmsg());
+		return -1;
+	}
 	if (!o->private_c)
 		snprintf(h->name, sizeof h->name, "%s", o->name ? o->name : "");
 	if (!o->private_c && !o->name)

@@ -18,7 +18,7 @@ static const char usage[] =
 "usage: vmc-lua --serve SOCKET [--tenants DIR] [--workers N] [options]\n"
 "       vmc-lua --client SOCKET\n"
 "       vmc-lua --control SOCKET.ctl COMMAND...\n"
-"       vmc-lua --demo [--workers N] [--requests N] [--conns N] [--page-kind K]\n"
+"       vmc-lua --demo [--workers N] [--requests N] [--conns N] [--page-kind K] [--granule G]\n"
 "\n"
 "A prefork multi-tenant Lua 5.4 host on vmc.  Each tenant is a Lua script that\n"
 "defines handle(request); its lua_State and whole heap live in a VM of a vmc\n"
@@ -63,6 +63,8 @@ static const char usage[] =
 "                    16; 1: one attach per request)\n"
 "  --pool SIZE       the container's pool, all funded (default 512M)\n"
 "  --page-kind K     auto (default), hugetlb, thp or 4k\n"
+"  --granule SIZE    the unit a tenant's memory grows by, on 4k pages: a power of\n"
+"                    two from 4K to 2M (default 64K; hugetlb and thp: 2M)\n"
 "  --no-clone        make each tenant from scratch, not as a clone of a template\n"
 "  --mode M          vmc (default); oneproc or procs: the baselines of bench_lua\n"
 "                    (all tenants in the dispatcher on malloc; one process per tenant)\n"
@@ -173,7 +175,7 @@ static int recover_policy(const char *v, int *out)
 int main(int argc, char **argv)
 {
 	struct vl_host_opts ho;
-	struct vl_demo_opts d = { VMC_LUA_TENANTS, 2, 4000, 8, NULL };
+	struct vl_demo_opts d = { VMC_LUA_TENANTS, 2, 4000, 8, NULL, NULL };
 	const char *sock = NULL, *client_sock = NULL, *ctl = NULL;
 	int demo = 0, workers = -1;
 	uint64_t v;
@@ -222,6 +224,8 @@ int main(int argc, char **argv)
 			ho.pool_size = v;
 		} else if (!strcmp(a, "--page-kind")) {
 			ho.page_kind = d.page_kind = val;
+		} else if (!strcmp(a, "--granule")) {
+			ho.granule = d.granule = val;
 		} else if (!strcmp(a, "--timeout")) {
 			ho.timeout_ms = atoi(val) * 1000;
 		} else if (!strcmp(a, "--mode") && !strcmp(val, "vmc")) {

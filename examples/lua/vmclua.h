@@ -172,6 +172,7 @@ struct vl_host_opts {
 	uint64_t    limit;         /* default tenant memory limit, bytes */
 	uint64_t    budget;        /* default CPU budget per request, Lua instructions; 0: none */
 	const char *page_kind;     /* NULL: the profile's (auto) */
+	const char *granule;       /* vmc/granule_size ("64K", 4k pages only); NULL: the profile's */
 	int         timeout_ms;    /* kill -9 a worker whose request runs longer; 0: never */
 	int         quiet;         /* 1: no notices on stderr */
 };
@@ -271,7 +272,7 @@ struct vl_run_stats {
 	uint64_t attaches;       /* batches: one attach each */
 	uint64_t affinity_hits;  /* attaches that made no system call */
 	uint64_t syscalls;       /* vmc_syscalls() of those processes */
-	uint64_t minflt;         /* their minor page faults (getrusage) */
+	uint64_t minflt;         /* their page faults (vl_minflt) */
 	double   attach_p50_us, attach_p99_us;   /* from exact samples; 0 if none */
 };
 
@@ -326,7 +327,7 @@ struct vl_ans {
 	uint32_t attach_sys;      /* system calls that attach made */
 	uint32_t pad;
 	uint64_t syscalls;        /* the worker's vmc_syscalls() after the request */
-	uint64_t minflt;          /* its minor faults (getrusage) after the request */
+	uint64_t minflt;          /* its page faults (vl_minflt) after the request */
 };
 #define VL_MSG_MAX (sizeof(struct vl_msg) + VL_NAME_MAX + 1 + VL_LINE_MAX + \
 		    VL_BATCH_MAX * sizeof(struct vl_sub))
@@ -409,14 +410,15 @@ int vl_loadgen_wait(pid_t pid, int stopfd, struct vl_lg_result *res);   /* 0 or 
 struct vl_demo_opts {
 	const char *tenants;     /* directory of *.lua tenants */
 	int workers, requests, conns;
-	const char *page_kind;
+	const char *page_kind, *granule;
 };
 int vl_demo(const struct vl_demo_opts *o);
 
 /* ------------------------------------------------------------------ util */
 double   vl_now(void);        /* CLOCK_MONOTONIC seconds */
 uint64_t vl_now_ns(void);
-uint64_t vl_minflt(void);     /* this process's minor page faults so far (getrusage) */
+uint64_t vl_minflt(void);     /* page faults this process took so far (util.c: perf traps) */
+const char *vl_fault_source(void);   /* what vl_minflt counts, in words */
 int      vl_parse_size(const char *s, uint64_t *out);   /* 4096, 64K, 8M, 1G */
 int      vl_parse_count(const char *s, uint64_t *out);  /* 1000, 50M (10^6), 2G (10^9) */
 /* The p-quantile (0..1) of v[0..n-1], interpolated between neighbours
