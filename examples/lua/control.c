@@ -11,9 +11,11 @@
  *   stats --json    the same as one line of JSON
  *   reload NAME     run NAME's script again (its file), in its state
  *   reset NAME      give NAME a fresh state from its template
+ *   hibernate NAME  put NAME's VM into an image file now (its next request
+ *                   wakes it); needs --mode vmc
  *   help            this list
  *
- * reload and reset answer "OK ..." or "ERR ..." when they are over (the
+ * reload, reset and hibernate answer "OK ..." or "ERR ..." when they are over (the
  * tenant's requests queued before them are served first).
  */
 #include "vmclua.h"
@@ -23,11 +25,12 @@
 #include <string.h>
 
 static const char help[] =
-	"commands: stats | stats --json | reload NAME | reset NAME | help\n"
+	"commands: stats | stats --json | reload NAME | reset NAME | hibernate NAME | help\n"
 	"  stats         per tenant and per worker figures (a table; ends with an empty line)\n"
 	"  stats --json  the same, one line of JSON\n"
 	"  reload NAME   read NAME's script again and run it in its state (globals stay)\n"
-	"  reset NAME    a fresh state for NAME: a clone of its template, and the script\n";
+	"  reset NAME    a fresh state for NAME: a clone of its template, and the script\n"
+	"  hibernate NAME  NAME's memory to an image file now; its next request wakes it\n";
 
 struct pending { vl_text_fn *done; void *arg; };
 
@@ -63,14 +66,16 @@ void vl_control(struct vl_host *h, const char *line, size_t len, vl_text_fn *don
 		else
 			say(done, arg, "ERR %s\n", "out of memory");
 		free(rep);
-	} else if ((!strcmp(cmd, "reload") || !strcmp(cmd, "reset")) && words == 2) {
+	} else if ((!strcmp(cmd, "reload") || !strcmp(cmd, "reset") || !strcmp(cmd, "hibernate")) &&
+		   words == 2) {
 		struct pending *x = malloc(sizeof *x);
 		if (!x) {
 			say(done, arg, "ERR %s\n", "out of memory");
 			return;
 		}
 		*x = (struct pending){ done, arg };
-		vl_host_admin(h, !strcmp(cmd, "reload") ? VL_OP_RELOAD : VL_OP_RESET, name, op_done, x);
+		vl_host_admin(h, !strcmp(cmd, "reload") ? VL_OP_RELOAD :
+			      !strcmp(cmd, "reset") ? VL_OP_RESET : VL_OP_HIBERNATE, name, op_done, x);
 	} else {
 		say(done, arg, "ERR unknown command '%s' (help lists them)\n", buf);
 	}

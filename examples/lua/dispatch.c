@@ -17,7 +17,8 @@
  *     queue go to the worker together, up to --batch of them, in one
  *     message, and the worker serves them in one attachment;
  *   - an operation waits until its tenant has nothing in flight, then runs
- *     as a job while the requests behind it wait.
+ *     as a job while the requests behind it wait; a hibernation
+ *     (hibernate.c) goes to a worker instead, alone in its message.
  * A worker has up to VL_DEPTH messages queued.  With no workers (or in the
  * oneproc baseline) the dispatcher runs the requests itself, the same way.
  */
@@ -79,7 +80,7 @@ struct req *host_new_req(struct vl_host *h, int ti, int op, const char *body, si
 	return r;
 }
 
-static void enqueue(struct vl_host *h, struct req *r)
+void host_enqueue(struct vl_host *h, struct req *r)
 {
 	struct tenant *t = &h->t[r->tenant];
 	r->next = NULL;
@@ -116,7 +117,10 @@ struct req *host_dequeue(struct vl_host *h, struct tenant *t)
 void host_finish(struct vl_host *h, struct req *r, const struct vl_reply *rep, int worker)
 {
 	struct tenant *t = &h->t[r->tenant];
+	if (r->op == VL_OP_HIBERNATE)
+		host_hibernate_done(h, r, rep);
 	if (r->op == VL_OP_REQUEST) {
+		t->idle_since = vl_now_ns();
 		t->served++;
 		t->errors += rep->err != 0;
 		t->budget_kills += rep->kind == VL_R_BUDGET;
@@ -172,6 +176,8 @@ static int batch_size(struct vl_host *h, const struct tenant *t)
 {
 	size_t bytes = 0;
 	int n = 0;
+	if (t->qh->op == VL_OP_HIBERNATE)
+		return 1;
 	for (const struct req *r = t->qh; r && r->op == VL_OP_REQUEST && n < h->o.batch &&
 	     r->pin == t->qh->pin && (!n || bytes + r->len <= VL_LINE_MAX); r = r->next) {
 		bytes += r->len;
@@ -186,8 +192,11 @@ static int send_batch(struct vl_host *h, int wi, int ti)
 	struct worker *w = &h->w[wi];
 	struct tenant *t = &h->t[ti];
 	int n = batch_size(h, t);
-	struct vl_msg m = { .vm = t->vm, .tlen = (uint16_t)strlen(t->name), .n = (uint16_t)n,
-			    .budget = t->budget };
+	int op = t->qh->op;
+	if (op == VL_OP_REQUEST)
+		host_waking(h, t);
+	struct vl_msg m = { .vm = t->vm, .tlen = (uint16_t)strlen(t->name), .n = (uint8_t)n,
+			    .op = (uint8_t)op, .budget = t->budget };
 	struct vl_sub sub[VL_BATCH_MAX];
 	struct iovec iov[2 + 2 * VL_BATCH_MAX] = { { &m, sizeof m }, { t->name, m.tlen } };
 	struct req *r = t->qh;
@@ -247,6 +256,12 @@ static void run_here(struct vl_host *h, int ti)
 		len[i] = r[i]->len;
 	}
 	vl_log_prefix("dispatcher %s", t->name);
+	if (r[0]->op == VL_OP_HIBERNATE) {
+		vl_vm_hibernate(h->c, t->vm, t->budget, &h->reply);
+		host_finish(h, r[0], &h->reply, -1);
+		return;
+	}
+	host_waking(h, t);
 	if (t->L)
 		vl_plain_serve(t->L, t->budget, n, body, len, &h->reply, own_served, &x);
 	else
@@ -264,7 +279,11 @@ static void serve_tenant(struct vl_host *h, int ti)
 	struct tenant *t = &h->t[ti];
 	while (t->qh) {
 		struct req *r = t->qh;
-		if (r->op != VL_OP_REQUEST) {
+		if (r->op == VL_OP_HIBERNATE && (t->inflight || t->job))
+			return;
+		if (r->op == VL_OP_HIBERNATE && !host_hibernate_admit(h, ti))
+			continue;
+		if (r->op != VL_OP_REQUEST && r->op != VL_OP_HIBERNATE) {
 			if (t->inflight || t->job || maint_start(h, ti))
 				return;
 			continue;
@@ -328,7 +347,7 @@ void vl_host_submit(struct vl_host *h, const char *tenant, size_t tlen, const ch
 		vl_reply_set(rep, 1, "dispatcher out of memory");
 	else {
 		r->pin = pin;
-		enqueue(h, r);
+		host_enqueue(h, r);
 		host_dispatch(h);
 		return;
 	}
@@ -344,7 +363,7 @@ void host_queue_op(struct vl_host *h, int ti, int op, vl_done_fn *done, void *ar
 			done(arg, &h->reply, -1);
 		return;
 	}
-	enqueue(h, r);
+	host_enqueue(h, r);
 	host_dispatch(h);
 }
 

@@ -103,6 +103,15 @@ static int make_container(struct vl_host *h, char *err, size_t n)
 		snprintf(err, n, "granule: %s", vmc_errmsg());
 		return -1;
 	}
+	/* hibernated tenants wake in whichever worker attaches them next */
+	if (o->hibernate_after_ms && vmc_config_set(&cfg, "wake_on_attach", "1")) {
+		snprintf(err, n, "hibernation: %s", vmc_errmsg());
+		return -1;
+	}
+	if (o->hibernate_dir && vmc_config_set(&cfg, "hibernate_dir", o->hibernate_dir)) {
+		snprintf(err, n, "hibernate directory: %s", vmc_errmsg());
+		return -1;
+	}
 	if (!o->private_c)
 		snprintf(h->name, sizeof h->name, "%s", o->name ? o->name : "");
 	if (!o->private_c && !o->name)
@@ -428,6 +437,7 @@ int vl_host_pollfds(struct vl_host *h, struct pollfd *pfd, int max, int *timeout
 		if (h->job[j].pid)
 			pfd[k++] = (struct pollfd){ .fd = h->job[j].fd, .events = POLLIN };
 	maint_watchdog(h, now, timeout_ms);
+	host_hibernate_tick(h, vl_now_ns(), timeout_ms);
 	return k;
 }
 

@@ -42,6 +42,10 @@ struct tenant {
 	int        last;          /* worker that served it last (affinity), or -1 */
 	int        job;           /* a maintenance job runs on it */
 	int        proc;          /* VL_PROCS: its own worker, else -1 */
+	int        hibernated;    /* its VM is an image file (hibernate.c) */
+	int        hib_op;        /* hibernate operations queued or running */
+	uint64_t   idle_since;    /* ns: its last request ended (or it was made) */
+	uint64_t   hibernations, wakes;
 	lua_State *L;             /* VL_ONEPROC */
 	uint64_t   served, errors, budget_kills, nomem, orphans, recoveries, reloads;
 	uint64_t   by_worker[VL_MAX_WORKERS];
@@ -100,6 +104,10 @@ struct vl_host {
 	int      ntpl;
 	void   (*atfork)(void *);
 	void    *atfork_arg;
+	int      hib_ops;         /* hibernate operations queued or running */
+	int      hib_cursor;      /* the tenant the next scan starts at */
+	uint64_t hib_next;        /* ns: the next scan for idle tenants; UINT64_MAX: when
+				   * an operation ends */
 	struct worker own;        /* the figures of requests run in the dispatcher itself */
 	struct vl_reply reply;    /* scratch for the reply being delivered */
 };
@@ -121,12 +129,26 @@ int   host_drain(struct vl_host *h, int wi);
 void  host_push_front(struct vl_host *h, struct req *r);   /* first in its tenant's queue */
 struct req *host_dequeue(struct vl_host *h, struct tenant *t);   /* the head of t's queue */
 void  host_queue_op(struct vl_host *h, int ti, int op, vl_done_fn *done, void *arg);
+void  host_enqueue(struct vl_host *h, struct req *r);     /* last in its tenant's queue */
 struct req *host_new_req(struct vl_host *h, int ti, int op, const char *body, size_t len,
 			 vl_done_fn *done, void *arg);
 /* Deliver reply text to r's done (counted for its tenant) and free r. */
 void  host_finish(struct vl_host *h, struct req *r, const struct vl_reply *rep, int worker);
 void  host_fail(struct vl_host *h, struct req *r, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* hibernate.c */
+/* Queue a hibernation of tenant ti (counted until host_hibernate_done). */
+int   host_hibernate_queue(struct vl_host *h, int ti, vl_done_fn *done, void *arg);
+/* Scan for idle tenants when it is time; lower *timeout_ms to the next scan. */
+void  host_hibernate_tick(struct vl_host *h, uint64_t now, int *timeout_ms);
+/* The hibernation at the head of ti's queue may run (1), or it was answered
+ * and dequeued: already hibernated, no state, requests behind it (0). */
+int   host_hibernate_admit(struct vl_host *h, int ti);
+/* A hibernation ended (from host_finish). */
+void  host_hibernate_done(struct vl_host *h, const struct req *r, const struct vl_reply *rep);
+/* Tenant t is about to be attached: if it was hibernated, this wakes it. */
+void  host_waking(struct vl_host *h, struct tenant *t);
 
 /* maint.c */
 int   maint_start(struct vl_host *h, int ti);   /* the op at the head of ti's queue; -1: later */

@@ -43,7 +43,8 @@ int vl_host_tenant(struct vl_host *h, int i, struct vl_tenant_info *out)
 		.name = t->name, .msg = t->msg ? t->msg : "", .vm = t->vm, .state = t->state,
 		.limit = t->limit, .budget = t->budget, .served = t->served, .errors = t->errors,
 		.budget_kills = t->budget_kills, .nomem = t->nomem, .orphans = t->orphans,
-		.recoveries = t->recoveries, .reloads = t->reloads,
+		.recoveries = t->recoveries, .reloads = t->reloads, .hibernated = t->hibernated,
+		.hibernations = t->hibernations, .wakes = t->wakes,
 	};
 	memcpy(out->by_worker, t->by_worker, sizeof out->by_worker);
 	return 0;
@@ -100,9 +101,21 @@ static void run_stats(struct vl_host *h, int which, struct vl_run_stats *out)
 	free(v);
 }
 
+/* Hibernations, wakes and the tenants hibernated now, over all tenants. */
+static void hib_sums(const struct vl_host *h, uint64_t *hib, uint64_t *wakes, int *now)
+{
+	*hib = *wakes = 0;
+	*now = 0;
+	for (int i = 0; i < h->nt; i++) {
+		*hib += h->t[i].hibernations;
+		*wakes += h->t[i].wakes;
+		*now += h->t[i].hibernated;
+	}
+
 void vl_host_run_stats(struct vl_host *h, struct vl_run_stats *out)
 {
 	run_stats(h, -2, out);
+	hib_sums(h, &out->hibernations, &out->wakes, &out->hibernated);
 }
 
 static uint64_t proc_kb(pid_t pid, const char *file, const char *key)
@@ -151,6 +164,13 @@ uint64_t vl_host_mem_in_use(struct vl_host *h)
 
 static const char *const state_name[] = { "ready", "broken", "orphaned", "maint" };
 
+static const char *tstate(const struct tenant *t)
+{
+	return t->hibernated && t->state == VL_T_READY ? "hibernated" : state_name[t->state];
+}
+
+}
+
 /* A JSON string that is valid whatever the bytes: printable ASCII as it
  * is, everything else as \u00XX (so a byte >= 0x80 of an error message
  * shows as the Latin-1 character of the same number). */
@@ -172,24 +192,31 @@ static void report_json(struct vl_host *h, FILE *f, const char *kind)
 {
 	fprintf(f, "{\"container\":");
 	json_str(f, vl_host_name(h));
+	uint64_t hib, wakes;
+	int hibernated;
+	hib_sums(h, &hib, &wakes, &hibernated);
 	fprintf(f, ",\"page_kind\":\"%s\",\"isolation\":\"%s\",\"affinity\":%d,\"batch\":%d,"
-		"\"tenants\":[", kind, h->o.isolation ? "strict" : "lazy", h->o.affinity, h->o.batch);
+		"\"hibernate_after_ms\":%d,\"hibernated\":%d,\"hibernations\":%llu,\"wakes\":%llu,"
+		"\"tenants\":[", kind, h->o.isolation ? "strict" : "lazy", h->o.affinity, h->o.batch,
+		h->o.hibernate_after_ms, hibernated, (unsigned long long)hib,
+		(unsigned long long)wakes);
 	for (int i = 0; i < h->nt; i++) {
 		struct tenant *t = &h->t[i];
 		uint64_t committed;
 		mem(h, t, &committed);
 		fprintf(f, "%s{\"name\":", i ? "," : "");
 		json_str(f, t->name);
-		fprintf(f, ",\"state\":\"%s\",\"message\":", state_name[t->state]);
+		fprintf(f, ",\"state\":\"%s\",\"message\":", tstate(t));
 		json_str(f, t->msg ? t->msg : "");
 		fprintf(f, ",\"requests\":%llu,\"errors\":%llu,\"budget_kills\":%llu,\"nomem\":%llu,"
 			"\"orphans\":%llu,\"recoveries\":%llu,\"reloads\":%llu,\"committed\":%llu,"
-			"\"limit\":%llu,\"budget\":%llu}",
+			"\"limit\":%llu,\"budget\":%llu,\"hibernations\":%llu,\"wakes\":%llu}",
 			(unsigned long long)t->served, (unsigned long long)t->errors,
 			(unsigned long long)t->budget_kills, (unsigned long long)t->nomem,
 			(unsigned long long)t->orphans, (unsigned long long)t->recoveries,
 			(unsigned long long)t->reloads, (unsigned long long)committed,
-			(unsigned long long)t->limit, (unsigned long long)t->budget);
+			(unsigned long long)t->limit, (unsigned long long)t->budget,
+			(unsigned long long)t->hibernations, (unsigned long long)t->wakes);
 	}
 	fprintf(f, "],\"workers\":[");
 	for (int i = -1, k = 0; i < h->nw; i++) {
@@ -218,15 +245,23 @@ static void report_text(struct vl_host *h, FILE *f, const char *kind)
 	fprintf(f, "container %s: %s pages, %s isolation, %d workers, affinity %s, batches of up "
 		"to %d\n\n", vl_host_name(h), kind, h->o.isolation ? "strict" : "lazy", h->nw,
 		h->o.affinity ? "on" : "off", h->o.batch);
-	fprintf(f, "%-16s %-8s %9s %7s %9s %10s %7s %9s %7s %10s %9s %10s\n", "tenant", "state",
+	if (h->o.hibernate_after_ms) {
+		uint64_t hib, wakes;
+		int now;
+		hib_sums(h, &hib, &wakes, &now);
+		fprintf(f, "hibernation after %.1f s idle: %d of %d tenants hibernated; %llu "
+			"hibernations, %llu wakes\n\n", h->o.hibernate_after_ms / 1000.0, now, h->nt,
+			(unsigned long long)hib, (unsigned long long)wakes);
+	}
+	fprintf(f, "%-16s %-10s %9s %7s %9s %10s %7s %9s %7s %10s %9s %10s\n", "tenant", "state",
 		"requests", "errors", "cpu-kills", "mem-errors", "orphans", "recovered", "reloads",
 		"committed", "limit", "budget");
 	for (int i = 0; i < h->nt; i++) {
 		struct tenant *t = &h->t[i];
 		uint64_t committed;
 		mem(h, t, &committed);
-		fprintf(f, "%-16s %-8s %9llu %7llu %9llu %10llu %7llu %9llu %7llu %6.1f MiB %5llu MiB "
-			"%9.0fM\n", t->name, state_name[t->state], (unsigned long long)t->served,
+		fprintf(f, "%-16s %-10s %9llu %7llu %9llu %10llu %7llu %9llu %7llu %6.1f MiB %5llu MiB "
+			"%9.0fM\n", t->name, tstate(t), (unsigned long long)t->served,
 			(unsigned long long)t->errors, (unsigned long long)t->budget_kills,
 			(unsigned long long)t->nomem, (unsigned long long)t->orphans,
 			(unsigned long long)t->recoveries, (unsigned long long)t->reloads,

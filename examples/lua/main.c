@@ -33,7 +33,7 @@ static const char usage[] =
 "                    container is named vmc-lua-PID (or --name): `vmcctl stat NAME`\n"
 "  --client SOCKET   send stdin, print a reply for each line; waits for them all\n"
 "  --control SOCKET.ctl COMMAND\n"
-"                    stats | stats --json | reload NAME | reset NAME | help\n"
+"                    stats | stats --json | reload NAME | reset NAME | hibernate NAME | help\n"
 "  --demo            what `make run` shows: the sample tenants, 2 workers and the\n"
 "                    built-in load generator, in strict and lazy isolation and on\n"
 "                    malloc in one process, side by side; exit 0 if every reply\n"
@@ -65,6 +65,11 @@ static const char usage[] =
 "  --page-kind K     auto (default), hugetlb, thp or 4k\n"
 "  --granule SIZE    the unit a tenant's memory grows by, on 4k pages: a power of\n"
 "                    two from 4K to 2M (default 64K; hugetlb and thp: 2M)\n"
+"  --hibernate-after SEC  a tenant idle this long (seconds, e.g. 30 or 0.5) goes to\n"
+"                    an image file and its memory back to the pool; its next\n"
+"                    request wakes it, byte for byte (default: never)\n"
+"  --hibernate-dir DIR  where the images go (default: vmc's, /var/tmp/vmc; a tmpfs\n"
+"                    such as /dev/shm is faster, but its images are memory too)\n"
 "  --no-clone        make each tenant from scratch, not as a clone of a template\n"
 "  --mode M          vmc (default); oneproc or procs: the baselines of bench_lua\n"
 "                    (all tenants in the dispatcher on malloc; one process per tenant)\n"
@@ -161,6 +166,17 @@ static int onoff(const char *v, int *out)
 	return 0;
 }
 
+/* "30", "0.5", "2.5s": seconds, at most a day, to milliseconds (> 0). */
+static int seconds_ms(const char *v, int *out)
+{
+	char *end;
+	double sec = strtod(v, &end);
+	if (end == v || (*end && strcmp(end, "s")) || !(sec > 0) || sec > 86400)
+		return -1;
+	*out = (int)(sec * 1000 + 0.5) ? (int)(sec * 1000 + 0.5) : 1;
+	return 0;
+}
+
 static int recover_policy(const char *v, int *out)
 {
 	static const char *const names[] = { "keep", "reset", "manual" };
@@ -226,6 +242,9 @@ int main(int argc, char **argv)
 			ho.page_kind = d.page_kind = val;
 		} else if (!strcmp(a, "--granule")) {
 			ho.granule = d.granule = val;
+		} else if (!strcmp(a, "--hibernate-after") && !seconds_ms(val, &ho.hibernate_after_ms)) {
+		} else if (!strcmp(a, "--hibernate-dir")) {
+			ho.hibernate_dir = val;
 		} else if (!strcmp(a, "--timeout")) {
 			ho.timeout_ms = atoi(val) * 1000;
 		} else if (!strcmp(a, "--mode") && !strcmp(val, "vmc")) {

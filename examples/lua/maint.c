@@ -48,7 +48,7 @@ void vl_host_admin(struct vl_host *h, int op, const char *name, vl_done_fn *done
 	char path[4096], err[256];
 
 	if (h->o.mode != VL_VMC) {
-		vl_reply_set(&h->reply, 1, "reload and reset need --mode vmc");
+		vl_reply_set(&h->reply, 1, "reload, reset and hibernate need --mode vmc");
 		done(arg, &h->reply, -1);
 		return;
 	}
@@ -63,7 +63,12 @@ void vl_host_admin(struct vl_host *h, int op, const char *name, vl_done_fn *done
 		done(arg, &h->reply, -1);
 		return;
 	}
-	host_queue_op(h, ti, op, done, arg);
+	if (op != VL_OP_HIBERNATE)
+		host_queue_op(h, ti, op, done, arg);
+	else if (host_hibernate_queue(h, ti, done, arg)) {
+		vl_reply_set(&h->reply, 1, "dispatcher out of memory");
+		done(arg, &h->reply, -1);
+	}
 }
 
 void maint_orphaned(struct vl_host *h, int ti)
@@ -139,6 +144,7 @@ int maint_start(struct vl_host *h, int ti)
 		return -1;
 	struct req *op = host_dequeue(h, t);
 	int internal = !op->done;
+	host_waking(h, t);    /* the job attaches the VM: that wakes it */
 	if (op->op == VL_OP_CHECK) {
 		kind = J_CHECK;
 		if ((e = vmc_vm_reclaim(h->c, t->vm, VMC_RECLAIM_KEEP))) {

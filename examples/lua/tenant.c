@@ -124,6 +124,41 @@ int vl_vm_serve(vmc_t *c, uint32_t vm, uint64_t budget, int n, const char *const
 	return err;
 }
 
+static int collect(lua_State *L)
+{
+	lua_gc(L, LUA_GCCOLLECT);
+	return 0;
+}
+
+int vl_vm_hibernate(vmc_t *c, uint32_t vm, uint64_t budget, struct vl_reply *r)
+{
+	int err = vl_vm_attach(c, vm);
+	if (err) {
+		vl_reply_set(r, 1, "attach: %s", *vmc_errmsg() ? vmc_errmsg() : vmc_strerror(err));
+		return err;
+	}
+	/* the garbage need not go into the image; a finalizer that runs out of
+	 * the budget only ends the collection early */
+	lua_State *L = vl_vm_state(c);
+	if (L) {
+		vl_sandbox_budget(L, budget);
+		lua_pushcfunction(L, collect);
+		if (lua_pcall(L, 0, 0, 0) != LUA_OK)
+			lua_pop(L, 1);
+	}
+	if ((err = vmc_heap_trim(c, 0)) == 0)
+		err = vmc_detach(c, vm);
+	else
+		vmc_detach(c, vm);
+	if (!err)
+		err = vmc_vm_hibernate(c, vm);
+	if (err)
+		vl_reply_set(r, 1, "hibernate: %s", *vmc_errmsg() ? vmc_errmsg() : vmc_strerror(err));
+	else
+		vl_reply_set(r, 0, "hibernated");
+	return err;
+}
+
 int vl_vm_check(vmc_t *c, char *err, size_t n)
 {
 	vmc_heap_stats_t hs;

@@ -152,6 +152,7 @@ int tenant_fresh_vm(struct vl_host *h, int ti, char *err, size_t n)
 	if (t->vm != VMC_NO_VM && (e = vmc_vm_destroy(h->c, t->vm)))
 		return vmc_err(err, n, "vmc_vm_destroy", e);
 	t->vm = VMC_NO_VM;
+	t->hibernated = 0;    /* its image went with it */
 	return fresh_vm(h, t->name, t->limit, &t->vm, err, n);
 }
 
@@ -206,6 +207,7 @@ static struct tenant *new_tenant(struct vl_host *h, const char *name, uint64_t l
 	t->limit = round_limit(limit ? limit : h->o.limit);
 	t->budget = budget ? budget : h->o.budget;
 	t->owner = t->last = t->proc = t->rprev = t->rnext = -1;
+	t->idle_since = vl_now_ns();
 	return t;
 }
 

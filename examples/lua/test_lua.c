@@ -10,6 +10,9 @@
  *             coroutines, __close) with an error; state and worker live on; work
  *             under the budget (a coroutine living across requests too) is not
  *             touched; a script's header sets its own budget
+ *   hibernate idle tenants go to image files (--hibernate-after) and give their
+ *             memory back; a request wakes one byte for byte; `hibernate NAME`;
+ *             with workers (strict, lazy) and in the dispatcher
  *   all       every one of them
  * test_recover.c has worker deaths, recovery, reload and reset; test_proto.c the
  * protocol over a socket; test_soak.c the soak test.
@@ -418,11 +421,96 @@ static void t_budget(void)
 	budget_run(h, "malloc, in the dispatcher");
 	vl_host_free(h);
 }
+/* ---------------------------------------------------------------- hibernate */
+
+static const char hib_lua[] =
+	"data = {}\n"
+	"for i = 1, 2000 do data[i] = ('x'):rep(i % 50) .. i end\n"
+	"n = 0\n"
+	"function handle(b)\n"
+	"  if b == 'check' then return n .. ':' .. #data .. ':' .. data[1999] end\n"
+	"  n = n + 1 return tostring(n)\n"
+	"end\n";
+
+/* Pump until tenant `name` is hibernated (or 20 s passed). */
+static void await_hibernated(struct vl_host *h, const char *name)
+{
+	struct vl_tenant_info ti;
+	for (double end = vl_now() + 20; tu_info(h, name, &ti), !ti.hibernated && vl_now() < end;)
+		tu_pump(h, 20);
+	CHECK(ti.hibernated, "tenant %s was not hibernated within 20 s of idling", name);
+}
+
+static void hibernate_run(int workers, int iso)
+{
+	char dir[64], cmd[96];
+	struct vl_host_opts o;
+	struct vl_tenant_info ti;
+	vmc_vm_stats_t vs;
+	snprintf(dir, sizeof dir, "/tmp/vmc-lua-test-hib-%d", (int)getpid());
+	tu_opts(&o, workers, iso);
+	o.hibernate_after_ms = 200;
+	o.hibernate_dir = dir;
+	struct vl_host *h = tu_host_opts(&o);
+	vmc_t *c = vl_host_vmc(h);
+	tu_add(h, "a", hib_lua, 0);
+	tu_add(h, "b", hib_lua, 0);
+	tu_call(h, "a", "inc", -1, 0, "1", NULL);
+	tu_call(h, "b", "inc", -1, 0, "1", NULL);
+
+	/* idle: both go to images and hold no granule */
+	await_hibernated(h, "a");
+	await_hibernated(h, "b");
+	CHECK(!vmc_vm_stats(c, tu_vm(h, "a"), &vs) && vs.state == VMC_VM_HIBERNATED &&
+	      vs.committed == 0 && vs.image_bytes > 0, "a: state %d, %llu bytes committed, "
+	      "image %llu bytes", vs.state, (unsigned long long)vs.committed,
+	      (unsigned long long)vs.image_bytes);
+
+	/* a request wakes it, byte for byte; the host counts the wake */
+	tu_call(h, "a", "inc", -1, 0, "2", NULL);
+	tu_call(h, "a", "check", -1, 0, "2:2000:xxxxxxxxx1999", NULL);
+	tu_info(h, "a", &ti);
+	CHECK(!ti.hibernated && ti.wakes == 1 && ti.hibernations == 1,
+	      "a is awake again, and the host knows it: hibernated %d, %llu wakes, %llu "
+	      "hibernations", ti.hibernated, (unsigned long long)ti.wakes,
+	      (unsigned long long)ti.hibernations);
+	tu_info(h, "b", &ti);
+	CHECK(ti.hibernated, "b stays hibernated while a serves");
+
+	/* it goes back to sleep by itself, and on request */
+	await_hibernated(h, "a");
+	tu_admin(h, VL_OP_HIBERNATE, "a", 0, "is hibernated already");
+	tu_call(h, "a", "check", -1, 0, "2:2000:xxxxxxxxx1999", NULL);
+	tu_call(h, "b", "check", -1, 0, "1:2000:xxxxxxxxx1999", NULL);
+
+	struct vl_run_stats rs;
+	vl_host_run_stats(h, &rs);
+	CHECK(rs.hibernations >= 3 && rs.wakes >= 2, "%llu hibernations, %llu wakes",
+	      (unsigned long long)rs.hibernations, (unsigned long long)rs.wakes);
+	char *rep = vl_host_report(h, 0);
+	CHECK(rep && strstr(rep, "hibernation after 0.2 s idle"), "report: %s", rep ? rep : "");
+	free(rep);
+	vl_host_free(h);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	CHECK(system(cmd) == 0, "%s", cmd);
+	printf("hibernate (%d workers, %s): idle tenants hibernated and woke byte for byte; "
+	       "%llu hibernations, %llu wakes\n", workers, iso ? "strict" : "lazy",
+	       (unsigned long long)rs.hibernations, (unsigned long long)rs.wakes);
+}
+
+static void t_hibernate(void)
+{
+	hibernate_run(2, 1);
+	hibernate_run(2, 0);
+	hibernate_run(0, 1);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct tu_test tests[] = {
 		{ "persist", t_persist }, { "parallel", t_parallel }, { "clone", t_clone },
 		{ "memlimit", t_memlimit }, { "error", t_error }, { "budget", t_budget },
+		{ "hibernate", t_hibernate },
 	};
 	return tu_main(argc, argv, tests, (int)(sizeof tests / sizeof tests[0]));
 }

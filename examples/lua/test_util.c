@@ -74,7 +74,8 @@ void tu_admin(struct vl_host *h, int op, const char *name, int want_err, const c
 	for (double end = vl_now() + 30; !a.done && vl_now() < end;)
 		tu_pump(h, 100);
 	CHECK(a.done && a.r.err == want_err && (!want || strstr(a.r.text, want)),
-	      "%s %s -> %s '%s' (wanted %s '%s')", op == VL_OP_RELOAD ? "reload" : "reset", name,
+	      "%s %s -> %s '%s' (wanted %s '%s')", op == VL_OP_RELOAD ? "reload" :
+	      op == VL_OP_RESET ? "reset" : "op", name,
 	      a.r.err ? "ERR" : "OK", a.done ? a.r.text : "(no answer)", want_err ? "ERR" : "OK",
 	      want ? want : "*");
 }

@@ -9,6 +9,8 @@
  *   host.c      the host's life: container, workers, deaths (host.h: its state)
  *   dispatch.c  routing: per-tenant queues, affinity, batches, replies
  *   maint.c     maintenance jobs: reload, reset, the check of an orphan
+ *   hibernate.c idle tenants to image files (--hibernate-after), woken by
+ *               their next request
  *   hoststats.c what the host tells: per tenant, per worker, text and JSON
  *   tenants.c   making tenants: templates, clones
  *   scripts.c   tenants' scripts: files, header lines, directories
@@ -121,6 +123,13 @@ typedef void vl_served_fn(void *arg, int i, const struct vl_reply *r, uint32_t a
 int vl_vm_serve(vmc_t *c, uint32_t vm, uint64_t budget, int n, const char *const *body,
 		const size_t *len, struct vl_reply *r, vl_served_fn *fn, void *arg);
 
+/* Hibernate VM vm (detached, in this process's container): attach it, run
+ * a full collection of its state under the budget, give the heap's free
+ * granules back (vmc_heap_trim), detach, then vmc_vm_hibernate: the VM's
+ * memory goes to an image file and its granules to the pool.  *r gets
+ * "hibernated" or the error.  Returns 0 or the vmc error. */
+int vl_vm_hibernate(vmc_t *c, uint32_t vm, uint64_t budget, struct vl_reply *r);
+
 /* With VM vm attached: the heap check (vmc_heap_stats with check) and then
  * vl_sandbox_check.  0 or -1 (err). */
 int vl_vm_check(vmc_t *c, char *err, size_t n);
@@ -175,6 +184,11 @@ struct vl_host_opts {
 	const char *granule;       /* vmc/granule_size ("64K", 4k pages only); NULL: the profile's */
 	int         timeout_ms;    /* kill -9 a worker whose request runs longer; 0: never */
 	int         quiet;         /* 1: no notices on stderr */
+	int         hibernate_after_ms; /* VL_VMC: hibernate a tenant idle this long (its
+				    * VM to an image file; the next request wakes it);
+				    * 0: never */
+	const char *hibernate_dir; /* where the images go (vmc/hibernate_dir); NULL: the
+				    * profile's */
 };
 void vl_host_opts_init(struct vl_host_opts *o);
 
@@ -240,9 +254,12 @@ int vl_host_call(struct vl_host *h, const char *tenant, const char *body, int pi
  *                 stay, handle is replaced; a broken tenant gets a fresh
  *                 state.  A reload that fails leaves the old code serving.
  *   VL_OP_RESET   a fresh state: a clone of the template, and the script.
+ *   VL_OP_HIBERNATE  its VM to an image file now (vl_vm_hibernate, run by a
+ *                 worker); the next request wakes it.  Needs an idle tenant:
+ *                 skipped ("OK ... busy") when requests wait behind it.
  * done gets "OK ..." or "ERR ..." when it is over.  A reload of a name that
  * is not a tenant adds DIR/NAME.lua if the host was given a directory. */
-enum vl_op { VL_OP_REQUEST = 0, VL_OP_RELOAD, VL_OP_RESET, VL_OP_CHECK };
+enum vl_op { VL_OP_REQUEST = 0, VL_OP_RELOAD, VL_OP_RESET, VL_OP_CHECK, VL_OP_HIBERNATE };
 void vl_host_admin(struct vl_host *h, int op, const char *name, vl_done_fn *done, void *arg);
 
 /* The event loop's share: fill pfd[0..] with the workers' and jobs'
@@ -261,7 +278,9 @@ struct vl_tenant_info {
 	uint32_t    vm;          /* VL_VMC */
 	int         state;       /* enum vl_tstate */
 	uint64_t    limit, budget;
+	int         hibernated;  /* its VM is an image file (--hibernate-after) */
 	uint64_t    served, errors, budget_kills, nomem, orphans, recoveries, reloads;
+	uint64_t    hibernations, wakes;
 	uint64_t    by_worker[VL_MAX_WORKERS];
 };
 
@@ -274,6 +293,9 @@ struct vl_run_stats {
 	uint64_t syscalls;       /* vmc_syscalls() of those processes */
 	uint64_t minflt;         /* their page faults (vl_minflt) */
 	double   attach_p50_us, attach_p99_us;   /* from exact samples; 0 if none */
+	uint64_t hibernations;   /* tenants hibernated (all time) */
+	uint64_t wakes;          /* requests that woke a hibernated tenant (all time) */
+	int      hibernated;     /* tenants hibernated now */
 };
 
 vmc_t      *vl_host_vmc(struct vl_host *h);
@@ -313,7 +335,9 @@ void vl_worker_main(struct vl_host *h, int index, int fd, int tenant) __attribut
  *   struct vl_sub and its body (len bytes). */
 struct vl_msg {
 	uint32_t vm;
-	uint16_t tlen, n;
+	uint16_t tlen;
+	uint8_t  n;              /* requests in the batch (VL_OP_HIBERNATE: one, empty) */
+	uint8_t  op;             /* VL_OP_REQUEST or VL_OP_HIBERNATE */
 	uint64_t budget;
 };
 struct vl_sub {

@@ -12,6 +12,9 @@
  * cost and the worker's running counts of system calls through vmc and of
  * minor page faults, for the dispatcher's figures.
  *
+ * A message may also be an operation: VL_OP_HIBERNATE (hibernate.c) puts
+ * the tenant's VM into an image file; it gets one answer too.
+ *
  * VL_PROCS (the baseline "one process per tenant"): the worker owns one
  * tenant's state on malloc and serves only that tenant.
  *
@@ -58,7 +61,8 @@ static int parse(const char *buf, size_t n, struct vl_msg *m, struct batch *b)
 	if (n < off)
 		return -1;
 	memcpy(m, buf, sizeof *m);
-	if (m->n < 1 || m->n > VL_BATCH_MAX || m->tlen > VL_NAME_MAX || n < off + m->tlen)
+	if (m->n < 1 || m->n > VL_BATCH_MAX || m->tlen > VL_NAME_MAX || n < off + m->tlen ||
+	    (m->op != VL_OP_REQUEST && (m->op != VL_OP_HIBERNATE || m->n != 1)))
 		return -1;
 	off += m->tlen;
 	for (int i = 0; i < m->n; i++) {
@@ -115,7 +119,13 @@ void vl_worker_main(struct vl_host *h, int index, int fd, int tenant)
 			break;
 		}
 		vl_log_prefix("w%d %.*s", index, (int)m.tlen, buf + sizeof m);
-		if (L)
+		if (m.op == VL_OP_HIBERNATE) {
+			if (L)
+				vl_reply_set(&r, 1, "a tenant process does not hibernate");
+			else
+				vl_vm_hibernate(h->c, m.vm, m.budget, &r);
+			answer(&b, 0, &r, 0, 0);
+		} else if (L)
 			vl_plain_serve(L, m.budget, m.n, b.body, b.len, &r, answer, &b);
 		else
 			vl_vm_serve(h->c, m.vm, m.budget, m.n, b.body, b.len, &r, answer, &b);
