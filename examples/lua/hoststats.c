@@ -111,6 +111,7 @@ static void hib_sums(const struct vl_host *h, uint64_t *hib, uint64_t *wakes, in
 		*wakes += h->t[i].wakes;
 		*now += h->t[i].hibernated;
 	}
+}
 
 void vl_host_run_stats(struct vl_host *h, struct vl_run_stats *out)
 {
@@ -167,8 +168,6 @@ static const char *const state_name[] = { "ready", "broken", "orphaned", "maint"
 static const char *tstate(const struct tenant *t)
 {
 	return t->hibernated && t->state == VL_T_READY ? "hibernated" : state_name[t->state];
-}
-
 }
 
 /* A JSON string that is valid whatever the bytes: printable ASCII as it
