@@ -208,7 +208,8 @@ VMC_API int vmc_balloon(vmc_t *c, uint64_t target_unfunded, uint64_t *achieved);
 /* -------------------------------------------------------------------- VMs */
 
 /* VM states (vmc_vm_stats_t.state). */
-enum { VMC_VM_IDLE = 1, VMC_VM_ATTACHED = 2, VMC_VM_ORPHANED = 3 };
+enum { VMC_VM_IDLE = 1, VMC_VM_ATTACHED = 2, VMC_VM_ORPHANED = 3, VMC_VM_HIBERNATED = 4 };
+VMC_API int vmc_vm_hibernate(vmc_t *c, uint32_t id);
 /* vmc_vm_reclaim modes. */
 enum { VMC_RECLAIM_KEEP = 1, VMC_RECLAIM_RESET = 2 };
 
@@ -251,6 +252,7 @@ typedef struct vmc_vm_stats {
 	uint64_t hwm;               /* high-water mark of committed */
 	uint64_t reserve_used;      /* bytes committed from the reserve fund */
 	uint64_t attaches;
+	uint64_t image_bytes;
 } vmc_vm_stats_t;
 
 /* A snapshot of VM id. Errors: ENOENT, EINVAL. */

@@ -40,7 +40,7 @@
 #define SMALL_MAX  1024u      /* largest request served from a slab              */
 #define NCLASSES   32
 #define NBINS      320        /* a multiple of 64; sizes below 2^44 need 304 */
-#define GROW_MIN   (256u << 10) /* commit at least this much at a time (small granules) */
+#define GROW_MIN   (64u << 10)  /* commit at least this much at a time (small granules) */
 #define CHUNK_SHIFT 12
 #define CHUNK      (1u << CHUNK_SHIFT)
 
