@@ -80,8 +80,11 @@ static unsigned slots_in(unsigned nch, uint32_t csize)
 }
 
 /* Chunks of a slab of class size csize: the fewest that use 99% of the
- * space, else the best use up to SLAB_MAX_CHUNKS; 8 to 256 slots. */
-static unsigned chunks_for(uint32_t csize)
+ * space, else the best use up to SLAB_MAX_CHUNKS; 8 to 256 slots.  A
+ * small heap (fewer slabs than classes) takes the fewest chunks that hold
+ * 8 slots instead: a tenant of a few dozen KiB, with a slab for each of
+ * twenty classes, would otherwise commit several times what it uses. */
+static unsigned chunks_for(uint32_t csize, int small)
 {
 	unsigned best = SLAB_MAX_CHUNKS;
 	double use, best_use = 0;
@@ -89,6 +92,8 @@ static unsigned chunks_for(uint32_t csize)
 	for (unsigned n = 1; n <= SLAB_MAX_CHUNKS && slots_in(n, csize) <= 256; n++) {
 		if (slots_in(n, csize) < SLAB_MIN_SLOTS)
 			continue;
+		if (small)
+			return n;
 		use = (double)slots_in(n, csize) * csize / ((double)n * CHUNK);
 		if (use >= 0.99)
 			return n;
@@ -105,7 +110,7 @@ uint64_t slab_refill(struct hx *x, unsigned cls)
 {
 	struct heap *h = x->h;
 	uint32_t csize = heap_class_size[cls];
-	unsigned nch = chunks_for(csize);
+	unsigned nch = chunks_for(csize, h->slabs < NCLASSES);
 	uint64_t so = large_take_aligned(x, (uint64_t)nch * CHUNK);
 	struct slab *s;
 
