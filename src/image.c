@@ -247,7 +247,7 @@ static int image_write(struct vmc *c, uint32_t id, int fd, uint64_t *bytes)
 	meta = sizeof *h + (size_t)span * 4 + (size_t)nprim * 8;
 	keep = (uint32_t)VMC_MIN(nprim, IMG_KEEP / gs);
 	mem = calloc(1, meta + (size_t)nprim * 4);
-	if (!mem || (keep && !(data = malloc((size_t)keep * gs)))) {
+	if (!mem || !(data = malloc((size_t)(keep + 1) * gs))) {   /* kept, then scratch */
 		free(mem);
 		return vmc_fail(ENOMEM, "out of memory for the image of VM %s", vm->name);
 	}
@@ -265,10 +265,8 @@ static int image_write(struct vmc *c, uint32_t id, int fd, uint64_t *bytes)
 			map[i] = (e & (PM_ALIAS | PM_PROT_MASK)) | c->gran[g].index;
 			continue;
 		}
-		char *buf = d < keep ? data + (size_t)d * gs : data;
-		if (!buf && !(buf = data = malloc(gs)))
-			err = vmc_fail(ENOMEM, "out of memory for the image of VM %s", vm->name);
-		if (err || (err = pool_read(c, g, buf)))
+		char *buf = data + (size_t)VMC_MIN(d, keep) * gs;
+		if ((err = pool_read(c, g, buf)))
 			break;
 		uint64_t s = image_hash(buf, gs, &zero);
 		map[i] = (e & PM_PROT_MASK) | (zero ? IMG_ZERO : d);
@@ -294,7 +292,7 @@ static int image_write(struct vmc *c, uint32_t id, int fd, uint64_t *bytes)
 	if (!err)
 		err = write_all(fd, mem, meta, "the image header");
 	for (uint32_t k = 0; k < d && !err; k++) {
-		char *buf = k < keep ? data + (size_t)k * gs : data;
+		char *buf = data + (size_t)VMC_MIN(k, keep) * gs;
 		if (k >= keep && (err = pool_read(c, gran[k], buf)))
 			break;
 		vmc_assert(k < keep || image_hash(buf, gs, NULL) == sums[k]);  /* VM held still */
