@@ -403,9 +403,18 @@ struct sink {
 
 static int sink_put(struct sink *s, const struct img *m, uint32_t i, const void *buf)
 {
+	uint32_t g;
+	int err;
+
 	if (s->fd >= 0)
 		return write_all(s->fd, buf, (size_t)1 << m->h.granule_shift, "the image data");
-	return pool_write(s->c, vm_pagemap(s->c, s->vm)[i] & PM_GRANULE, buf);
+	g = vm_pagemap(s->c, s->vm)[i] & PM_GRANULE;
+	if ((err = pool_write(s->c, g, buf)))
+		return err;
+	/* committed with OPF_FILL: its bytes are the VM's only now */
+	s->c->gran[g].flags &= (uint8_t)~G_DIRTY;
+	gran_set_last(s->c, &s->c->gran[g], s->vm);
+	return 0;
 }
 
 /* Read the data granules of m from fd, check each one's checksum and hand
@@ -459,11 +468,13 @@ static int img_fill(struct vmc *c, uint32_t id, int fd, const struct img *m)
 			if (e == VMC_NIL)
 				continue;
 			if (pass == 0 && !(e & PM_ALIAS)) {
-				if (n && ops[n - 1].kind == VMC_OP_COMMIT &&
+				/* stored granules are written whole: not zeroed first */
+				uint32_t fl = (e & PM_GRANULE) == IMG_ZERO ? 0 : OPF_FILL;
+				if (n && ops[n - 1].kind == VMC_OP_COMMIT && ops[n - 1].flags == fl &&
 				    ops[n - 1].from + ops[n - 1].n == i)
 					ops[n - 1].n++;
 				else
-					ops[n++] = (struct vmc_op){ VMC_OP_COMMIT, 0, i, i, 1 };
+					ops[n++] = (struct vmc_op){ VMC_OP_COMMIT, fl, i, i, 1 };
 			} else if (pass == 1 && (e & PM_ALIAS)) {
 				ops[n++] = (struct vmc_op){ VMC_OP_ALIAS, 0, e & PM_GRANULE, i, 1 };
 			} else if (pass == 2 && prot) {
