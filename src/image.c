@@ -541,9 +541,16 @@ int vmc_vm_hibernate(vmc_t *c, uint32_t id)
 		return err;
 	vm = &c->vms[id];
 	if ((err = image_path(c, id, path, sizeof path, 0)) ||
-	    (err = image_path(c, id, tmp, sizeof tmp, 1)) || (err = make_dirs(path)))
+	    (err = image_path(c, id, tmp, sizeof tmp, 1)))
 		goto undo;
-	if ((fd = os_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
+	/* the directories are made once: an open that finds them is the rule */
+	fd = os_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == ENOENT) {
+		if ((err = make_dirs(path)))
+			goto undo;
+		fd = os_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	}
+	if (fd < 0) {
 		err = vmc_fail(errno, "cannot create the image %s: %s", tmp, vmc_strerror(errno));
 		goto undo;
 	}
