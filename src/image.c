@@ -150,20 +150,78 @@ static int write_all(int fd, const void *buf, size_t n, const char *what)
 	return 0;
 }
 
-/* Read exactly n bytes; a short read is a truncated image. */
-static int read_all(int fd, void *buf, size_t n, const char *what)
+/* A buffered reader: an image is read in as few system calls as its size
+ * allows (a small VM's whole image in one). */
+#define RD_BUF (256u << 10)
+struct rd {
+	int fd;
+	char *b;
+	size_t pos, end;
+};
+
+static int rd_open(struct rd *r, int fd)
 {
-	for (size_t done = 0; done < n;) {
-		ssize_t r = os_read(fd, (char *)buf + done, n - done);
-		if (r < 0 && errno == EINTR)
+	r->fd = fd;
+	r->pos = r->end = 0;
+	if (!(r->b = malloc(RD_BUF)))
+		return vmc_fail(ENOMEM, "out of memory for an image read buffer");
+	return 0;
+}
+
+static void rd_close(struct rd *r)
+{
+	free(r->b);
+	r->b = NULL;
+}
+
+/* One read into dst (or into the buffer, dst NULL); 0 at the end. */
+static ssize_t rd_fill(struct rd *r, void *dst, size_t n)
+{
+	for (;;) {
+		ssize_t k = os_read(r->fd, dst ? dst : r->b, dst ? n : RD_BUF);
+		if (k >= 0 || errno != EINTR)
+			return k;
+	}
+}
+
+/* Read exactly n bytes; a short read is a truncated image. */
+static int rd_get(struct rd *r, void *buf, size_t n, const char *what)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		ssize_t k;
+		if (r->pos < r->end) {
+			size_t m = VMC_MIN(n - done, r->end - r->pos);
+			memcpy((char *)buf + done, r->b + r->pos, m);
+			r->pos += m;
+			done += m;
 			continue;
-		if (r < 0)
+		}
+		/* large reads go straight to their place */
+		k = n - done >= RD_BUF ? rd_fill(r, (char *)buf + done, n - done) : rd_fill(r, NULL, 0);
+		if (k < 0)
 			return vmc_fail(errno, "reading %s: %s", what, vmc_strerror(errno));
-		if (r == 0)
+		if (k == 0)
 			return vmc_fail(VMC_ECORRUPT, "the image is truncated: it ends %zu bytes "
 					"into %s", done, what);
-		done += (size_t)r;
+		if (n - done >= RD_BUF)
+			done += (size_t)k;
+		else
+			r->pos = 0, r->end = (size_t)k;
 	}
+	return 0;
+}
+
+/* After the last byte of an image: nothing may follow. */
+static int rd_at_end(struct rd *r)
+{
+	ssize_t k = r->pos < r->end ? 1 : rd_fill(r, NULL, 0);
+
+	if (k > 0)
+		return vmc_fail(VMC_ECORRUPT, "the image has bytes after its end");
+	if (k < 0)
+		return vmc_fail(errno, "reading the image: %s", vmc_strerror(errno));
 	return 0;
 }
 
@@ -246,15 +304,20 @@ static int image_write(struct vmc *c, uint32_t id, int fd, uint64_t *bytes)
 		nprim += pm[i] != VMC_NIL && !(pm[i] & PM_ALIAS);
 	meta = sizeof *h + (size_t)span * 4 + (size_t)nprim * 8;
 	keep = (uint32_t)VMC_MIN(nprim, IMG_KEEP / gs);
-	mem = calloc(1, meta + (size_t)nprim * 4);
-	if (!mem || !(data = malloc((size_t)(keep + 1) * gs))) {   /* kept, then scratch */
+	/* head, map, sums, then the kept data and a scratch granule: a small
+	 * image goes out in one write */
+	mem = malloc(meta + (size_t)(keep + 1) * gs);
+	gran = malloc(((size_t)nprim + 1) * sizeof *gran);   /* the pool granule of data d */
+	if (!mem || !gran) {
 		free(mem);
+		free(gran);
 		return vmc_fail(ENOMEM, "out of memory for the image of VM %s", vm->name);
 	}
+	memset(mem, 0, meta);
 	h = (struct img_head *)(void *)mem;
 	map = (uint32_t *)(void *)(mem + sizeof *h);
 	sums = (uint64_t *)(void *)(mem + sizeof *h + (size_t)span * 4);
-	gran = (uint32_t *)(void *)(mem + meta);   /* the pool granule of data d */
+	data = mem + meta;
 	for (uint32_t i = 0; i < span && !err; i++) {
 		uint32_t e = pm[i], g = e & PM_GRANULE;
 		int zero;
@@ -290,8 +353,8 @@ static int image_write(struct vmc *c, uint32_t id, int fd, uint64_t *bytes)
 	h->total_bytes = meta + (uint64_t)d * gs;
 	h->meta_sum = image_hash(mem, meta, NULL);
 	if (!err)
-		err = write_all(fd, mem, meta, "the image header");
-	for (uint32_t k = 0; k < d && !err; k++) {
+		err = write_all(fd, mem, meta + (size_t)VMC_MIN(d, keep) * gs, "the image");
+	for (uint32_t k = keep; k < d && !err; k++) {
 		char *buf = data + (size_t)VMC_MIN(k, keep) * gs;
 		if (k >= keep && (err = pool_read(c, gran[k], buf)))
 			break;
@@ -300,7 +363,7 @@ static int image_write(struct vmc *c, uint32_t id, int fd, uint64_t *bytes)
 	}
 	if (!err)
 		*bytes = h->total_bytes;
-	free(data);
+	free(gran);
 	free(mem);
 	return err;
 }
@@ -315,7 +378,7 @@ static void img_free(struct img *m)
 
 /* Read and check an image's head, map and sums from fd.  c: the container
  * whose geometry it must have (VMC_EMISMATCH), or NULL. */
-static int img_read_meta(struct vmc *c, int fd, struct img *m)
+static int img_read_meta(struct vmc *c, struct rd *fd, struct img *m)
 {
 	struct img_head *h = &m->h;
 	uint64_t meta, sum;
@@ -323,7 +386,7 @@ static int img_read_meta(struct vmc *c, int fd, struct img *m)
 	int err;
 
 	m->mem = NULL;
-	if ((err = read_all(fd, h, sizeof *h, "the image header")))
+	if ((err = rd_get(fd, h, sizeof *h, "the image header")))
 		return err;
 	if (memcmp(h->magic, IMG_MAGIC, 8))
 		return vmc_fail(VMC_ECORRUPT, "not a vmc VM image (bad magic)");
@@ -343,7 +406,7 @@ static int img_read_meta(struct vmc *c, int fd, struct img *m)
 	memcpy(m->mem, h, sizeof *h);
 	m->map = (uint32_t *)(void *)((char *)m->mem + sizeof *h);
 	m->sums = (uint64_t *)(void *)((char *)m->map + (size_t)h->span * 4);
-	if ((err = read_all(fd, m->map, meta - sizeof *h, "the image's page map")))
+	if ((err = rd_get(fd, m->map, meta - sizeof *h, "the image's page map")))
 		goto fail;
 	((struct img_head *)m->mem)->meta_sum = 0;
 	sum = image_hash(m->mem, meta, NULL);
@@ -417,12 +480,13 @@ static int sink_put(struct sink *s, const struct img *m, uint32_t i, const void 
 	return 0;
 }
 
-/* Read the data granules of m from fd, check each one's checksum and hand
- * it to the sink; then the image must end. */
-static int img_stream(int fd, const struct img *m, struct sink *s)
+/* Read the data granules of m from r, check each one's checksum and hand
+ * it to the sink; then the image must end (known_end: its size was
+ * checked already, a regular file). */
+static int img_stream(struct rd *r, const struct img *m, struct sink *s, int known_end)
 {
 	size_t gs = (size_t)1 << m->h.granule_shift;
-	char *buf = malloc(gs), extra;
+	char *buf = malloc(gs);
 	int err = 0;
 
 	if (!buf)
@@ -431,7 +495,7 @@ static int img_stream(int fd, const struct img *m, struct sink *s)
 		uint32_t e = m->map[i], d = e & PM_GRANULE;
 		if (e == VMC_NIL || (e & PM_ALIAS) || d == IMG_ZERO)
 			continue;
-		if ((err = read_all(fd, buf, gs, "the image data")))
+		if ((err = rd_get(r, buf, gs, "the image data")))
 			break;
 		if (image_hash(buf, gs, NULL) != m->sums[d]) {
 			err = vmc_fail(VMC_ECORRUPT, "the image is corrupt: the granule at window "
@@ -442,19 +506,14 @@ static int img_stream(int fd, const struct img *m, struct sink *s)
 		err = sink_put(s, m, i, buf);
 	}
 	free(buf);
-	if (!err) {
-		ssize_t r = os_read(fd, &extra, 1);
-		if (r > 0)
-			err = vmc_fail(VMC_ECORRUPT, "the image has bytes after its end");
-		else if (r < 0)
-			err = vmc_fail(errno, "reading the image: %s", vmc_strerror(errno));
-	}
+	if (!err && !known_end)
+		err = rd_at_end(r);
 	return err;
 }
 
 /* Commit VM id's page map (claimed by us, empty) as the image says, then
  * fill it from fd.  On error the caller empties the VM. */
-static int img_fill(struct vmc *c, uint32_t id, int fd, const struct img *m)
+static int img_fill(struct vmc *c, uint32_t id, struct rd *fd, const struct img *m, int known_end)
 {
 	struct vmc_op *ops = malloc(3 * (size_t)m->h.span * sizeof *ops);
 	uint32_t n = 0;
@@ -485,7 +544,7 @@ static int img_fill(struct vmc *c, uint32_t id, int fd, const struct img *m)
 	free(ops);
 	if (!err) {
 		struct sink s = { c, id, -1 };
-		err = img_stream(fd, m, &s);
+		err = img_stream(fd, m, &s, known_end);
 	}
 	return err;
 }
@@ -591,22 +650,27 @@ undo:
 	return err;
 }
 
-/* Open VM id's image (claimed by us, hibernated) and read its metadata:
- * it must be whole (its size) and this VM's. */
-static int open_own_image(struct vmc *c, uint32_t id, struct img *m, int *fd, char *path)
+/* Open VM id's image (claimed by us, hibernated) with reader r and read
+ * its metadata: it must be whole (its size) and this VM's.  On success
+ * the caller ends with own_image_close. */
+static int open_own_image(struct vmc *c, uint32_t id, struct img *m, struct rd *r, char *path)
 {
 	struct vmc_vm *vm = &c->vms[id];
 	struct stat st;
-	int err;
+	int err, fd;
 
 	if ((err = image_path(c, id, path, IMAGE_PATH_MAX, 0)))
 		return err;
-	if ((*fd = os_open(path, O_RDONLY | O_CLOEXEC, 0)) < 0)
+	if ((fd = os_open(path, O_RDONLY | O_CLOEXEC, 0)) < 0)
 		return vmc_fail(errno, "VM %s: cannot open its image %s: %s", vm->name, path,
 				vmc_strerror(errno));
-	if (os_fstat(*fd, &st) != 0)
+	if ((err = rd_open(r, fd))) {
+		os_close(fd);
+		return err;
+	}
+	if (os_fstat(fd, &st) != 0)
 		err = vmc_fail(errno, "%s: %s", path, vmc_strerror(errno));
-	else if (!(err = img_read_meta(c, *fd, m))) {
+	else if (!(err = img_read_meta(c, r, m))) {
 		if ((uint64_t)st.st_size != m->h.total_bytes)
 			err = vmc_fail(VMC_ECORRUPT, "the image %s is %lld bytes, its header says "
 				       "%llu: it is truncated or damaged", path,
@@ -619,10 +683,17 @@ static int open_own_image(struct vmc *c, uint32_t id, struct img *m, int *fd, ch
 			img_free(m);
 	}
 	if (err) {
-		os_close(*fd);
-		*fd = -1;
+		rd_close(r);
+		os_close(fd);
 	}
 	return err;
+}
+
+static void own_image_close(struct img *m, struct rd *r)
+{
+	img_free(m);
+	os_close(r->fd);
+	rd_close(r);
 }
 
 int vmc_vm_wake(vmc_t *c, uint32_t id)
@@ -630,7 +701,8 @@ int vmc_vm_wake(vmc_t *c, uint32_t id)
 	char path[IMAGE_PATH_MAX], saved[512];
 	struct img m;
 	struct vmc_vm *vm;
-	int err, fd;
+	struct rd r;
+	int err;
 
 	vmc_clear_error();
 	if ((err = vmc_enter(c)))
@@ -638,11 +710,10 @@ int vmc_vm_wake(vmc_t *c, uint32_t id)
 	if ((err = vm_claim(c, id, VM_HIBERNATED)))
 		return err;
 	vm = &c->vms[id];
-	if ((err = open_own_image(c, id, &m, &fd, path)))
+	if ((err = open_own_image(c, id, &m, &r, path)))
 		goto undo;
-	err = img_fill(c, id, fd, &m);
-	os_close(fd);
-	img_free(&m);
+	err = img_fill(c, id, &r, &m, 1);
+	own_image_close(&m, &r);
 	if (err) {
 		snprintf(saved, sizeof saved, "%s", vmc_errmsg());
 		if (vm_empty(c, id) && pool_lock(c) == 0) {
@@ -673,7 +744,7 @@ int vmc_vm_export(vmc_t *c, uint32_t id, int fd)
 	struct vmc_vm *vm;
 	uint64_t bytes;
 	uint32_t st;
-	int err, in;
+	int err;
 
 	vmc_clear_error();
 	if ((err = vmc_enter(c)))
@@ -691,13 +762,13 @@ int vmc_vm_export(vmc_t *c, uint32_t id, int fd)
 	} else {
 		/* a copy of its image, checked on the way: never pass on a bad one */
 		struct img m;
-		if (!(err = open_own_image(c, id, &m, &in, path))) {
+		struct rd r;
+		if (!(err = open_own_image(c, id, &m, &r, path))) {
 			struct sink s = { c, id, fd };
 			((struct img_head *)m.mem)->meta_sum = m.h.meta_sum;
 			if (!(err = write_all(fd, m.mem, m.h.meta_bytes, "the image header")))
-				err = img_stream(in, &m, &s);
-			os_close(in);
-			img_free(&m);
+				err = img_stream(&r, &m, &s, 1);
+			own_image_close(&m, &r);
 		}
 	}
 	vm_unclaim(c, id, st);
@@ -707,8 +778,10 @@ int vmc_vm_export(vmc_t *c, uint32_t id, int fd)
 int vmc_vm_import(vmc_t *c, const char *name, int fd, uint32_t *id)
 {
 	char saved[512];
-	struct img m;
-	uint32_t v;
+	struct img m = { .mem = NULL };
+	uint64_t span;
+	struct rd r;
+	uint32_t v = VMC_NIL;
 	int err;
 
 	vmc_clear_error();
@@ -716,33 +789,32 @@ int vmc_vm_import(vmc_t *c, const char *name, int fd, uint32_t *id)
 		return err;
 	if (!id || fd < 0)
 		return vmc_fail(EINVAL, "vmc_vm_import: %s", !id ? "id is NULL" : "bad fd");
-	if ((err = img_read_meta(c, fd, &m)))
+	if ((err = rd_open(&r, fd)))
 		return err;
-	if (!name)
-		name = m.h.name;
-	if (m.h.limit > (uint64_t)m.h.span << m.h.granule_shift ||
-	    (uint64_t)m.h.span << m.h.granule_shift > c->h.window_size) {
-		img_free(&m);
-		return vmc_fail(m.h.limit > (uint64_t)m.h.span << m.h.granule_shift ? VMC_ECORRUPT
-				: EINVAL, "the image's VM spans %llu MiB, more than this container's "
-				"window (vmc/window_size) or less than its limit",
-				(unsigned long long)(((uint64_t)m.h.span << m.h.granule_shift) >> 20));
+	if ((err = img_read_meta(c, &r, &m)))
+		goto out;
+	span = (uint64_t)m.h.span << m.h.granule_shift;
+	if (m.h.limit > span || span > c->h.window_size) {
+		err = vmc_fail(m.h.limit > span ? VMC_ECORRUPT : EINVAL, "the image's VM spans "
+			       "%llu MiB, more than this container's window (vmc/window_size) or "
+			       "less than its limit", (unsigned long long)(span >> 20));
+		goto out;
 	}
-	if ((err = vmc_vm_create_span(c, name, m.h.limit, (size_t)m.h.span << m.h.granule_shift,
-				      &v))) {
-		img_free(&m);
-		return err;
-	}
+	if ((err = vmc_vm_create_span(c, name ? name : m.h.name, m.h.limit, span, &v)))
+		goto out;
 	if (!(err = vm_claim(c, v, VM_IDLE))) {
-		err = img_fill(c, v, fd, &m);
+		err = img_fill(c, v, &r, &m, 0);
 		vm_unclaim(c, v, VM_IDLE);
 	}
-	img_free(&m);
 	if (err) {
 		snprintf(saved, sizeof saved, "%s", vmc_errmsg());
 		vmc_vm_destroy(c, v);
-		return keep_error(err, saved);
+		err = keep_error(err, saved);
 	}
-	*id = v;
-	return 0;
+out:
+	img_free(&m);
+	rd_close(&r);
+	if (!err)
+		*id = v;
+	return err;
 }
