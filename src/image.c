@@ -17,7 +17,8 @@
  *             + map + sums: where the data starts), total_bytes (the whole
  *             file) and meta_sum, the checksum of head (meta_sum as 0),
  *             map and sums together
- *   map       span 32-bit entries, one per window granule: 0xffffffff
+ *   map       span 32-bit entries, one per window granule (zero-padded to a
+ *             multiple of 8 bytes): 0xffffffff
  *             uncommitted; else bit 31 alias, bits 29-30 protection (0 rw,
  *             1 r, 2 none), bits 0-28: for a primary view the index of
  *             its granule in the data (0, 1, 2, ... in window order) or
@@ -71,6 +72,7 @@
 #define IMG_FORMAT  1u
 #define IMG_ZERO    PM_GRANULE          /* map: a primary that read as zero */
 #define IMG_KEEP    (4u << 20)          /* bytes of data kept between the passes */
+#define MAP_BYTES(span) (((size_t)(span) * 4 + 7) & ~(size_t)7)   /* padded: sums are aligned */
 
 struct img_head {
 	char     magic[8];
@@ -302,7 +304,7 @@ static int image_write(struct vmc *c, uint32_t id, int fd, uint64_t *bytes)
 
 	for (uint32_t i = 0; i < span; i++)
 		nprim += pm[i] != VMC_NIL && !(pm[i] & PM_ALIAS);
-	meta = sizeof *h + (size_t)span * 4 + (size_t)nprim * 8;
+	meta = sizeof *h + MAP_BYTES(span) + (size_t)nprim * 8;
 	keep = (uint32_t)VMC_MIN(nprim, IMG_KEEP / gs);
 	/* head, map, sums, then the kept data and a scratch granule: a small
 	 * image goes out in one write */
@@ -316,7 +318,7 @@ static int image_write(struct vmc *c, uint32_t id, int fd, uint64_t *bytes)
 	memset(mem, 0, meta);
 	h = (struct img_head *)(void *)mem;
 	map = (uint32_t *)(void *)(mem + sizeof *h);
-	sums = (uint64_t *)(void *)(mem + sizeof *h + (size_t)span * 4);
+	sums = (uint64_t *)(void *)(mem + sizeof *h + MAP_BYTES(span));
 	data = mem + meta;
 	for (uint32_t i = 0; i < span && !err; i++) {
 		uint32_t e = pm[i], g = e & PM_GRANULE;
@@ -393,7 +395,7 @@ static int img_read_meta(struct vmc *c, struct rd *fd, struct img *m)
 	if (h->format != IMG_FORMAT)
 		return vmc_fail(VMC_EVERSION, "the image has format version %u, this library "
 				"reads version %u", h->format, IMG_FORMAT);
-	meta = sizeof *h + (uint64_t)h->span * 4 + (uint64_t)h->nprimary * 8;
+	meta = sizeof *h + MAP_BYTES(h->span) + (uint64_t)h->nprimary * 8;
 	if (h->head_bytes != sizeof *h || h->granule_shift < 12 ||
 	    h->granule_shift > VMC_GRANULE_SHIFT || !h->span || h->span > (1u << 22) ||
 	    h->nprimary > h->span || h->nstored > h->nprimary || h->meta_bytes != meta ||
@@ -405,7 +407,7 @@ static int img_read_meta(struct vmc *c, struct rd *fd, struct img *m)
 				(unsigned long long)meta);
 	memcpy(m->mem, h, sizeof *h);
 	m->map = (uint32_t *)(void *)((char *)m->mem + sizeof *h);
-	m->sums = (uint64_t *)(void *)((char *)m->map + (size_t)h->span * 4);
+	m->sums = (uint64_t *)(void *)((char *)m->map + MAP_BYTES(h->span));
 	if ((err = rd_get(fd, m->map, meta - sizeof *h, "the image's page map")))
 		goto fail;
 	((struct img_head *)m->mem)->meta_sum = 0;

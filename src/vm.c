@@ -67,6 +67,9 @@ static int busy(struct vmc *c, uint32_t id, uint64_t own)
 				vm_label(c, id, name), s, pid);
 	if ((err = workers_recover(c, NULL, 0)))
 		return err;
+	if (VM_STATE(__atomic_load_n(&vm->own, __ATOMIC_ACQUIRE)) == VM_HIBERNATED)
+		return vmc_fail(VMC_EHIBERNATED, "VM %s is hibernated: its worker (pid %d) died "
+				"hibernating or waking it; vmc_vm_wake it", vm_label(c, id, name), pid);
 	if (VM_STATE(__atomic_load_n(&vm->own, __ATOMIC_ACQUIRE)) != VM_ORPHANED)
 		return vmc_fail(EBUSY, "VM %s is busy (its worker pid %d died; try again)",
 				vm_label(c, id, name), pid);
@@ -90,9 +93,16 @@ int vm_claim(struct vmc *c, uint32_t id, uint32_t from)
 		case VM_FREE:
 			return vmc_fail(ENOENT, "no VM with id %u", id);
 		case VM_ATTACHED:
-			if (from != VM_ATTACHED)
-				return busy(c, id, own);
-			break;
+			if (from == VM_ATTACHED)
+				break;
+			err = busy(c, id, own);
+			own = __atomic_load_n(&vm->own, __ATOMIC_ACQUIRE);
+			/* its dead worker was hibernating or waking it: recovery
+			 * left it hibernated, which is what a wake wants */
+			if (err == VMC_EHIBERNATED && from == VM_HIBERNATED &&
+			    VM_STATE(own) == VM_HIBERNATED)
+				break;
+			return err;
 		case VM_ORPHANED:
 			if (from != VM_ORPHANED)
 				return vmc_fail(VMC_EORPHANED, "VM %s is orphaned: its worker "
@@ -238,6 +248,8 @@ int vmc_vm_create_span(vmc_t *c, const char *name, size_t limit, size_t span, ui
 	vm->pm_len = n;
 	vm->committed = vm->hwm = vm->reserve_used = 0;
 	vm->attaches = 0;
+	vm->image = IMG_NONE;
+	vm->image_bytes = 0;
 	vm->incarnation++;
 	__atomic_store_n(&vm->own, VM_OWN(VM_IDLE, VMC_NIL), __ATOMIC_RELEASE);
 	pool_unlock(c);
@@ -400,7 +412,7 @@ int vmc_vm_stats(vmc_t *c, uint32_t id, vmc_vm_stats_t *out)
 	memset(out, 0, sizeof *out);
 	snprintf(out->name, sizeof out->name, "%s", vm->name);
 	out->state = (int)VM_STATE(own);
-	if (VM_STATE(own) >= VM_ATTACHED)
+	if (VM_STATE(own) == VM_ATTACHED || VM_STATE(own) == VM_ORPHANED)
 		out->pid = vm->pid;
 	out->limit = vm->limit;
 	out->span = (uint64_t)vm->pm_len << GSHIFT(c);

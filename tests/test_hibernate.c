@@ -147,7 +147,7 @@ static int spill(const char *p, const void *b, size_t n)
 
 static uint64_t image_size(uint32_t span, uint32_t nprim, uint32_t nstored)
 {
-	return 160 + (uint64_t)span * 4 + (uint64_t)nprim * 8 + (uint64_t)nstored * G;
+	return 160 + ((uint64_t)span * 4 + 7) / 8 * 8 + (uint64_t)nprim * 8 + (uint64_t)nstored * G;
 }
 
 /* ------------------------------------------------------------ round trip */
@@ -175,7 +175,7 @@ static void round_trip(vmc_t *c, const char *what)
 	CHECK(vmc_vm_stats(c, vm, &s) == 0);
 	CHECK_EQ(s.state, VMC_VM_HIBERNATED);
 	CHECK_EQ(s.committed, 0);
-	CHECK_EQ(s.image_bytes, 160 + (uint64_t)span * 4 + 8 * 8 + 6 * (uint64_t)gs);
+	CHECK_EQ(s.image_bytes, 160 + ((uint64_t)span * 4 + 7) / 8 * 8 + 8 * 8 + 6 * (uint64_t)gs);
 	CHECK(exists(path_of(c, vm, p)));
 	CHECK(vmc_stats(c, &st1) == 0);
 	CHECK_EQ(st0.used - st1.used, 8);   /* its granules went back */
