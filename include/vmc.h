@@ -53,8 +53,8 @@ extern "C" {
 /* ---------------------------------------------------------------- errors */
 
 enum {
-	VMC_ECORRUPT   = -1,  /* metadata failed validation (bad magic, layout, table)  */
-	VMC_EVERSION   = -2,  /* metadata written by an incompatible format version    */
+	VMC_ECORRUPT   = -1,  /* metadata or a VM image failed validation (bad magic, layout, table, checksum) */
+	VMC_EVERSION   = -2,  /* metadata or a VM image of an incompatible format version */
 	VMC_EORPHANED  = -3,  /* the VM's worker died while attached; reclaim it first  */
 	VMC_EPANIC     = -4,  /* a lock could not be recovered; the container is unusable */
 	VMC_EARENA     = -5,  /* the arena's address range is taken in this process     */
