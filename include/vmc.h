@@ -53,8 +53,8 @@ extern "C" {
 /* ---------------------------------------------------------------- errors */
 
 enum {
-	VMC_ECORRUPT   = -1,  /* metadata failed validation (bad magic, layout, table)  */
-	VMC_EVERSION   = -2,  /* metadata written by an incompatible format version    */
+	VMC_ECORRUPT   = -1,  /* metadata or a VM image failed validation (bad magic, layout, table, checksum) */
+	VMC_EVERSION   = -2,  /* metadata or a VM image of an incompatible format version */
 	VMC_EORPHANED  = -3,  /* the VM's worker died while attached; reclaim it first  */
 	VMC_EPANIC     = -4,  /* a lock could not be recovered; the container is unusable */
 	VMC_EARENA     = -5,  /* the arena's address range is taken in this process     */
@@ -64,7 +64,13 @@ enum {
 	VMC_ENOTATTACHED = -9, /* the operation needs a VM attached in this worker      */
 	VMC_ELIMIT     = -10, /* the VM's byte limit would be exceeded                  */
 	VMC_EUNCOMMITTED = -11, /* the range holds granules that are not committed      */
+	VMC_EHIBERNATED = -12, /* the VM is hibernated: vmc_vm_wake it (or set vmc/wake_on_attach) */
+	VMC_EMISMATCH   = -13, /* an image from a container of another geometry: window base
+				* or granule size differ (vmc_errmsg says which key to set) */
 };
+/* A VM image (vmc_vm_hibernate, _wake, _export, _import) that is truncated
+ * or corrupt gets VMC_ECORRUPT, one of a foreign format version
+ * VMC_EVERSION; vmc_errmsg says what exactly. */
 
 /* Name of any return code of this library (errno or VMC_E*). Never NULL. */
 VMC_API const char *vmc_strerror(int err);
@@ -128,6 +134,18 @@ typedef struct vmc_config {
 				   * stderr. Default 0                                       */
 	int      code_cache_protect; /* vmc/code_cache_protect: 1 mprotects the code cache on
 				   * every attach/detach (the naive way, for comparison). Default 0 */
+	uint64_t arena_base;      /* vmc/arena_base: the arena's (and so the window's) address.
+				   * 0 (default): chosen from a hash of the name.  Else
+				   * exactly this address (2 MiB aligned, the arena below
+				   * 2^47; VMC_EARENA if the range is taken): to import
+				   * images made by a container elsewhere, whose window was
+				   * there (hex with 0x, as VMC_EMISMATCH messages print it) */
+	int      wake_on_attach;  /* vmc/wake_on_attach: 1: vmc_attach wakes a hibernated VM
+				   * first; 0 (default): it returns VMC_EHIBERNATED       */
+	char     hibernate_dir[256]; /* vmc/hibernate_dir: vmc_vm_hibernate writes images to
+				   * DIR/NAME/ (NAME: the container's; created mode 0700 if
+				   * missing).  Default /var/tmp/vmc.  Recorded at create:
+				   * every process of the container uses the same */
 	/* Called while funding runs longer than a moment (vmcctl draws a progress
 	 * bar with it); NULL for none.  Not a profile key. */
 	void   (*progress)(void *arg, uint64_t done_bytes, uint64_t total_bytes);
@@ -207,9 +225,9 @@ VMC_API int vmc_balloon(vmc_t *c, uint64_t target_unfunded, uint64_t *achieved);
 
 /* -------------------------------------------------------------------- VMs */
 
-/* VM states (vmc_vm_stats_t.state). */
+/* VM states (vmc_vm_stats_t.state).  HIBERNATED: the VM holds no memory;
+ * what it held is in its image file (vmc_vm_hibernate, vmc_vm_wake). */
 enum { VMC_VM_IDLE = 1, VMC_VM_ATTACHED = 2, VMC_VM_ORPHANED = 3, VMC_VM_HIBERNATED = 4 };
-VMC_API int vmc_vm_hibernate(vmc_t *c, uint32_t id);
 /* vmc_vm_reclaim modes. */
 enum { VMC_RECLAIM_KEEP = 1, VMC_RECLAIM_RESET = 2 };
 
@@ -231,9 +249,10 @@ VMC_API int vmc_vm_create_span(vmc_t *c, const char *name, size_t limit, size_t 
 /* Look a VM up by name. Errors: ENOENT, EINVAL. */
 VMC_API int vmc_vm_find(vmc_t *c, const char *name, uint32_t *id);
 
-/* Destroy a VM that is idle or orphaned: its granules return to the pool
- * (through quarantine while another worker may still map them).  Errors:
- * EBUSY (attached: detach first), ENOENT, EINVAL. */
+/* Destroy a VM that is idle, orphaned or hibernated: its granules return
+ * to the pool (through quarantine while another worker may still map
+ * them), a hibernated VM's image file is removed.  Errors: EBUSY
+ * (attached: detach first), ENOENT, EINVAL. */
 VMC_API int vmc_vm_destroy(vmc_t *c, uint32_t id);
 
 /* Make an orphaned VM (its worker died while attached) usable again:
@@ -244,7 +263,7 @@ VMC_API int vmc_vm_reclaim(vmc_t *c, uint32_t id, int how);
 
 typedef struct vmc_vm_stats {
 	char     name[64];
-	int      state;             /* VMC_VM_IDLE / _ATTACHED / _ORPHANED */
+	int      state;             /* VMC_VM_IDLE / _ATTACHED / _ORPHANED / _HIBERNATED */
 	int32_t  pid;               /* the attached (or dead, if orphaned) worker, else 0 */
 	uint64_t limit;             /* bytes */
 	uint64_t span;              /* bytes: window offsets [0, span) are its own */
@@ -252,11 +271,65 @@ typedef struct vmc_vm_stats {
 	uint64_t hwm;               /* high-water mark of committed */
 	uint64_t reserve_used;      /* bytes committed from the reserve fund */
 	uint64_t attaches;
-	uint64_t image_bytes;
+	uint64_t image_bytes;       /* bytes of its image file while hibernated, else 0 */
 } vmc_vm_stats_t;
 
 /* A snapshot of VM id. Errors: ENOENT, EINVAL. */
 VMC_API int vmc_vm_stats(vmc_t *c, uint32_t id, vmc_vm_stats_t *out);
+
+/* ------------------------------------------------------------ hibernation
+ *
+ * A VM's image holds its memory and what describes it: the window base,
+ * granule size and page kind of the container it came from, its name,
+ * limit and span, its page map (protections and aliases), a checksum of
+ * every stored granule and one of the header.  Granules that read as zero
+ * are not stored.  docs/ARCHITECTURE.md describes the format and the state
+ * machine.  Images move between containers whose window base
+ * (vmc/arena_base) and granule size (vmc/granule_size) are the same: a
+ * VM's pointers are absolute addresses in the window.
+ *
+ * All four are process- and thread-safe: each holds the VM as if attached
+ * while it works (another attach gets EBUSY meanwhile).  A process killed
+ * at any point of a hibernate or a wake leaves the VM either hibernated
+ * with a valid image or resident with its memory intact (orphaned, when
+ * the dead process held it: vmc_vm_reclaim); no granule is lost. */
+
+/* Write idle VM id's memory to an image file in DIR/NAME/ (vmc/hibernate_dir,
+ * the container's name; the directories are made, mode 0700, if missing),
+ * fsync'd and renamed into place, then release all its granules: the VM
+ * stays in the table, state VMC_VM_HIBERNATED, committing nothing.
+ * Errors: EBUSY (attached), VMC_EORPHANED, EALREADY (hibernated already),
+ * ENOENT, EINVAL, or the errno of writing the image (ENOSPC, EIO, EACCES:
+ * the VM then stays idle and intact, no half image is left behind). */
+VMC_API int vmc_vm_hibernate(vmc_t *c, uint32_t id);
+
+/* Bring hibernated VM id back: its granules are committed again and filled
+ * from its image, byte for byte, with the same protections and aliases;
+ * the state becomes VMC_VM_IDLE and the image file is removed.  Errors:
+ * EINVAL (not hibernated), VMC_ECORRUPT (image truncated or corrupt),
+ * VMC_EVERSION, VMC_EFUNDS / VMC_ELIMIT (no memory for it now), EBUSY, or
+ * an errno of reading the image.  On every error the VM stays hibernated
+ * and its image intact. */
+VMC_API int vmc_vm_wake(vmc_t *c, uint32_t id);
+
+/* Write the image of VM id, idle or hibernated, to fd (a file, a pipe or a
+ * socket; written sequentially from its current position; not fsync'd and
+ * not closed).  The VM is unchanged.  Errors: EBUSY (attached),
+ * VMC_EORPHANED, ENOENT, EINVAL, VMC_ECORRUPT (a hibernated VM's image file
+ * is damaged), or the errno of writing. */
+VMC_API int vmc_vm_export(vmc_t *c, uint32_t id, int fd);
+
+/* Make a new idle VM from an image read from fd (sequentially, to its
+ * end): named `name`, or the name recorded in the image if name is NULL;
+ * *id receives its id.  Errors: EEXIST (the name is taken), VMC_EMISMATCH
+ * (the image comes from a container with another window base or granule
+ * size: vmc_errmsg names the vmc/arena_base or vmc/granule_size to create
+ * this container with), VMC_ECORRUPT (truncated, trailing bytes, a
+ * checksum that does not match), VMC_EVERSION, ENOSPC (VM table or
+ * page-map space full), VMC_EFUNDS, EINVAL, or the errno of reading.  On
+ * error no VM is left behind, but if this process is killed while
+ * importing: then the new VM is orphaned; destroy it. */
+VMC_API int vmc_vm_import(vmc_t *c, const char *name, int fd, uint32_t *id);
 
 /* ---------------------------------------------------- attach and detach */
 
@@ -268,7 +341,9 @@ VMC_API int vmc_vm_stats(vmc_t *c, uint32_t id, vmc_vm_stats_t *out);
  * EALREADY (this process has a VM attached, maybe by another thread:
  * detach it first), VMC_EORPHANED (its worker died while attached - found
  * out here, if no one had yet: vmc_vm_reclaim it), ENOENT, EINVAL,
- * ETIMEDOUT (a container lock, see above), or an errno from mapping (the
+ * ETIMEDOUT (a container lock, see above), VMC_EHIBERNATED (the VM is
+ * hibernated and vmc/wake_on_attach is 0; with 1, attach wakes it first,
+ * and returns vmc_vm_wake's errors), or an errno from mapping (the
  * window is then empty and the VM idle). */
 VMC_API int vmc_attach(vmc_t *c, uint32_t id, void **base);
 

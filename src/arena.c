@@ -52,10 +52,32 @@ static int reserve_at(uint64_t base, uint64_t size)
 	return 0;
 }
 
+static void arena_occupant(uint64_t base, uint64_t size, char *out, size_t n);
+
 int arena_create(struct vmc *c, const char *name)
 {
 	uint64_t size = c->h.arena_size, hash = 1469598103934665603ull;
 
+	if (c->h.arena_base) {   /* vmc/arena_base: exactly there, or not at all */
+		uint64_t base = c->h.arena_base;
+		int err = base + size > (1ull << 47) ? ERANGE : reserve_at(base, size);
+		char who[300];
+		if (!err) {
+			c->arena = (void *)base;
+			return 0;
+		}
+		if (err == ERANGE)
+			return vmc_fail(EINVAL, "vmc/arena_base = %#llx: the arena (%llu GiB) would "
+					"end above 2^47", (unsigned long long)base,
+					(unsigned long long)(size >> 30));
+		if (err != EEXIST)
+			return vmc_fail(err, "reserving the arena at vmc/arena_base = %#llx: %s",
+					(unsigned long long)base, vmc_strerror(err));
+		arena_occupant(base, size, who, sizeof who);
+		return vmc_fail(VMC_EARENA, "vmc/arena_base = %#llx: the range (%llu GiB) is taken "
+				"in this process by [%s]: choose another base, or 0",
+				(unsigned long long)base, (unsigned long long)(size >> 30), who);
+	}
 	for (const char *p = name ? name : ""; *p; p++)
 		hash = (hash ^ (uint8_t)*p) * 1099511628211ull;
 	uint64_t span = (ARENA_LIMIT - ARENA_FIRST) / size;

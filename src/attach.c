@@ -84,11 +84,18 @@ int vmc_attach(vmc_t *c, uint32_t id, void **base)
 	st = &c->slots[c->slot].st;
 	t0 = now_ns();
 	calls0 = vmc_os_calls_total();
-	if ((err = window_claim(c, id)))
-		return err;
-	if ((err = vm_claim(c, id, VM_IDLE))) {
+	for (int woke = 0;; woke++) {
+		if ((err = window_claim(c, id)))
+			return err;
+		if (!(err = vm_claim(c, id, VM_IDLE)))
+			break;
 		window_unclaim(c);
-		return err;
+		/* vmc/wake_on_attach: wake it, then attach (once: another
+		 * process may hibernate it again in between) */
+		if (err != VMC_EHIBERNATED || !c->h.wake_on_attach || woke)
+			return err;
+		if ((err = vmc_vm_wake(c, id)) && err != EINVAL)   /* EINVAL: woken by another */
+			return err;
 	}
 	vm = &c->vms[id];
 	__atomic_store_n(&w->attached, id, __ATOMIC_RELAXED);

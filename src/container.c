@@ -174,6 +174,14 @@ static int check_config(const vmc_config_t *cfg)
 	    cfg->max_workers > 4096 || !cfg->worker_cache || cfg->worker_cache > 4096)
 		return vmc_fail(EINVAL, "max_vms 1..65536, max_workers 1..4096, "
 				"worker_cache 1..4096");
+	if (cfg->arena_base & (VMC_GRANULE_SIZE - 1) || cfg->arena_base >= (1ull << 47))
+		return vmc_fail(EINVAL, "vmc/arena_base = %#llx: must be 2 MiB aligned and below "
+				"2^47 (or 0: chosen from the name)",
+				(unsigned long long)cfg->arena_base);
+	if (!memchr(cfg->hibernate_dir, 0, sizeof cfg->hibernate_dir) ||
+	    cfg->hibernate_dir[0] != '/')
+		return vmc_fail(EINVAL, "vmc/hibernate_dir: must be an absolute path of at most "
+				"255 characters");
 	if (cfg->page_kind < VMC_PAGE_AUTO || cfg->page_kind > VMC_PAGE_4K ||
 	    (cfg->memory_isolation != 0 && cfg->memory_isolation != 1) ||
 	    (cfg->code_cache_protect != 0 && cfg->code_cache_protect != 1))
@@ -259,6 +267,10 @@ static void init_header(struct vmc *c, const vmc_config_t *cfg, const char *name
 	h->pm_entries = (uint32_t)(cfg->span_total >> shift);
 	h->populate_limit = cfg->populate_limit;
 	h->code_cache_protect = (uint32_t)cfg->code_cache_protect;
+	h->arena_base = cfg->arena_base;   /* 0: arena_create picks it */
+	h->wake_on_attach = cfg->wake_on_attach != 0;
+	h->hibernate_sync = 1;
+	snprintf(h->hibernate_dir, sizeof h->hibernate_dir, "%s", cfg->hibernate_dir);
 	meta_layout(h, &l);
 	h->off_slots = l.off_slots;
 	h->off_granules = l.off_granules;

@@ -29,6 +29,8 @@ const char *vmc_strerror(int err)
 	case VMC_ENOTATTACHED: return "no VM is attached in this worker";
 	case VMC_ELIMIT: return "the VM's memory limit would be exceeded";
 	case VMC_EUNCOMMITTED: return "the range is not committed";
+	case VMC_EHIBERNATED: return "the VM is hibernated; wake it";
+	case VMC_EMISMATCH: return "the image comes from a container of another geometry";
 	/* errno values whose libc names would mislead here */
 	case ETIMEDOUT: return "a container lock was held too long (timed out)";
 	case EALREADY: return "a VM is attached in this process already";

@@ -18,7 +18,7 @@
 #include "lock.h"
 
 #define VMC_MAGIC   0x31415445434d4d56ull  /* "VMMCETA1" little-endian */
-#define VMC_VERSION 2u
+#define VMC_VERSION 3u
 #define VMC_NIL     0xffffffffu
 #define VMC_NAME_MAX 64
 #define VMC_PAGE    4096u
@@ -100,8 +100,15 @@ struct vmc_slot {
 };
 
 /* VM states, kept in the top half of vmc_vm.own; the bottom half holds
- * the slot of the worker that has it attached (or had, when orphaned). */
-enum { VM_FREE = 0, VM_IDLE, VM_ATTACHED, VM_ORPHANED };
+ * the slot of the worker that has it attached (or had, when orphaned).
+ * HIBERNATED: no granule, its memory is in its image file (image.c). */
+enum { VM_FREE = 0, VM_IDLE, VM_ATTACHED, VM_ORPHANED, VM_HIBERNATED };
+/* vmc_vm.image: IMG_VALID while the VM's image file (its path follows from
+ * the container, the VM id and its incarnation) is what the VM holds: set
+ * by hibernate once the image is durable, before a granule is released;
+ * cleared by wake once every granule is back.  A worker that dies with
+ * the VM claimed and IMG_VALID set leaves it hibernated (worker.c). */
+enum { IMG_NONE = 0, IMG_VALID = 1 };
 #define VM_OWN(state, slot) (((uint64_t)(state) << 32) | (uint32_t)(slot))
 #define VM_STATE(own)       ((uint32_t)((own) >> 32))
 #define VM_SLOT(own)        ((uint32_t)(own))
@@ -122,10 +129,11 @@ struct vmc_vm {
 				 * granules (set at create)                         */
 	uint32_t pm_off;        /* pool lock: where its page map starts among the
 				 * container's page-map entries                     */
-	uint32_t pad1;
+	uint32_t image;         /* page map owner: IMG_* (above)                    */
 	uint64_t attaches;      /* atomic */
 	int32_t  pid;           /* page map owner: pid of the attacher (kept when orphaned) */
 	uint32_t pad0;
+	uint64_t image_bytes;   /* page map owner: bytes of its image while IMG_VALID */
 	char     name[VMC_NAME_MAX]; /* pool lock */
 };
 
@@ -182,6 +190,9 @@ struct vmc_meta {
 	uint64_t off_slots, off_granules, off_vms, off_pagemaps, off_regions, off_codemap;
 	char     name[VMC_NAME_MAX];
 	char     pool_path[256];
+	uint32_t wake_on_attach; /* vmc/wake_on_attach: vmc_attach wakes a hibernated VM */
+	uint32_t hibernate_sync; /* fsync images and their directory (always 1 for now) */
+	char     hibernate_dir[256]; /* vmc/hibernate_dir: images go to DIR/NAME/ */
 	/* --- mutable ---------------------------------------------------- */
 	vmc_lock_t pool_lock;
 	vmc_lock_t balloon_lock; /* serialises balloon operations (target arithmetic) */

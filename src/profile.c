@@ -23,7 +23,7 @@
 
 #define PROFILE_MAX (64 * 1024)   /* largest profile file we read */
 
-enum key_type { KEY_SIZE, KEY_UINT, KEY_BOOL, KEY_PAGE_KIND };
+enum key_type { KEY_SIZE, KEY_UINT, KEY_BOOL, KEY_PAGE_KIND, KEY_ADDR, KEY_PATH };
 
 struct key {
 	const char *name;         /* short form; the profile key is "vmc/" name */
@@ -50,6 +50,9 @@ static const struct key keys[] = {
 	KEY(memory_isolation, KEY_BOOL, 0, 1),
 	KEY(verbose,          KEY_BOOL, 0, 1),
 	KEY(code_cache_protect, KEY_BOOL, 0, 1),
+	KEY(arena_base,       KEY_ADDR, 0, 1ull << 47),
+	KEY(wake_on_attach,   KEY_BOOL, 0, 1),
+	KEY(hibernate_dir,    KEY_PATH, 1, 255),   /* min, max: string length */
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -63,6 +66,7 @@ static const vmc_config_t defaults = {
 	.max_vms = 256, .max_workers = 64, .worker_cache = 32,
 	.page_kind = VMC_PAGE_AUTO, .memory_isolation = 1, .verbose = 0,
 	.populate_limit = 16ull << 20,
+	.hibernate_dir = "/var/tmp/vmc",
 	.progress = NULL, .progress_arg = NULL,
 };
 
@@ -87,6 +91,15 @@ static int parse_value(const struct key *k, const char *s, uint64_t *v)
 			if (!strcasecmp(s, page_kinds[i]))
 				return *v = i, 1;
 		return 0;
+	case KEY_ADDR:   /* an address: hex with 0x, or decimal */
+		if (*s < '0' || *s > '9')
+			return 0;
+		errno = 0;
+		*v = strtoull(s, &end, 0);
+		return !errno && !*end && *v >= k->min && *v <= k->max;
+	case KEY_PATH:
+		*v = strlen(s);
+		return *s == '/' && *v >= k->min && *v <= k->max;
 	}
 	return 0;
 }
@@ -97,7 +110,7 @@ static int apply(vmc_config_t *cfg, const struct key *k, const char *val,
 		 const char *ctx)
 {
 	char *field = (char *)cfg + k->off;
-	uint64_t v;
+	uint64_t v = 0;
 
 	if (!parse_value(k, val, &v)) {
 		switch (k->type) {
@@ -114,9 +127,18 @@ static int apply(vmc_config_t *cfg, const struct key *k, const char *val,
 		case KEY_PAGE_KIND:
 			return vmc_fail(VMC_EPROFILE, "%s: expected auto, hugetlb, "
 					"thp or 4k", ctx);
+		case KEY_ADDR:
+			return vmc_fail(VMC_EPROFILE, "%s: expected an address (0x... "
+					"or decimal) below 2^47, or 0 for the default", ctx);
+		case KEY_PATH:
+			return vmc_fail(VMC_EPROFILE, "%s: expected an absolute path "
+					"of at most %llu characters", ctx,
+					(unsigned long long)k->max);
 		}
 	}
-	if (k->type == KEY_SIZE)
+	if (k->type == KEY_PATH)
+		memcpy(field, val, (size_t)v + 1);   /* parse_value checked the length */
+	else if (k->type == KEY_SIZE || k->type == KEY_ADDR)
 		*(uint64_t *)(void *)field = v;
 	else if (k->type == KEY_UINT)
 		*(uint32_t *)(void *)field = (uint32_t)v;

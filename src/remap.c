@@ -71,7 +71,7 @@ static int zero_before(struct run *r)
 	for (uint32_t k = 0; k < r->need; k++) {
 		uint32_t g = r->got.v[k];
 		int err;
-		if (r->zmode.v[k] != Z_BEFORE)
+		if (r->zmode.v[k] != Z_BEFORE || (r->atf.v[k] & OPF_FILL))
 			continue;
 		if (must_zero(r, k, g) && (err = backing_zero(r->c, g)))
 			return err;

@@ -7,6 +7,11 @@
 #include "meta.h"
 
 #define OPF_SKIP_HOLES 0x100  /* internal: release ignores uncommitted indices */
+#define OPF_FILL       0x200  /* internal: commit of a VM not attached anywhere whose
+			       * caller writes every byte of the granule next and then
+			       * marks it clean (image.c): not zeroed, it keeps G_DIRTY
+			       * until then, so a crash in between leaves it to be
+			       * zeroed (reclaim) or quarantined, never shown */
 
 enum { VMC_OP_COMMIT, VMC_OP_RELEASE, VMC_OP_MOVE, VMC_OP_ALIAS, VMC_OP_PROTECT };
 

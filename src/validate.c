@@ -96,8 +96,11 @@ static int check_header(const struct vmc_meta *h, size_t len, int flags, char *w
 	    h->arena_base + h->arena_size > (1ull << 47))
 		return bad(VMC_ECORRUPT, why, n, "bad arena geometry");
 	if (memchr(h->name, 0, sizeof h->name) == NULL ||
-	    memchr(h->pool_path, 0, sizeof h->pool_path) == NULL)
-		return bad(VMC_ECORRUPT, why, n, "unterminated name or pool path");
+	    memchr(h->pool_path, 0, sizeof h->pool_path) == NULL ||
+	    memchr(h->hibernate_dir, 0, sizeof h->hibernate_dir) == NULL)
+		return bad(VMC_ECORRUPT, why, n, "unterminated name, pool path or hibernate dir");
+	if (h->wake_on_attach > 1 || h->hibernate_sync > 1)
+		return bad(VMC_ECORRUPT, why, n, "bad wake_on_attach or hibernate_sync");
 	return 0;
 }
 
@@ -132,9 +135,11 @@ static int check_entries(const struct vmc_meta *h, char *why, size_t n)
 		const struct vmc_vm *vm = (const void *)((const char *)h + h->off_vms +
 							 v * sizeof(struct vmc_vm));
 		uint32_t state = VM_STATE(vm->own);
-		if (state > VM_ORPHANED || (state >= VM_ATTACHED && VM_SLOT(vm->own) >= h->max_workers))
-			return bad(VMC_ECORRUPT, why, n, "VM %u: bad state word %#llx", v,
-				   (unsigned long long)vm->own);
+		if (state > VM_HIBERNATED || ((state == VM_ATTACHED || state == VM_ORPHANED) &&
+					      VM_SLOT(vm->own) >= h->max_workers) ||
+		    vm->image > IMG_VALID || (state == VM_HIBERNATED && vm->image != IMG_VALID))
+			return bad(VMC_ECORRUPT, why, n, "VM %u: bad state word %#llx (image %u)", v,
+				   (unsigned long long)vm->own, vm->image);
 		if (!memchr(vm->name, 0, sizeof vm->name))
 			return bad(VMC_ECORRUPT, why, n, "VM %u: unterminated name", v);
 		if (state != VM_FREE && (vm->pm_len > h->window_granules ||
@@ -219,6 +224,9 @@ static int walk_pagemaps(const struct vmc_meta *h, const struct vmc_granule *gt,
 		if (committed != vt[v].committed)
 			return bad(VMC_ECORRUPT, why, n, "VM %u maps %u granules, committed says %u",
 				   v, committed, vt[v].committed);
+		if (VM_STATE(vt[v].own) == VM_HIBERNATED && committed)
+			return bad(VMC_ECORRUPT, why, n, "VM %u is hibernated but maps %u granules",
+				   v, committed);
 		mapped += committed;
 	}
 	const struct vmc_region *rt = (const void *)((const char *)h + h->off_regions);

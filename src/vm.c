@@ -18,6 +18,7 @@
 #include "remap.h"
 #include "backing.h"
 #include "budget.h"
+#include "image.h"
 #include "os/os.h"
 
 #include <errno.h>
@@ -66,6 +67,9 @@ static int busy(struct vmc *c, uint32_t id, uint64_t own)
 				vm_label(c, id, name), s, pid);
 	if ((err = workers_recover(c, NULL, 0)))
 		return err;
+	if (VM_STATE(__atomic_load_n(&vm->own, __ATOMIC_ACQUIRE)) == VM_HIBERNATED)
+		return vmc_fail(VMC_EHIBERNATED, "VM %s is hibernated: its worker (pid %d) died "
+				"hibernating or waking it; vmc_vm_wake it", vm_label(c, id, name), pid);
 	if (VM_STATE(__atomic_load_n(&vm->own, __ATOMIC_ACQUIRE)) != VM_ORPHANED)
 		return vmc_fail(EBUSY, "VM %s is busy (its worker pid %d died; try again)",
 				vm_label(c, id, name), pid);
@@ -89,9 +93,16 @@ int vm_claim(struct vmc *c, uint32_t id, uint32_t from)
 		case VM_FREE:
 			return vmc_fail(ENOENT, "no VM with id %u", id);
 		case VM_ATTACHED:
-			if (from != VM_ATTACHED)
-				return busy(c, id, own);
-			break;
+			if (from == VM_ATTACHED)
+				break;
+			err = busy(c, id, own);
+			own = __atomic_load_n(&vm->own, __ATOMIC_ACQUIRE);
+			/* its dead worker was hibernating or waking it: recovery
+			 * left it hibernated, which is what a wake wants */
+			if (err == VMC_EHIBERNATED && from == VM_HIBERNATED &&
+			    VM_STATE(own) == VM_HIBERNATED)
+				break;
+			return err;
 		case VM_ORPHANED:
 			if (from != VM_ORPHANED)
 				return vmc_fail(VMC_EORPHANED, "VM %s is orphaned: its worker "
@@ -102,9 +113,17 @@ int vm_claim(struct vmc *c, uint32_t id, uint32_t from)
 			break;
 		case VM_IDLE:
 			if (from != VM_IDLE)
-				return vmc_fail(EINVAL, "VM %s is idle, not orphaned",
-						vm_label(c, id, name));
+				return vmc_fail(EINVAL, "VM %s is idle, not %s", vm_label(c, id, name),
+						from == VM_HIBERNATED ? "hibernated" : "orphaned");
 			break;
+		case VM_HIBERNATED:
+			if (from != VM_HIBERNATED)
+				return vmc_fail(VMC_EHIBERNATED, "VM %s is hibernated: vmc_vm_wake it "
+						"(`vmcctl vm wake`), or create the container with "
+						"vmc/wake_on_attach = 1", vm_label(c, id, name));
+			break;
+		default:
+			return vmc_fail(VMC_ECORRUPT, "VM %u: bad state word", id);
 		}
 	} while (!__atomic_compare_exchange_n(&vm->own, &own, VM_OWN(VM_ATTACHED, c->slot), 0,
 					      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
@@ -229,6 +248,8 @@ int vmc_vm_create_span(vmc_t *c, const char *name, size_t limit, size_t span, ui
 	vm->pm_len = n;
 	vm->committed = vm->hwm = vm->reserve_used = 0;
 	vm->attaches = 0;
+	vm->image = IMG_NONE;
+	vm->image_bytes = 0;
 	vm->incarnation++;
 	__atomic_store_n(&vm->own, VM_OWN(VM_IDLE, VMC_NIL), __ATOMIC_RELEASE);
 	pool_unlock(c);
@@ -261,16 +282,10 @@ int vmc_vm_find(vmc_t *c, const char *name, uint32_t *id)
 	return 0;
 }
 
-/* Claim VM id from `from`, drop it from our own window and release all its
- * granules.  On success the VM stays claimed by us; on error it is back in
- * `from`. */
-static int claim_and_empty(struct vmc *c, uint32_t id, uint32_t from)
+int vm_empty(struct vmc *c, uint32_t id)
 {
 	struct vmc_op op = { VMC_OP_RELEASE, OPF_SKIP_HOLES, 0, 0, vm_span(c, id) };
-	int err = 0;
 
-	if ((err = vm_claim(c, id, from)))
-		return err;
 	/* our window may show it still (lazy, or revoked): clear it, unless
 	 * another thread is attaching; then its granules wait in quarantine
 	 * until that attach has replaced the window */
@@ -279,27 +294,50 @@ static int claim_and_empty(struct vmc *c, uint32_t id, uint32_t from)
 			quarantine_publish(c, VMC_NIL);
 		window_unclaim(c);
 	}
-	if (!err)
-		err = remap_run(c, id, &op, 1, 0);
-	if (err)
+	return remap_run(c, id, &op, 1, 0);
+}
+
+/* Claim VM id from `from`, drop it from our own window and release all its
+ * granules.  On success the VM stays claimed by us; on error it is back in
+ * `from`. */
+static int claim_and_empty(struct vmc *c, uint32_t id, uint32_t from)
+{
+	int err;
+
+	if ((err = vm_claim(c, id, from)))
+		return err;
+	if ((err = vm_empty(c, id)))
 		vm_unclaim(c, id, from);
 	return err;
 }
 
-/* Destroy VM id, idle or orphaned (from), keeping vmc_errmsg intact. */
+/* Destroy VM id, idle, orphaned or hibernated (from), keeping vmc_errmsg
+ * intact.  A hibernated VM's image goes after its entry: a crash in
+ * between leaves a file no VM will ever name (the path has the
+ * incarnation), never a VM without its image. */
 static int destroy(struct vmc *c, uint32_t id, uint32_t from)
 {
 	struct vmc_vm *vm = &c->vms[id];
-	int err;
+	char img[IMAGE_PATH_MAX];
+	int err, had_image;
 
-	if ((err = claim_and_empty(c, id, from)) || (err = pool_lock(c)))
+	if ((err = claim_and_empty(c, id, from)))
 		return err;
+	had_image = vm->image == IMG_VALID && image_path(c, id, img, sizeof img, 0) == 0;
+	if ((err = pool_lock(c))) {
+		vm_unclaim(c, id, from);
+		return err;
+	}
 	vm->incarnation++;
 	vm->name[0] = 0;
 	vm->reserve_used = 0;
+	vm->image = IMG_NONE;
+	vm->image_bytes = 0;
 	__atomic_store_n(&vm->own, VM_OWN(VM_FREE, VMC_NIL), __ATOMIC_RELEASE);
 	pm_release(c);
 	pool_unlock(c);
+	if (had_image)
+		image_unlink(img);
 	return 0;
 }
 
@@ -315,8 +353,8 @@ int vmc_vm_destroy(vmc_t *c, uint32_t id)
 		return err;
 	if (__atomic_load_n(&c->win->attached, __ATOMIC_RELAXED) == id)
 		return vmc_fail(EBUSY, "VM %s is attached here: detach it first", vm->name);
-	return destroy(c, id, VM_STATE(__atomic_load_n(&vm->own, __ATOMIC_ACQUIRE)) ==
-		       VM_ORPHANED ? VM_ORPHANED : VM_IDLE);
+	uint32_t st = VM_STATE(__atomic_load_n(&vm->own, __ATOMIC_ACQUIRE));
+	return destroy(c, id, st == VM_ORPHANED || st == VM_HIBERNATED ? st : VM_IDLE);
 }
 
 int vmc_vm_reclaim(vmc_t *c, uint32_t id, int how)
@@ -374,7 +412,7 @@ int vmc_vm_stats(vmc_t *c, uint32_t id, vmc_vm_stats_t *out)
 	memset(out, 0, sizeof *out);
 	snprintf(out->name, sizeof out->name, "%s", vm->name);
 	out->state = (int)VM_STATE(own);
-	if (VM_STATE(own) >= VM_ATTACHED)
+	if (VM_STATE(own) == VM_ATTACHED || VM_STATE(own) == VM_ORPHANED)
 		out->pid = vm->pid;
 	out->limit = vm->limit;
 	out->span = (uint64_t)vm->pm_len << GSHIFT(c);
@@ -383,6 +421,8 @@ int vmc_vm_stats(vmc_t *c, uint32_t id, vmc_vm_stats_t *out)
 	out->hwm = (uint64_t)__atomic_load_n(&vm->hwm, __ATOMIC_RELAXED) << GSHIFT(c);
 	out->reserve_used = (uint64_t)vm->reserve_used << GSHIFT(c);
 	out->attaches = __atomic_load_n(&vm->attaches, __ATOMIC_RELAXED);
+	if (VM_STATE(own) == VM_HIBERNATED)
+		out->image_bytes = vm->image_bytes;
 	pool_unlock(c);
 	return 0;
 }

@@ -32,6 +32,11 @@ VMC_HIDDEN struct vmc_vm *vm_get(struct vmc *c, uint32_t id, int *err);
  * (not in state `from`). */
 VMC_HIDDEN int vm_claim(struct vmc *c, uint32_t id, uint32_t from);
 
+/* VM id, claimed by us: clear it off our own window and release every
+ * granule of its page map (the release path of destroy: through quarantine
+ * while a window may still show them).  Returns 0 or remap_run's error. */
+VMC_HIDDEN int vm_empty(struct vmc *c, uint32_t id);
+
 /* Give back a VM this slot has claimed, into state `to`. */
 VMC_HIDDEN void vm_unclaim(struct vmc *c, uint32_t id, uint32_t to);
 

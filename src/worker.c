@@ -12,6 +12,7 @@
 #include "quarantine.h"
 #include "vm.h"
 #include "region.h"
+#include "image.h"
 #include "os/os.h"
 
 #include <errno.h>
@@ -77,15 +78,21 @@ again:
 }
 
 /* A worker that dies with a VM attached (or half-way through attaching or
- * destroying one) leaves it orphaned, memory intact (invariant 6). */
+ * destroying one) leaves it orphaned, memory intact (invariant 6); one
+ * that dies hibernating or waking it once its image is the truth
+ * (IMG_VALID) leaves it hibernated (image.c). */
 static void orphan_vms(struct vmc *c, uint32_t s)
 {
 	for (uint32_t v = 0; v < c->h.max_vms; v++) {
 		uint64_t own = __atomic_load_n(&c->vms[v].own, __ATOMIC_ACQUIRE);
-		if (VM_STATE(own) == VM_ATTACHED && VM_SLOT(own) == s) {
-			vm_repair(c, v);
-			__atomic_store_n(&c->vms[v].own, VM_OWN(VM_ORPHANED, s), __ATOMIC_RELEASE);
+		if (VM_STATE(own) != VM_ATTACHED || VM_SLOT(own) != s)
+			continue;
+		if (__atomic_load_n(&c->vms[v].image, __ATOMIC_ACQUIRE) == IMG_VALID) {
+			image_recover(c, v);   /* died hibernating or waking it: its image is it */
+			continue;
 		}
+		vm_repair(c, v);
+		__atomic_store_n(&c->vms[v].own, VM_OWN(VM_ORPHANED, s), __ATOMIC_RELEASE);
 	}
 }
 

@@ -3,7 +3,8 @@
  * with names the tests choose (quotes, backslashes: what JSON and
  * Prometheus output must escape), commits memory in each so that the
  * figures are not all zero, leaves the last VM attached and stays joined,
- * so that vmcctl sees a live worker other than itself.  It prints "ready"
+ * so that vmcctl sees a live worker other than itself.  The first granule
+ * of each VM holds a byte pattern (test_vmcctl_vm.sh moves its image).  It prints "ready"
  * when all is in place and leaves (detach, close, exit 0) on SIGTERM.  It
  * uses the public API only, like any runtime.
  *
@@ -48,6 +49,9 @@ int main(int argc, char **argv)
 			return die("attach", argv[i]);
 		if (vmc_commit(c, base, vmc_granule_size(c) * (size_t)(i - 1), 0))
 			return die("commit in", argv[i]);
+		/* bytes in the first granule, so that an image of it is not all zero */
+		for (size_t k = 0; k < vmc_granule_size(c); k += 4096)
+			((unsigned char *)base)[k] = (unsigned char)(i + k / 4096);
 	}
 	printf("ready\n");
 	fflush(stdout);

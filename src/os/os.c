@@ -37,13 +37,14 @@ struct vmc_os_table vmc_os = {
 	.fcntl = sys_fcntl, .unlink = unlink, .getpid = getpid,
 	.sigaction = sigaction, .write = write, .mount = mount, .mkdir = mkdir,
 	.access = access, .mseal = sys_mseal, .sched_yield = sched_yield,
+	.pwrite = pwrite, .fsync = fsync, .rename = rename,
 };
 
 static const char *const entry_names[VMC_OS_NENTRIES] = {
 	"mmap", "munmap", "mprotect", "madvise", "fallocate", "ftruncate",
 	"memfd_create", "open", "close", "read", "pread", "fstat", "fstatfs",
 	"fcntl", "unlink", "getpid", "sigaction", "write", "mount",
-	"mkdir", "access", "mseal", "sched_yield",
+	"mkdir", "access", "mseal", "sched_yield", "pwrite", "fsync", "rename",
 };
 
 struct inject { uint64_t at; int err; };
@@ -130,6 +131,10 @@ WRAP(int, -1, mkdir, VMC_OS_MKDIR, (const char *p, mode_t m), (p, m))
 WRAP(int, -1, access, VMC_OS_ACCESS, (const char *p, int m), (p, m))
 WRAP(int, -1, mseal, VMC_OS_MSEAL, (void *a, size_t n, unsigned long f), (a, n, f))
 WRAP(int, -1, sched_yield, VMC_OS_SCHED_YIELD, (void), ())
+WRAP(ssize_t, -1, pwrite, VMC_OS_PWRITE,
+     (int fd, const void *b, size_t n, off_t o), (fd, b, n, o))
+WRAP(int, -1, fsync, VMC_OS_FSYNC, (int fd), (fd))
+WRAP(int, -1, rename, VMC_OS_RENAME, (const char *f, const char *t), (f, t))
 
 ssize_t vmc_os_read_file(const char *path, char *buf, size_t cap)
 {

@@ -21,7 +21,7 @@ enum vmc_os_entry {
 	VMC_OS_CLOSE, VMC_OS_READ, VMC_OS_PREAD, VMC_OS_FSTAT, VMC_OS_FSTATFS,
 	VMC_OS_FCNTL, VMC_OS_UNLINK, VMC_OS_GETPID, VMC_OS_SIGACTION,
 	VMC_OS_WRITE, VMC_OS_MOUNT, VMC_OS_MKDIR, VMC_OS_ACCESS, VMC_OS_MSEAL,
-	VMC_OS_SCHED_YIELD,
+	VMC_OS_SCHED_YIELD, VMC_OS_PWRITE, VMC_OS_FSYNC, VMC_OS_RENAME,
 	VMC_OS_NENTRIES
 };
 
@@ -51,6 +51,9 @@ struct vmc_os_table {
 	int (*access)(const char *, int);
 	int (*mseal)(void *, size_t, unsigned long);
 	int (*sched_yield)(void);
+	ssize_t (*pwrite)(int, const void *, size_t, off_t);
+	int (*fsync)(int);
+	int (*rename)(const char *, const char *);
 };
 extern struct vmc_os_table vmc_os;
 
@@ -94,6 +97,9 @@ VMC_HIDDEN int os_mkdir(const char *path, mode_t mode);
 VMC_HIDDEN int os_access(const char *path, int mode);
 VMC_HIDDEN int os_mseal(void *a, size_t n, unsigned long flags);
 VMC_HIDDEN int os_sched_yield(void);
+VMC_HIDDEN ssize_t os_pwrite(int fd, const void *buf, size_t n, off_t off);
+VMC_HIDDEN int os_fsync(int fd);
+VMC_HIDDEN int os_rename(const char *from, const char *to);
 
 /* Read a whole (small) file such as /proc/meminfo into buf, NUL-terminated.
  * Returns bytes read, or -errno. */

@@ -21,7 +21,7 @@
 
 static const struct vmcctl_cmd *const commands[] = {
 	&cmd_list, &cmd_create, &cmd_stat, &cmd_region, &cmd_balloon, &cmd_check,
-	&cmd_destroy, &cmd_hugepages, &cmd_caps,
+	&cmd_destroy, &cmd_hugepages, &cmd_caps, &cmd_vm,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

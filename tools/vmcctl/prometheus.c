@@ -169,7 +169,8 @@ static void vm_metrics(const struct snapshot *s, const struct labels *cl)
 		  "fund." },
 		{ "vmc_vm_attaches_total", "counter", "Attaches of the VM." },
 	};
-	static const int states[] = { VMC_VM_IDLE, VMC_VM_ATTACHED, VMC_VM_ORPHANED };
+	static const int states[] = { VMC_VM_IDLE, VMC_VM_ATTACHED, VMC_VM_ORPHANED,
+				      VMC_VM_HIBERNATED };
 	struct labels l = *cl;
 
 	l.k[l.n++] = "vm";

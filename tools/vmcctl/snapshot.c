@@ -66,6 +66,7 @@ const char *vm_state_name(int state)
 	case VMC_VM_IDLE: return "idle";
 	case VMC_VM_ATTACHED: return "attached";
 	case VMC_VM_ORPHANED: return "orphaned";
+	case VMC_VM_HIBERNATED: return "hibernated";
 	}
 	return "?";
 }

@@ -31,7 +31,7 @@ struct vmcctl_cmd {
 };
 
 extern const struct vmcctl_cmd cmd_list, cmd_create, cmd_stat, cmd_region, cmd_balloon,
-	cmd_check, cmd_destroy, cmd_hugepages, cmd_caps;
+	cmd_check, cmd_destroy, cmd_hugepages, cmd_caps, cmd_vm;
 
 /* ------------------------------------------------------------ arguments */
 
@@ -193,7 +193,7 @@ struct snapshot {
 int snapshot_take(vmc_t *c, struct snapshot *s);
 void snapshot_free(struct snapshot *s);
 
-/* "idle", "attached", "orphaned". */
+/* "idle", "attached", "orphaned", "hibernated". */
 const char *vm_state_name(int state);
 
 /* The name of VM id; NULL for VMC_NO_VM, "?" for one not in the snapshot. */
