@@ -103,8 +103,9 @@ static int make_container(struct vl_host *h, char *err, size_t n)
 		snprintf(err, n, "granule: %s", vmc_errmsg());
 		return -1;
 	}
-	/* hibernated tenants wake in whichever worker attaches them next */
-	if (o->hibernate_after_ms && vmc_config_set(&cfg, "wake_on_attach", "1")) {
+	/* hibernated tenants (--hibernate-after, `hibernate NAME`) wake in
+	 * whichever worker attaches them next */
+	if (vmc_config_set(&cfg, "wake_on_attach", "1")) {
 		snprintf(err, n, "hibernation: %s", vmc_errmsg());
 		return -1;
 	}

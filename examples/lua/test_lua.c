@@ -425,7 +425,7 @@ static void t_budget(void)
 
 static const char hib_lua[] =
 	"data = {}\n"
-	"for i = 1, 2000 do data[i] = ('x'):rep(i % 50) .. i end\n"
+	"for i = 1, 2000 do data[i] = 'x' .. i .. ('y'):rep(i % 7) end\n"
 	"n = 0\n"
 	"function handle(b)\n"
 	"  if b == 'check' then return n .. ':' .. #data .. ':' .. data[1999] end\n"
@@ -468,7 +468,7 @@ static void hibernate_run(int workers, int iso)
 
 	/* a request wakes it, byte for byte; the host counts the wake */
 	tu_call(h, "a", "inc", -1, 0, "2", NULL);
-	tu_call(h, "a", "check", -1, 0, "2:2000:xxxxxxxxx1999", NULL);
+	tu_call(h, "a", "check", -1, 0, "2:2000:x1999yyyy", NULL);
 	tu_info(h, "a", &ti);
 	CHECK(!ti.hibernated && ti.wakes == 1 && ti.hibernations == 1,
 	      "a is awake again, and the host knows it: hibernated %d, %llu wakes, %llu "
@@ -480,8 +480,8 @@ static void hibernate_run(int workers, int iso)
 	/* it goes back to sleep by itself, and on request */
 	await_hibernated(h, "a");
 	tu_admin(h, VL_OP_HIBERNATE, "a", 0, "is hibernated already");
-	tu_call(h, "a", "check", -1, 0, "2:2000:xxxxxxxxx1999", NULL);
-	tu_call(h, "b", "check", -1, 0, "1:2000:xxxxxxxxx1999", NULL);
+	tu_call(h, "a", "check", -1, 0, "2:2000:x1999yyyy", NULL);
+	tu_call(h, "b", "check", -1, 0, "1:2000:x1999yyyy", NULL);
 
 	struct vl_run_stats rs;
 	vl_host_run_stats(h, &rs);

@@ -167,7 +167,7 @@ static int control_client(const char *path, const char *ctl, void *arg)
 	tu_exchange(fd, "stats\nstats --json\nhelp\nbogus\n", 30, 1, (size_t)-1, got, sizeof got);
 	close(fd);
 	static const char *const want[] = {
-		"\ncounter          ready            2       1         1          0",
+		"\ncounter          ready              2       1         1          0",
 		"\nworker ", "\n0 ", "\n1 ",
 		("{\"name\":\"counter\",\"state\":\"ready\",\"message\":\"\",\"requests\":2,\"errors\":1,"
 		 "\"budget_kills\":1,\"nomem\":0,\"orphans\":0"),
@@ -183,20 +183,27 @@ static int control_client(const char *path, const char *ctl, void *arg)
 			"OK tenant 'counter' reset: a fresh state\n"
 			"OK tenant 'counter' reloaded: its state kept, handle replaced\n"
 			"ERR unknown tenant 'nobody'\n") ||
+	       exchange(ctl, "hibernate counter\nhibernate counter\n", 36,
+			"OK hibernated\nOK tenant 'counter' is hibernated already\n") ||
 	       exchange(path, "counter x\n", 10, "OK 1\n");
 }
 
 static void t_control(void)
 {
 	struct vl_host_opts o;
+	char dir[64], cmd[96];
+	snprintf(dir, sizeof dir, "/tmp/vmc-lua-test-ctl-%d", (int)getpid());
 	tu_opts(&o, 2, 1);
 	o.budget = 5000000;
+	o.hibernate_dir = dir;
 	struct vl_host *h = tu_host_opts(&o);
 	tu_add(h, "counter", counter_lua, 0);
 	CHECK(tu_serve(h, control_client, NULL) == 0, "control socket");
 	vl_host_free(h);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	CHECK(system(cmd) == 0, "%s", cmd);
 	printf("control: stats and stats --json counted requests, errors, budget kills; reload, "
-	       "reset and bad commands answered\n");
+	       "reset, hibernate and bad commands answered\n");
 }
 
 /* 64 requests of one tenant queued at once: attaches and replies. */
