@@ -246,6 +246,8 @@ static int variant(int v, struct outcome *out)
 	out->active_p50_us = bench_median(lat, nreq);
 	out->hibernated = hibernated(h);
 	measure_memory(h, v, out);
+	if (vl_host_vmc(h))          /* fund the pool again for the wakes */
+		vmc_balloon(vl_host_vmc(h), 0, NULL);
 	/* idle tenants, one at a time: in (a) each wakes from its image */
 	int w = n - act < nwakes ? n - act : nwakes;
 	for (int i = 0; i < w; i++)
