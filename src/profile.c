@@ -104,7 +104,7 @@ static int apply(vmc_config_t *cfg, const struct key *k, const char *val,
 		 const char *ctx)
 {
 	char *field = (char *)cfg + k->off;
-	uint64_t v;
+	uint64_t v = 0;
 
 	if (!parse_value(k, val, &v)) {
 		switch (k->type) {
