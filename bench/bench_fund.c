@@ -2,7 +2,7 @@
  * bench_fund.c - funding on demand (vmc/fund_policy ondemand) against
  * funding up front, side by side in one run, for each page kind:
  *
- *  (a) the cost per funded granule: up front it is paid at create
+ *  (a) the cost per funded granule, in us per granule: up front it is paid at create
  *      (create with the whole pool funded, less create with none, per
  *      granule); on demand it is paid inside commits (committing the
  *      whole pool granule by granule on an on-demand container, less the
@@ -182,18 +182,18 @@ static int measure_kind(struct bench_report *r, int kind)
 	snprintf(name, sizeof name, "%s: create + commit 16 MiB, on demand", kn);
 	bench_row_runs(r, name, "ms", od_start, runs, ref, kn);
 
-	snprintf(ref, sizeof ref, "%s: funding at create, per %s granule", kn, gz);
+	snprintf(ref, sizeof ref, "%s: funding at create (%s granules)", kn, gz);
 	bench_row_runs(r, ref, "us", at_create, runs, NULL, kn);
 	char commit_ref[128];
-	snprintf(commit_ref, sizeof commit_ref, "%s: commit (funded up front), per granule", kn);
+	snprintf(commit_ref, sizeof commit_ref, "%s: commit, funded up front", kn);
 	bench_row_runs(r, commit_ref, "us", up_commit, runs, NULL, kn);
 	for (int b = 0; b < NBATCH; b++) {
 		char bz[32];
 		bench_fmt_size(batch[b], bz, sizeof bz);
-		snprintf(name, sizeof name, "%s: commit (on demand, batch %s%s), per granule", kn, bz,
+		snprintf(name, sizeof name, "%s: commit on demand (batch %s%s)", kn, bz,
 			 b == 1 ? ", default" : "");
 		bench_row_runs(r, name, "us", od_commit[b], runs, commit_ref, kn);
-		snprintf(name, sizeof name, "%s: funding in commit (batch %s), per granule", kn, bz);
+		snprintf(name, sizeof name, "%s: funding in commit (batch %s)", kn, bz);
 		bench_row_runs(r, name, "us", in_commit[b], runs, ref, kn);
 		bench_note(r, "%s: on demand, batch %s: %llu funding system calls for %llu granules",
 			   kn, bz, (unsigned long long)calls[b], (unsigned long long)ngran);
