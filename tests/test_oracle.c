@@ -10,8 +10,9 @@
  * reclaim operation VM O, orphaned by a worker killed inside a commit
  * (its page map holds a granule that was never zeroed).  Each operation
  * (commit, release, move, alias, two batches, clone, reclaim, balloon,
- * destroy, attach/detach, regions; commit and clone also in a world funded
- * on demand, where they fund in the middle) then runs
+ * destroy, attach/detach, regions; and a commit in a world funded on
+ * demand, larger than the free list, so that it funds in the middle) then
+ * runs
  *  - in a child killed at a sample of every instruction it executes
  *    (ptstep.h), and
  *  - in this process with the N-th call of each system-call entry it
@@ -299,7 +300,6 @@ static const struct opdef {
 	{ "batch commit+protect", op_batch_protect, 1, 0, 0 },
 	{ "batch mix (lazy)", op_batch_mix,    0, 0, 0 },
 	{ "clone",           op_clone,         1, 0, 0 },
-	{ "clone (on demand)", op_clone,       1, 0, 1 },
 	{ "reclaim keep",    op_reclaim_keep,  1, 1, 0 },
 	{ "reclaim reset",   op_reclaim_reset, 0, 1, 0 },
 	{ "balloon",         op_balloon,       1, 0, 0 },
