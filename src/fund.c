@@ -76,18 +76,22 @@ static uint32_t lacking(struct vmc *c, uint32_t need, int reserve, int took)
 
 /* Fund at least `min` granules and up to `want` (host permitting), down to
  * the balloon target.  Balloon lock held. */
-static int fund_some(struct vmc *c, uint32_t need, uint32_t min, uint32_t want)
+static int fund_some(struct vmc *c, uint32_t need, int reserve, uint32_t min, uint32_t want)
 {
 	uint32_t unfunded = __atomic_load_n(&c->m->nunfunded, __ATOMIC_RELAXED);
 	uint32_t target = __atomic_load_n(&c->m->balloon_target, __ATOMIC_RELAXED);
 	uint32_t room = unfunded > target ? unfunded - target : 0, got;
-	char adv[320], host[256], a[VMC_SIZE_STR], b[VMC_SIZE_STR], r[VMC_SIZE_STR + 40] = "";
+	char adv[320], host[256], a[VMC_SIZE_STR], b[VMC_SIZE_STR], r[160] = "";
 	int err;
 
 	if (room < min) {
+		size_t k = 0;
 		if (room)
-			snprintf(r, sizeof r, " (on-demand funding may add %s)",
-				 vmc_size_str((uint64_t)room << GSHIFT(c), host));
+			k += (size_t)snprintf(r, sizeof r, ", on-demand funding may add %s",
+					      vmc_size_str((uint64_t)room << GSHIFT(c), host));
+		if (!reserve && c->h.reserve_size)   /* only where it is in the way */
+			snprintf(r + k, sizeof r - k, ", and the reserve fund (%s) is kept for "
+				 "VMC_COMMIT_RESERVE", vmc_size_str(c->h.reserve_size, host));
 		return vmc_fail(VMC_EFUNDS, "committing %s needs %s more funded memory%s: %s",
 				vmc_size_str((uint64_t)need << GSHIFT(c), a),
 				vmc_size_str((uint64_t)min << GSHIFT(c), b), r,
@@ -118,7 +122,8 @@ static int fund(struct vmc *c, uint32_t need, int reserve, int took)
 		return err;
 	/* under the lock: another worker may have funded while we waited */
 	min = lacking(c, need, reserve, took);
-	err = min ? fund_some(c, need, min, VMC_MAX(took ? need : min, c->h.fund_batch)) : 0;
+	err = min ? fund_some(c, need, reserve, min,
+			      VMC_MAX(took ? need : min, c->h.fund_batch)) : 0;
 	balloon_unlock(c);
 	return err;
 }

@@ -567,6 +567,18 @@ TEST(the_profile_key_and_its_environment_override)
 	cfg.reserve_size = 4 * MiB;
 	REQUIRE(vmc_create(NULL, &cfg, &c) == 0);
 	CHECK_EQ(funded(c), 2 * G);
+	/* and keeps it: only VMC_COMMIT_RESERVE commits use it, and the message
+	 * says so when it is in the way */
+	char *base;
+	uint32_t a = mkvm(c, "A", 16 * MiB);
+	REQUIRE(a != VMC_NIL && vmc_attach(c, a, (void **)&base) == 0);
+	CHECK_EQ(vmc_commit(c, base, 6 * G, 0), 0);
+	CHECK_EQ(funded(c), 8 * G);
+	CHECK_EQ(vmc_commit(c, at(base, 6), G, 0), VMC_EFUNDS);
+	CHECK(errmsg_has("reserve fund"));
+	CHECK_EQ(vmc_commit(c, at(base, 6), 2 * G, VMC_COMMIT_RESERVE), 0);
+	CHECK_EQ(vmc_detach(c, a), 0);
+	CHECK(check_clean(c));
 	vmc_close(c);
 }
 
