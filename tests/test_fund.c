@@ -161,6 +161,21 @@ TEST(a_large_commit_funds_what_it_needs_at_once)
 	CHECK_EQ(vmc_detach(c, a2), 0);
 	CHECK(sound(c));
 	finish(c);
+
+	/* a region takes a run of free funded granules: funded on demand too */
+	vmc_config_t cfg;
+	void *rp;
+	test_config(&cfg, 32 * MiB, 0);
+	cfg.fund_policy = VMC_FUND_ONDEMAND;
+	cfg.fund_batch = 2 * G;
+	cfg.region_space = 16 * MiB;
+	REQUIRE((c = make_cfg("rg", &cfg)));
+	CHECK_EQ(vmc_region_create(c, "R", 6 * G, 0, &rp), 0);
+	CHECK_EQ(funded(c), 6 * G);
+	CHECK(all_zero(rp, 6 * G));
+	CHECK_EQ(vmc_region_create(c, "S", 12 * G, 0, &rp), VMC_EFUNDS);  /* 16 in all */
+	CHECK(sound(c));
+	finish(c);
 }
 
 TEST(the_balloon_target_holds)
