@@ -98,6 +98,7 @@ static int fund_some(struct vmc *c, uint32_t need, int reserve, uint32_t min, ui
 				funds_advice(c, adv, sizeof adv));
 	}
 	want = VMC_MIN(VMC_MAX(want, min), room);
+	vmc_assert(want >= min && want <= unfunded);   /* never below the balloon target */
 	err = pool_fund(c, want, 1);
 	if (err == ENOMEM || err == ENOSPC) {
 		got = unfunded - __atomic_load_n(&c->m->nunfunded, __ATOMIC_RELAXED);
