@@ -88,6 +88,9 @@ VMC_API const char *vmc_errmsg(void);
 #define VMC_GRANULE_SHIFT 21
 #define VMC_GRANULE_SIZE  ((size_t)1 << VMC_GRANULE_SHIFT)   /* 2 MiB */
 
+/* vmc/fund_policy values (vmc_config_t.fund_policy). */
+enum { VMC_FUND_UPFRONT = 0, VMC_FUND_ONDEMAND = 1 };
+
 enum vmc_page_kind {
 	VMC_PAGE_AUTO    = 0,  /* hugetlb if pages can be had, else THP, else 4K; says which */
 	VMC_PAGE_HUGETLB = 1,  /* hugetlbfs 2 MiB pages (hugetlbfs mount, or memfd MFD_HUGETLB) */
@@ -103,7 +106,27 @@ enum vmc_page_kind {
  * upper-cased, e.g. VMC_MEMORY_ISOLATION for vmc/memory_isolation). */
 typedef struct vmc_config {
 	uint64_t pool_size;       /* vmc/pool_size: pool bytes. Default 1G                         */
-	uint64_t fund_size;       /* vmc/fund_size: bytes funded at create. Default 256M          */
+	uint64_t fund_size;       /* vmc/fund_size: bytes funded at create. Default 256M up
+				   * front; 0 on demand (see fund_policy)                    */
+	int      fund_policy;     /* vmc/fund_policy: upfront | ondemand (VMC_FUND_*).  Default
+				   * upfront: the pool holds fund_size funded from create on,
+				   * and only vmc_balloon changes that (Azul-style: what is
+				   * funded is there when a commit or the reserve fund needs
+				   * it).  ondemand: create funds fund_size (at least the code
+				   * cache and the reserve fund), and a commit (or clone) that
+				   * finds no free funded granule funds more, fund_batch at a
+				   * time, up to pool_size less the balloon target (the
+				   * unfunded bytes last asked of vmc_balloon: what the
+				   * operator ballooned out stays out).  A fund the host
+				   * cannot back (MemAvailable, free hugepages, tmpfs space)
+				   * fails that commit with VMC_EFUNDS, never a SIGBUS later.
+				   * Under ondemand, fund_size defaults to 0: a fund_size still
+				   * at the up-front default (256M) when the policy becomes
+				   * ondemand (profile, environment or vmc_config_set) is
+				   * set to 0; set it after the policy to fund some at create */
+	uint64_t fund_batch;      /* vmc/fund_batch: bytes an on-demand fund adds at once (one
+				   * system call per run of holes).  0 (default): 1/64 of the
+				   * pool, at least 2M and 4 granules, at most the pool     */
 	uint64_t window_size;     /* vmc/window_size: address window of a worker: the largest
 				   * span a VM may have. Default 1G                            */
 	uint64_t granule_size;    /* vmc/granule_size: the unit of mapping, funding and
@@ -187,7 +210,9 @@ typedef struct vmc vmc_t;
  * result of vmc_config_init).  The metadata lives in /dev/shm/vmc.NAME.meta
  * and the pool in /dev/shm/vmc.NAME.pool (4K, THP) or on a hugetlbfs mount
  * (hugetlb), both mode 0600.  A NULL name makes a private container that
- * only forked children can share.  Funds cfg->fund_size bytes up front.
+ * only forked children can share.  Funds cfg->fund_size bytes up front
+ * (under fund_policy ondemand, at least the code cache and reserve fund;
+ * commits fund the rest when they need it).
  * Errors: EINVAL (bad name or sizes), EEXIST, ENOMEM/ENOSPC (cannot fund:
  * see vmc_errmsg()), VMC_EARENA, VMC_EPROFILE. */
 VMC_API int vmc_create(const char *name, const vmc_config_t *cfg, vmc_t **out);
@@ -218,7 +243,10 @@ VMC_API int vmc_destroy(const char *name);
  * unfunded: inflate gives free granules back to the host (punching holes),
  * deflate funds holes again.  Used granules are never touched; granules in
  * workers' caches are taken back when inflating needs them.  *achieved (may
- * be NULL) receives the unfunded bytes reached.  Errors: EINVAL, VMC_EFUNDS
+ * be NULL) receives the unfunded bytes reached.  The target is recorded:
+ * under fund_policy ondemand, commits fund on demand only down to it (the
+ * granules ballooned out stay out until a balloon call lowers it).
+ * Errors: EINVAL, VMC_EFUNDS
  * (inflate: not enough unused granules; *achieved tells how far it got),
  * ENOMEM/ENOSPC (deflate: the host has not got the memory; vmc_errmsg()). */
 VMC_API int vmc_balloon(vmc_t *c, uint64_t target_unfunded, uint64_t *achieved);
@@ -386,7 +414,10 @@ enum {
  * released with VMC_RELEASE_DEFER are recycled first: one recycled at the
  * address it was released from costs no system call.  Errors: VMC_ELIMIT
  * (the VM's limit), VMC_EFUNDS (no free funded granule, or only the reserve
- * fund is left and VMC_COMMIT_RESERVE is not given). */
+ * fund is left and VMC_COMMIT_RESERVE is not given; under vmc/fund_policy
+ * ondemand the commit funds more first, and VMC_EFUNDS means the pool is
+ * used up to its balloon target or the host has not got the memory:
+ * vmc_errmsg() says which and what to do). */
 VMC_API int vmc_commit(vmc_t *c, void *addr, size_t len, int flags);
 
 /* Release the granules of [addr, addr+len), which must all be committed:
@@ -624,6 +655,10 @@ typedef struct vmc_stats {
 	uint64_t pool_size;         /* bytes */
 	uint64_t funded_bytes;      /* bytes backed by memory (all states but unfunded) */
 	uint64_t reserve_size;
+	int      fund_policy;       /* VMC_FUND_UPFRONT or VMC_FUND_ONDEMAND            */
+	uint64_t fund_batch;        /* bytes an on-demand fund adds at once             */
+	uint64_t balloon_target;    /* unfunded bytes last asked of vmc_balloon (0 if
+				     * never): on-demand funding leaves them unfunded  */
 	uint32_t granules;          /* pool granules in total                       */
 	uint32_t unfunded, free, cached, used, quarantined; /* granules by state    */
 	uint32_t workers;           /* slots held by live processes                 */
@@ -634,6 +669,7 @@ typedef struct vmc_stats {
 	uint64_t window_size, arena_base, arena_size;
 	/* counters since create, summed over all processes */
 	uint64_t fund_ops, fund_granules;       /* funding calls, granules funded      */
+	uint64_t ondemand_ops, ondemand_granules; /* of those, funds by commits (ondemand) */
 	uint64_t unfund_ops, unfund_granules;   /* hole punches, granules unfunded     */
 	uint64_t cache_refills, cache_drains;   /* batch moves shared list <-> cache   */
 	uint64_t lock_repairs;                  /* locks repaired after a dead owner   */

@@ -73,7 +73,7 @@ int backing_fund(struct vmc *c, uint32_t g, uint32_t n)
 		err = ENOSPC;
 	if (err == ENOSPC || err == ENOMEM)
 		return vmc_fail(err, "funding %u granules (%llu MiB) of %s memory failed: %s; "
-				"free memory%s or fund less", n,
+				"free memory%s", n,
 				(unsigned long long)(((uint64_t)n << GSHIFT(c)) >> 20),
 				vmc_page_kind_name((int)c->h.page_kind), vmc_strerror(err),
 				c->h.page_kind == VMC_PAGE_HUGETLB ?
@@ -91,7 +91,7 @@ int backing_unfund(struct vmc *c, uint32_t g, uint32_t n)
 			g, g + n - 1, vmc_strerror(errno));
 }
 
-int backing_precheck(int kind, int fd, uint64_t bytes)
+int backing_precheck(int kind, int fd, uint64_t bytes, const char *instead)
 {
 	long huge_free, huge_total;
 	uint64_t n = (bytes + VMC_GRANULE_SIZE - 1) >> VMC_GRANULE_SHIFT, avail;   /* hugepages */
@@ -109,15 +109,16 @@ int backing_precheck(int kind, int fd, uint64_t bytes)
 	}
 	if (avail && bytes > avail)
 		return vmc_fail(ENOMEM, "need %llu MiB to fund, only %llu MiB of memory "
-				"available: fund less (vmc/fund_size, vmcctl balloon) or free memory",
+				"available (MemAvailable in /proc/meminfo): %s, or free memory",
 				(unsigned long long)(bytes >> 20),
-				(unsigned long long)(avail >> 20));
+				(unsigned long long)(avail >> 20), instead);
 	if (fd >= 0 && os_fstatfs(fd, &st) == 0 && st.f_bsize &&
 	    (uint64_t)st.f_bavail * (uint64_t)st.f_bsize < bytes)
 		return vmc_fail(ENOSPC, "need %llu MiB to fund, the pool's tmpfs has %llu MiB "
-				"free: fund less or remount /dev/shm bigger",
+				"free: %s, or remount /dev/shm bigger",
 				(unsigned long long)(bytes >> 20),
-				(unsigned long long)(((uint64_t)st.f_bavail * st.f_bsize) >> 20));
+				(unsigned long long)(((uint64_t)st.f_bavail * st.f_bsize) >> 20),
+				instead);
 	return 0;
 }
 

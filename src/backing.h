@@ -19,7 +19,8 @@ VMC_HIDDEN int backing_zero(struct vmc *c, uint32_t g);
 
 /* Refuse up front to fund `bytes` of `kind` that the host has not got
  * (free hugepages, MemAvailable, tmpfs space of fd).  Returns 0 or ENOMEM
- * / ENOSPC with a message that says what to do. */
-VMC_HIDDEN int backing_precheck(int kind, int fd, uint64_t bytes);
+ * / ENOSPC with a message that says what to do: free hugepages or memory,
+ * or `instead` (what the caller can do, e.g. "fund less"). */
+VMC_HIDDEN int backing_precheck(int kind, int fd, uint64_t bytes, const char *instead);
 
 #endif

@@ -85,7 +85,7 @@ static void progress(struct vmc *c, uint32_t done, uint32_t total)
 }
 
 /* Fund n holes, lowest first.  Balloon lock held. */
-int pool_fund(struct vmc *c, uint32_t n)
+int pool_fund(struct vmc *c, uint32_t n, int ondemand)
 {
 	uint32_t done = 0, g = 0, ng = c->h.ngranules;
 	int err;
@@ -95,7 +95,9 @@ int pool_fund(struct vmc *c, uint32_t n)
 				"are unfunded", n, c->m->nunfunded, ng);
 	if ((err = backing_precheck((int)c->h.page_kind,
 				    c->h.flags & META_POOL_MEMFD ? -1 : c->pool_fd,
-				    (uint64_t)n << GSHIFT(c))))
+				    (uint64_t)n << GSHIFT(c), ondemand ?
+				    "release memory in the container's VMs" :
+				    "fund less (vmc/fund_size, vmc_balloon)")))
 		return err;
 	while (done < n) {
 		uint32_t run = 0;
@@ -113,9 +115,12 @@ int pool_fund(struct vmc *c, uint32_t n)
 		CNT_ADD(&c->m->nunfunded, -run);
 		pool_unlock(c);
 		count_op(&c->m->cnt.fund_ops, &c->m->cnt.fund_granules, run);
+		if (ondemand)
+			count_op(&c->m->cnt.ondemand_ops, &c->m->cnt.ondemand_granules, run);
 		done += run;
 		g += run;
-		progress(c, done, n);
+		if (!ondemand)   /* a commit draws no progress bar */
+			progress(c, done, n);
 	}
 	return 0;
 }
@@ -194,11 +199,13 @@ int vmc_balloon(vmc_t *c, uint64_t target_unfunded, uint64_t *achieved)
 	target = (uint32_t)((target_unfunded + GSIZE(c) - 1) >> GSHIFT(c));
 	if ((err = balloon_lock(c)))
 		return err;
+	/* what the operator asked stays asked: on-demand funding keeps to it */
+	__atomic_store_n(&c->m->balloon_target, target, __ATOMIC_RELAXED);
 	now = __atomic_load_n(&c->m->nunfunded, __ATOMIC_RELAXED);
 	if (target > now)
 		err = pool_unfund(c, target - now);
 	else if (target < now)
-		err = pool_fund(c, now - target);
+		err = pool_fund(c, now - target, 0);
 	balloon_unlock(c);
 	if (achieved)
 		*achieved = (uint64_t)__atomic_load_n(&c->m->nunfunded, __ATOMIC_RELAXED)

@@ -16,6 +16,7 @@
  * counts again from the page maps, so a crash never leaks budget.
  */
 #include "budget.h"
+#include "fund.h"
 #include "pool.h"
 #include "vm.h"
 
@@ -26,17 +27,19 @@ int budget_charge(struct vmc *c, uint32_t n, int reserve, uint32_t *from_reserve
 	uint32_t budget = funded > rsv ? funded - rsv : 0;
 	uint32_t cur = __atomic_load_n(&c->m->committed, __ATOMIC_RELAXED);
 
+	char adv[320];
+
 	do {
 		if (cur + n <= (reserve ? funded : budget))
 			continue;
+		/* the reserve fund is named only where it is what stands in the way */
 		if (!reserve && rsv && cur + n <= funded)
 			return vmc_fail(VMC_EFUNDS, "%u granules needed: %u of the %u funded "
 					"are committed and the other %u are the reserve fund, "
-					"which only VMC_COMMIT_RESERVE may use", n, cur, funded,
-					funded - cur);
+					"which only VMC_COMMIT_RESERVE may use; %s", n, cur,
+					funded, funded - cur, funds_advice(c, adv, sizeof adv));
 		return vmc_fail(VMC_EFUNDS, "%u granules needed, %u of the %u funded are "
-				"committed: release memory%s", n, cur, funded,
-				c->m->nunfunded ? ", or fund more (vmc_balloon)" : "");
+				"committed: %s", n, cur, funded, funds_advice(c, adv, sizeof adv));
 	} while (!__atomic_compare_exchange_n(&c->m->committed, &cur, cur + n, 0,
 					      __ATOMIC_RELAXED, __ATOMIC_RELAXED));
 	*from_reserve = cur + n > budget ? VMC_MIN(n, cur + n - budget) : 0;

@@ -8,7 +8,8 @@
  * (NULL-named) container, is a memfd instead: sealed against shrinking,
  * and shared with forked workers only.
  *
- * Create builds everything, funds the pool and writes the header's magic
+ * Create builds everything, funds the pool (fund_size; under the on-demand
+ * policy commits fund the rest, fund.c) and writes the header's magic
  * last, so an opener never trusts a half-made file.  Open validates the
  * header and every table entry before using it (validate.c), then reserves
  * the arena at the recorded base with MAP_FIXED_NOREPLACE: the arena is at
@@ -67,7 +68,11 @@ static int resolve_kind(const vmc_config_t *cfg, const char *name, int *kind)
 {
 	vmc_caps_t caps;
 	char why[200] = "";
-	uint64_t need = VMC_MAX(round_up(cfg->fund_size, VMC_GRANULE_SHIFT) >> VMC_GRANULE_SHIFT, 1);
+	/* on demand, the first batch comes soon after create */
+	uint64_t first = cfg->fund_policy == VMC_FUND_ONDEMAND ?
+			 VMC_MAX(cfg->fund_size, VMC_MAX(cfg->fund_batch, VMC_GRANULE_SIZE)) :
+			 cfg->fund_size;
+	uint64_t need = VMC_MAX(round_up(first, VMC_GRANULE_SHIFT) >> VMC_GRANULE_SHIFT, 1);
 
 	vmc_caps_probe(&caps);
 	if (cfg->page_kind == VMC_PAGE_THP && !caps.thp_shmem)
@@ -158,7 +163,7 @@ static int check_config(const vmc_config_t *cfg)
 		{ "pool_size", cfg->pool_size, 0 }, { "fund_size", cfg->fund_size, 1 },
 		{ "window_size", cfg->window_size, 0 }, { "code_cache_size", cfg->code_cache_size, 1 },
 		{ "region_space", cfg->region_space, 1 }, { "reserve_size", cfg->reserve_size, 1 },
-		{ "span_total", cfg->span_total, 1 },
+		{ "span_total", cfg->span_total, 1 }, { "fund_batch", cfg->fund_batch, 1 },
 	};
 	for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
 		if ((!sizes[i].v && !sizes[i].zero_ok) || sizes[i].v > (1ull << 44))
@@ -186,6 +191,9 @@ static int check_config(const vmc_config_t *cfg)
 	    (cfg->memory_isolation != 0 && cfg->memory_isolation != 1) ||
 	    (cfg->code_cache_protect != 0 && cfg->code_cache_protect != 1))
 		return vmc_fail(EINVAL, "bad page_kind or memory_isolation");
+	if (cfg->fund_policy != VMC_FUND_UPFRONT && cfg->fund_policy != VMC_FUND_ONDEMAND)
+		return vmc_fail(EINVAL, "vmc/fund_policy = %d: must be VMC_FUND_UPFRONT (0, "
+				"upfront) or VMC_FUND_ONDEMAND (1, ondemand)", cfg->fund_policy);
 	return 0;
 }
 
@@ -211,6 +219,18 @@ static int shape(const vmc_config_t *in, int kind, vmc_config_t *cfg, unsigned *
 	cfg->reserve_size = round_up(in->reserve_size, *shift);
 	cfg->span_total = in->span_total ? round_up(in->span_total, *shift) :
 		VMC_MIN((uint64_t)in->max_vms * cfg->window_size, (uint64_t)1 << (24 + *shift));
+	cfg->fund_batch = round_up(in->fund_batch ? in->fund_batch :
+				   VMC_MAX(cfg->pool_size / 64, VMC_MAX(VMC_GRANULE_SIZE, g << 2)),
+				   *shift);
+	if (!in->fund_batch)
+		cfg->fund_batch = VMC_MIN(cfg->fund_batch, cfg->pool_size);
+	if (cfg->fund_policy == VMC_FUND_ONDEMAND)   /* what must be funded at once */
+		cfg->fund_size = VMC_MAX(cfg->fund_size,
+					 cfg->code_cache_size + cfg->reserve_size);
+	if (cfg->fund_batch > cfg->pool_size)
+		return vmc_fail(EINVAL, "vmc/fund_batch (%llu MiB) must not exceed pool_size "
+				"(%llu MiB)", (unsigned long long)(cfg->fund_batch >> 20),
+				(unsigned long long)(cfg->pool_size >> 20));
 	if (cfg->code_cache_size > cfg->fund_size)
 		return vmc_fail(EINVAL, "code_cache_size (%llu MiB) comes out of the funded pool: "
 				"fund_size (%llu MiB) must be at least as large",
@@ -266,6 +286,8 @@ static void init_header(struct vmc *c, const vmc_config_t *cfg, const char *name
 	h->window_granules = (uint32_t)(cfg->window_size >> shift);
 	h->pm_entries = (uint32_t)(cfg->span_total >> shift);
 	h->populate_limit = cfg->populate_limit;
+	h->fund_policy = (uint32_t)cfg->fund_policy;
+	h->fund_batch = (uint32_t)(cfg->fund_batch >> shift);
 	h->code_cache_protect = (uint32_t)cfg->code_cache_protect;
 	h->arena_base = cfg->arena_base;   /* 0: arena_create picks it */
 	h->wake_on_attach = cfg->wake_on_attach != 0;
@@ -373,7 +395,7 @@ static int create_as(const char *name, const vmc_config_t *asked, int kind, vmc_
 	c->h.flags = ppath[0] ? 0 : META_POOL_MEMFD;
 	if ((err = init_tables(c)) || (err = worker_join(c)) || (err = balloon_lock(c)))
 		goto fail;
-	err = pool_fund(c, (uint32_t)(cfg->fund_size >> shift));
+	err = pool_fund(c, (uint32_t)(cfg->fund_size >> shift), 0);
 	balloon_unlock(c);
 	if (err || (err = code_create(c)) || (err = code_join(c)))
 		goto fail;

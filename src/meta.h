@@ -18,7 +18,7 @@
 #include "lock.h"
 
 #define VMC_MAGIC   0x31415445434d4d56ull  /* "VMMCETA1" little-endian */
-#define VMC_VERSION 3u
+#define VMC_VERSION 4u
 #define VMC_NIL     0xffffffffu
 #define VMC_NAME_MAX 64
 #define VMC_PAGE    4096u
@@ -166,6 +166,7 @@ struct vmc_region {
 struct vmc_counters {
 	uint64_t fund_ops, fund_granules;
 	uint64_t unfund_ops, unfund_granules;
+	uint64_t ondemand_ops, ondemand_granules;  /* funds made by commits (fund.c) */
 	uint64_t cache_refills, cache_drains;
 	uint64_t lock_repairs, workers_recovered;
 	vmc_attach_stats_t gone;  /* attach statistics of slots since freed */
@@ -184,6 +185,8 @@ struct vmc_meta {
 	uint32_t page_kind, memory_isolation, window_granules, code_cache_protect;
 	uint32_t granule_shift;  /* granules are 1 << granule_shift bytes (12..21) */
 	uint32_t pm_entries;     /* page-map entries of all VMs together */
+	uint32_t fund_policy;    /* VMC_FUND_UPFRONT or VMC_FUND_ONDEMAND (fund.c) */
+	uint32_t fund_batch;     /* granules an on-demand fund adds at once (>= 1) */
 	uint64_t populate_limit; /* bytes: 4 KiB pools populate VMs up to this */
 	uint64_t pool_size, window_size, code_cache_size, region_space, reserve_size;
 	uint64_t arena_base, arena_size;
@@ -210,7 +213,9 @@ struct vmc_meta {
 	uint32_t quar_tail;      /* pool lock */
 	uint32_t pm_top;         /* pool lock: page-map entries from here up are free
 				  * (the end of the highest live VM's page map)   */
-	uint32_t pad3;
+	uint32_t balloon_target; /* balloon lock (read atomically): granules the last
+				  * vmc_balloon asked to be unfunded; on-demand
+				  * funding leaves that many unfunded (fund.c) */
 	uint64_t epoch;          /* pool lock (read atomically): see quarantine.c */
 	struct vmc_counters cnt; /* atomic */
 };

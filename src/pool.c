@@ -15,6 +15,7 @@
  * or overflows (drain).
  */
 #include "pool.h"
+#include "fund.h"
 #include "quarantine.h"
 #include "vm.h"
 #include "window.h"
@@ -283,11 +284,12 @@ static int ensure_cached(struct vmc *c, struct vmc_slot *s)
 		if ((err = refill(c, s, batch)))
 			return err;
 	}
-	if (s->cache_head == VMC_NIL)
-		return vmc_fail(VMC_EFUNDS, "the pool has no free funded granule (%u unfunded "
-				"of %u): release memory or deflate the balloon (`vmcctl balloon "
-				"%s 0`)", c->m->nunfunded, c->h.ngranules,
-				c->h.name[0] ? c->h.name : "NAME");
+	if (s->cache_head == VMC_NIL) {
+		char adv[320];
+		return vmc_fail(VMC_EFUNDS, "no free funded granule is left (the others are "
+				"committed, in quarantine or cached by busy workers): %s",
+				funds_advice(c, adv, sizeof adv));
+	}
 	return 0;
 }
 

@@ -45,9 +45,10 @@ VMC_HIDDEN void world_start(struct vmc *c, int balloon);
 VMC_HIDDEN void pool_init(struct vmc *c);
 
 /* Fund n more granules, lowest holes first (balloon.c), with the balloon
- * lock held.  Returns 0 or an errno; the granules funded so far stay
- * funded. */
-VMC_HIDDEN int pool_fund(struct vmc *c, uint32_t n);
+ * lock held; `ondemand`: for a commit (fund.c), counted as such and with
+ * no progress report.  Returns 0 or an errno; the granules funded so far
+ * stay funded. */
+VMC_HIDDEN int pool_fund(struct vmc *c, uint32_t n, int ondemand);
 VMC_HIDDEN int balloon_lock(struct vmc *c);
 VMC_HIDDEN void balloon_lock_use(struct vmc *c, struct vmc_lock_use *u);
 VMC_HIDDEN void balloon_unlock(struct vmc *c);

@@ -23,19 +23,22 @@
 
 #define PROFILE_MAX (64 * 1024)   /* largest profile file we read */
 
-enum key_type { KEY_SIZE, KEY_UINT, KEY_BOOL, KEY_PAGE_KIND, KEY_ADDR, KEY_PATH };
+enum key_type { KEY_SIZE, KEY_UINT, KEY_BOOL, KEY_PAGE_KIND, KEY_FUND_POLICY, KEY_ADDR,
+		KEY_PATH };
 
 struct key {
 	const char *name;         /* short form; the profile key is "vmc/" name */
 	enum key_type type;
 	size_t off;               /* offsetof(vmc_config_t, field) */
-	uint64_t min, max;        /* accepted range (page kind: enum values) */
+	uint64_t min, max;        /* accepted range (named values: enum values) */
 };
 
 #define KEY(f, t, lo, hi) { #f, t, offsetof(vmc_config_t, f), lo, hi }
 static const struct key keys[] = {
 	KEY(pool_size,        KEY_SIZE, 0, UINT64_MAX),
 	KEY(fund_size,        KEY_SIZE, 0, UINT64_MAX),
+	KEY(fund_policy,      KEY_FUND_POLICY, VMC_FUND_UPFRONT, VMC_FUND_ONDEMAND),
+	KEY(fund_batch,       KEY_SIZE, 0, UINT64_MAX),
 	KEY(window_size,      KEY_SIZE, 0, UINT64_MAX),
 	KEY(granule_size,     KEY_SIZE, 0, 2u << 20),
 	KEY(span_total,       KEY_SIZE, 0, UINT64_MAX),
@@ -56,11 +59,13 @@ static const struct key keys[] = {
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
-/* Indexed by enum vmc_page_kind. */
-static const char *const page_kinds[] = { "auto", "hugetlb", "thp", "4k" };
+/* The words of the named-value keys, indexed by their enum values. */
+static const char *const page_kinds[] = { "auto", "hugetlb", "thp", "4k", NULL };
+static const char *const fund_policies[] = { "upfront", "ondemand", NULL };
 
 static const vmc_config_t defaults = {
 	.pool_size = 1ull << 30, .fund_size = 256ull << 20,
+	.fund_policy = VMC_FUND_UPFRONT, .fund_batch = 0,
 	.window_size = 1ull << 30, .code_cache_size = 0,
 	.region_space = 64ull << 30, .reserve_size = 0,
 	.max_vms = 256, .max_workers = 64, .worker_cache = 32,
@@ -73,6 +78,7 @@ static const vmc_config_t defaults = {
 /* Parse s as a value of key k into *v; 1 if valid and in range. */
 static int parse_value(const struct key *k, const char *s, uint64_t *v)
 {
+	const char *const *words;
 	char *end;
 	size_t i;
 
@@ -87,8 +93,10 @@ static int parse_value(const struct key *k, const char *s, uint64_t *v)
 		*v = strtoull(s, &end, 10);
 		return !errno && !*end && *v >= k->min && *v <= k->max;
 	case KEY_PAGE_KIND:
-		for (i = 0; i < sizeof page_kinds / sizeof page_kinds[0]; i++)
-			if (!strcasecmp(s, page_kinds[i]))
+	case KEY_FUND_POLICY:
+		words = k->type == KEY_PAGE_KIND ? page_kinds : fund_policies;
+		for (i = 0; words[i]; i++)
+			if (!strcasecmp(s, words[i]))
 				return *v = i, 1;
 		return 0;
 	case KEY_ADDR:   /* an address: hex with 0x, or decimal */
@@ -127,6 +135,9 @@ static int apply(vmc_config_t *cfg, const struct key *k, const char *val,
 		case KEY_PAGE_KIND:
 			return vmc_fail(VMC_EPROFILE, "%s: expected auto, hugetlb, "
 					"thp or 4k", ctx);
+		case KEY_FUND_POLICY:
+			return vmc_fail(VMC_EPROFILE, "%s: expected upfront or ondemand",
+					ctx);
 		case KEY_ADDR:
 			return vmc_fail(VMC_EPROFILE, "%s: expected an address (0x... "
 					"or decimal) below 2^47, or 0 for the default", ctx);
@@ -147,6 +158,15 @@ static int apply(vmc_config_t *cfg, const struct key *k, const char *val,
 	return 0;
 }
 
+/* Under the on-demand policy fund_size defaults to 0 (vmc.h): a fund_size
+ * still at the up-front default when the policy becomes ondemand is
+ * cleared.  Run after every layer that may set the policy. */
+static void ondemand_default(vmc_config_t *cfg)
+{
+	if (cfg->fund_policy == VMC_FUND_ONDEMAND && cfg->fund_size == defaults.fund_size)
+		cfg->fund_size = 0;
+}
+
 /* Look up key (long or short form) and set it; where ("profile F line N: ",
  * or "" for a single setting) prefixes messages. */
 static int set_key(vmc_config_t *cfg, const char *where, const char *key,
@@ -160,7 +180,10 @@ static int set_key(vmc_config_t *cfg, const char *where, const char *key,
 		if (!strcmp(name, keys[i].name)) {
 			snprintf(ctx, sizeof ctx, "%svmc/%s = %.64s", where,
 				 keys[i].name, val);
-			return apply(cfg, &keys[i], val, ctx);
+			int err = apply(cfg, &keys[i], val, ctx);
+			if (!err && keys[i].off == offsetof(vmc_config_t, fund_policy))
+				ondemand_default(cfg);
+			return err;
 		}
 	}
 	for (i = 0; i < NKEYS && n < sizeof known; i++)
@@ -262,5 +285,6 @@ int vmc_config_init(vmc_config_t *cfg)
 		if ((err = apply(cfg, &keys[i], val, ctx)))
 			return err;
 	}
+	ondemand_default(cfg);
 	return 0;
 }

@@ -16,6 +16,7 @@
  */
 #include "region.h"
 #include "container.h"
+#include "fund.h"
 #include "pool.h"
 #include "worker.h"
 #include "os/os.h"
@@ -82,10 +83,12 @@ static int take_run(struct vmc *c, uint32_t r, uint32_t n, uint32_t *first)
 
 	for (g = 0; g < c->h.ngranules && run < n; g++)
 		run = c->gran[g].state == G_FREE ? run + 1 : 0;
-	if (run < n)
+	if (run < n) {
+		char adv[320];
 		return vmc_fail(VMC_EFUNDS, "no run of %u contiguous free funded granules "
-				"(%u free): fund more (`vmcctl balloon %s 0`) or use smaller regions",
-				n, c->m->nfree, c->h.name);
+				"(%u free): use smaller regions, or %s", n, c->m->nfree,
+				funds_advice(c, adv, sizeof adv));
+	}
 	*first = g - n;
 	for (uint32_t k = 0; k < n; k++) {
 		struct vmc_granule *e = &c->gran[*first + k];
@@ -208,6 +211,12 @@ int vmc_region_create(vmc_t *c, const char *name, size_t size, int flags, void *
 		return vmc_fail(EINVAL, "region %s of %zu MiB is larger than the pool (%llu MiB)",
 				name, size >> 20, (unsigned long long)(c->h.pool_size >> 20));
 	size = (size + GSIZE(c) - 1) & ~(GSIZE(c) - 1);   /* whole granules (vmc.h) */
+	/* on demand: fund what the free list lacks (a run is likeliest among
+	 * granules funded together, lowest holes first) */
+	uint32_t n = (uint32_t)(size >> GSHIFT(c));
+	if (fund_ondemand_policy(c) && __atomic_load_n(&c->m->nfree, __ATOMIC_RELAXED) < n &&
+	    (err = fund_for_commit(c, n, 1, 1)))
+		return err;
 	if ((err = region_new(c, name, size, REGION_LIVE, &r)))
 		return err;
 	if ((err = region_map(c, r, NULL, PROT_READ | PROT_WRITE)) || (err = pool_lock(c))) {

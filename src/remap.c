@@ -9,7 +9,9 @@
  *     each new commit ends up;
  *  2. under this worker's slot lock: the budget is charged and the
  *     granules are taken (this worker's deferred list first, then its local
- *     cache: no shared lock in the common case);
+ *     cache: no shared lock in the common case); under the on-demand
+ *     funding policy, a commit short of funded granules funds more first,
+ *     with no slot lock held (fund.c);
  *  3. a new granule that held another VM's bytes is zeroed before anything
  *     can show them (invariant 4): before the page map changes, through a
  *     temporary mapping, unless the window will show it once and
@@ -32,6 +34,7 @@
 #include "backing.h"
 #include "budget.h"
 #include "container.h"
+#include "fund.h"
 #include "pool.h"
 #include "quarantine.h"
 #include "vm.h"
@@ -46,6 +49,8 @@
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
+
+#define FUND_TRIES 4   /* on-demand funds per commit before VMC_EFUNDS stands */
 
 /* Does granule g, taken for commit k, need zeroing?  Not if fresh, nor
  * with VMC_COMMIT_NOZERO for one this same VM used last. */
@@ -220,20 +225,25 @@ static int take_granules(struct run *r)
 }
 
 /* Step 2 and 3: charge, take and zero, under the slot lock (held on
- * success).  On failure nothing changed and the slot lock is free. */
+ * success).  On failure nothing changed and the slot lock is free.  Under
+ * the on-demand policy a commit that finds too few free funded granules
+ * lets go of the slot lock, funds more (fund.c) and tries again. */
 static int provide(struct run *r, int reserve, uint32_t *from_reserve)
 {
 	struct vmc *c = r->c;
-	int err;
+	int err, took, tries = 0;
 
-	if (r->need && (err = budget_recount(c, 0)))
+	if (r->need && ((err = budget_recount(c, 0)) || (err = fund_ahead(c, r->need, reserve))))
 		return err;
+again:
 	if ((err = slot_lock(c, c->slot)))
 		return err;
 	if (!r->need)
 		return 0;
+	took = 0;
 	if ((err = budget_charge(c, r->need, reserve, from_reserve)))
 		goto unlock;
+	took = 1;
 	err = take_granules(r);
 	if (err == VMC_EFUNDS && r->here && c->slots[c->slot].defer_count) {
 		/* the granules this worker keeps deferred are the last ones:
@@ -242,8 +252,10 @@ static int provide(struct run *r, int reserve, uint32_t *from_reserve)
 		slot_unlock(c, c->slot);
 		if ((err = remap_flush(c)) || (err = slot_lock(c, c->slot)))
 			return err;
+		took = 0;
 		if ((err = budget_charge(c, r->need, reserve, from_reserve)))
 			goto unlock;
+		took = 1;
 		err = take_granules(r);
 	}
 	if (!err && !(err = zero_before(r)))
@@ -253,6 +265,11 @@ static int provide(struct run *r, int reserve, uint32_t *from_reserve)
 	budget_uncharge(c, r->need);
 unlock:
 	slot_unlock(c, c->slot);
+	/* another worker may take what we funded before we charge again:
+	 * a few rounds, then the error stands */
+	if (err == VMC_EFUNDS && fund_ondemand_policy(c) && tries++ < FUND_TRIES &&
+	    !(err = fund_for_commit(c, r->need, reserve, took)))
+		goto again;
 	return err;
 }
 

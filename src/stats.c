@@ -100,6 +100,10 @@ int vmc_stats(vmc_t *c, vmc_stats_t *out)
 	}
 	out->pool_size = c->h.pool_size;
 	out->reserve_size = c->h.reserve_size;
+	out->fund_policy = (int)c->h.fund_policy;
+	out->fund_batch = (uint64_t)c->h.fund_batch << GSHIFT(c);
+	out->balloon_target = (uint64_t)__atomic_load_n(&c->m->balloon_target, __ATOMIC_RELAXED)
+			      << GSHIFT(c);
 	out->granules = c->h.ngranules;
 	out->unfunded = n[G_UNFUNDED];
 	out->free = n[G_FREE];
@@ -119,6 +123,8 @@ int vmc_stats(vmc_t *c, vmc_stats_t *out)
 	out->fund_granules = load(&k->fund_granules);
 	out->unfund_ops = load(&k->unfund_ops);
 	out->unfund_granules = load(&k->unfund_granules);
+	out->ondemand_ops = load(&k->ondemand_ops);
+	out->ondemand_granules = load(&k->ondemand_granules);
 	out->cache_refills = load(&k->cache_refills);
 	out->cache_drains = load(&k->cache_drains);
 	out->lock_repairs = load(&k->lock_repairs);

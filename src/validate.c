@@ -76,6 +76,8 @@ static int check_header(const struct vmc_meta *h, size_t len, int flags, char *w
 	if (h->page_kind < VMC_PAGE_HUGETLB || h->page_kind > VMC_PAGE_4K ||
 	    h->memory_isolation > 1)
 		return bad(VMC_ECORRUPT, why, n, "bad page kind or isolation mode");
+	if (h->fund_policy > VMC_FUND_ONDEMAND || !h->fund_batch || h->fund_batch > h->ngranules)
+		return bad(VMC_ECORRUPT, why, n, "bad fund policy or batch");
 	uint64_t gmask = ((uint64_t)1 << h->granule_shift) - 1;
 	if (h->code_cache_size & gmask || h->region_space & gmask ||
 	    h->code_cache_size > h->pool_size || h->code_cache_protect > 1)
@@ -167,7 +169,7 @@ static int check_entries(const struct vmc_meta *h, char *why, size_t n)
 	if ((h->free_head != VMC_NIL && h->free_head >= h->ngranules) ||
 	    (h->quar_head != VMC_NIL && h->quar_head >= h->ngranules) ||
 	    h->nfree > h->ngranules || h->nunfunded > h->ngranules ||
-	    h->nquarantined > h->ngranules)
+	    h->nquarantined > h->ngranules || h->balloon_target > h->ngranules)
 		return bad(VMC_ECORRUPT, why, n, "pool counters or list heads out of range");
 	return 0;
 }

@@ -19,6 +19,7 @@
 #include "backing.h"
 #include "budget.h"
 #include "image.h"
+#include "fund.h"
 #include "os/os.h"
 
 #include <errno.h>
@@ -475,7 +476,7 @@ static int copy_vm(struct vmc *c, uint32_t src, uint32_t dst)
 	uint32_t need = c->vms[src].committed;
 	int err = 0;
 
-	if (need && (err = budget_recount(c, 0)))
+	if (need && ((err = budget_recount(c, 0)) || (err = fund_ahead(c, need, 0))))
 		return err;
 	if ((err = slot_lock(c, c->slot)))
 		return err;

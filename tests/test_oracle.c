@@ -10,7 +10,9 @@
  * reclaim operation VM O, orphaned by a worker killed inside a commit
  * (its page map holds a granule that was never zeroed).  Each operation
  * (commit, release, move, alias, two batches, clone, reclaim, balloon,
- * destroy, attach/detach, regions) then runs
+ * destroy, attach/detach, regions; and a commit in a world funded on
+ * demand, larger than the free list, so that it funds in the middle) then
+ * runs
  *  - in a child killed at a sample of every instruction it executes
  *    (ptstep.h), and
  *  - in this process with the N-th call of each system-call entry it
@@ -46,6 +48,8 @@ struct world {
 	uint32_t s, x, y, o;
 	int isolation;
 	int orphan;       /* make VM O */
+	int ondemand;     /* fund_policy ondemand: nothing funded but what the
+			   * world committed, in batches of two granules */
 };
 
 /* ------------------------------------------------------------ the world */
@@ -85,7 +89,9 @@ static int make_world(struct world *w)
 	char *base;
 
 	snprintf(w->name, sizeof w->name, "%s", test_name("or"));
-	test_config(&cfg, 64 * MiB, 64 * MiB);
+	test_config(&cfg, 64 * MiB, w->ondemand ? 0 : 64 * MiB);
+	cfg.fund_policy = w->ondemand ? VMC_FUND_ONDEMAND : VMC_FUND_UPFRONT;
+	cfg.fund_batch = 2 * G;
 	cfg.memory_isolation = w->isolation;
 	cfg.worker_cache = 4;
 	cfg.region_space = 16 * MiB;
@@ -156,6 +162,17 @@ static int do_commit(struct world *w, char *base)
 	return err;
 }
 
+/* more than the free list holds (X's bytes first): the rest is funded on
+ * demand, in the middle of the commit */
+static int do_commit_more(struct world *w, char *base)
+{
+	int err = vmc_commit(w->c, base + 2 * G, 12 * G, 0);
+	if (!err)
+		for (uint32_t k = 2; k < 14; k++)
+			oracle_fill(base + (size_t)k * G, G, oracle_tag("Y"));
+	return err;
+}
+
 static int do_release(struct world *w, char *base)
 {
 	return vmc_release(w->c, base, 2 * G, 0);
@@ -214,6 +231,7 @@ static int do_touch(struct world *w, char *base)
 }
 
 static int op_commit(struct world *w) { return with(w, w->y, do_commit); }
+static int op_commit_more(struct world *w) { return with(w, w->y, do_commit_more); }
 static int op_release(struct world *w) { return with(w, w->y, do_release); }
 static int op_move(struct world *w) { return with(w, w->y, do_move); }
 static int op_alias(struct world *w) { return with(w, w->y, do_alias); }
@@ -270,23 +288,24 @@ static int op_region(struct world *w)
 static const struct opdef {
 	const char *name;
 	int (*fn)(struct world *);
-	int isolation, orphan;
+	int isolation, orphan, ondemand;
 } ops[] = {
-	{ "commit",          op_commit,        1, 0 },
-	{ "commit (lazy)",   op_commit,        0, 0 },
-	{ "release",         op_release,       1, 0 },
-	{ "release (lazy)",  op_release,       0, 0 },
-	{ "move",            op_move,          1, 0 },
-	{ "alias",           op_alias,         1, 0 },
-	{ "batch commit+protect", op_batch_protect, 1, 0 },
-	{ "batch mix (lazy)", op_batch_mix,    0, 0 },
-	{ "clone",           op_clone,         1, 0 },
-	{ "reclaim keep",    op_reclaim_keep,  1, 1 },
-	{ "reclaim reset",   op_reclaim_reset, 0, 1 },
-	{ "balloon",         op_balloon,       1, 0 },
-	{ "destroy (lazy)",  op_destroy,       0, 0 },
-	{ "attach/detach",   op_switch,        1, 0 },
-	{ "region",          op_region,        1, 0 },
+	{ "commit",          op_commit,        1, 0, 0 },
+	{ "commit (lazy)",   op_commit,        0, 0, 0 },
+	{ "commit (on demand)", op_commit_more, 1, 0, 1 },
+	{ "release",         op_release,       1, 0, 0 },
+	{ "release (lazy)",  op_release,       0, 0, 0 },
+	{ "move",            op_move,          1, 0, 0 },
+	{ "alias",           op_alias,         1, 0, 0 },
+	{ "batch commit+protect", op_batch_protect, 1, 0, 0 },
+	{ "batch mix (lazy)", op_batch_mix,    0, 0, 0 },
+	{ "clone",           op_clone,         1, 0, 0 },
+	{ "reclaim keep",    op_reclaim_keep,  1, 1, 0 },
+	{ "reclaim reset",   op_reclaim_reset, 0, 1, 0 },
+	{ "balloon",         op_balloon,       1, 0, 0 },
+	{ "destroy (lazy)",  op_destroy,       0, 0, 0 },
+	{ "attach/detach",   op_switch,        1, 0, 0 },
+	{ "region",          op_region,        1, 0, 0 },
 };
 #define NOPS (sizeof ops / sizeof ops[0])
 
@@ -314,6 +333,7 @@ static int sw_prepare(void *p)
 	struct sweep_arg *a = p;
 	a->w.isolation = a->op->isolation;
 	a->w.orphan = a->op->orphan;
+	a->w.ondemand = a->op->ondemand;
 	return make_world(&a->w);
 }
 
@@ -329,10 +349,27 @@ static int sw_op(void *p)
 	return a->op->fn(&a->w);
 }
 
+/* On demand: after the scan (whose probe funded the rest of the pool on
+ * demand), the pool file's memory is exactly the funded granules: a fund
+ * cut short left no memory behind an unfunded granule. */
+static int funds_whole(struct world *w, char *why, size_t n)
+{
+	vmc_stats_t s;
+	if (!w->ondemand)
+		return 0;
+	if (vmc_stats(w->c, &s))
+		return snprintf(why, n, "stats: %s", vmc_errmsg()), -1;
+	if (pool_file_bytes(w->c) != s.funded_bytes)
+		return snprintf(why, n, "the pool file holds %llu bytes, %llu are funded",
+				(unsigned long long)pool_file_bytes(w->c),
+				(unsigned long long)s.funded_bytes), -1;
+	return 0;
+}
+
 static int sw_after(void *p, char *why, size_t n)
 {
 	struct sweep_arg *a = p;
-	return oracle_scan(a->w.c, why, n);
+	return oracle_scan(a->w.c, why, n) || funds_whole(&a->w, why, n) ? -1 : 0;
 }
 
 static void sw_cleanup(void *p)
@@ -389,7 +426,8 @@ TEST(fault_loop)
 	for (size_t k = 0; k < NOPS; k++) {
 		if (!selected(k))
 			continue;
-		struct world w = { .isolation = ops[k].isolation, .orphan = ops[k].orphan };
+		struct world w = { .isolation = ops[k].isolation, .orphan = ops[k].orphan,
+				   .ondemand = ops[k].ondemand };
 		uint64_t calls[VMC_OS_NENTRIES];
 		int err;
 
@@ -401,7 +439,7 @@ TEST(fault_loop)
 		for (int e = 0; e < VMC_OS_NENTRIES; e++)
 			calls[e] = vmc_os_calls((enum vmc_os_entry)e) - calls[e];
 		CHECK_EQ(err, 0);
-		if (oracle_scan(w.c, why, sizeof why)) {
+		if (oracle_scan(w.c, why, sizeof why) || funds_whole(&w, why, sizeof why)) {
 			fprintf(stderr, "  %s, no failure injected: %s\n", ops[k].name, why);
 			failures++;
 		}
@@ -417,7 +455,7 @@ TEST(fault_loop)
 				ops[k].fn(&w);
 				vmc_os_inject_clear();
 				points++;
-				if (oracle_scan(w.c, why, sizeof why)) {
+				if (oracle_scan(w.c, why, sizeof why) || funds_whole(&w, why, sizeof why)) {
 					if (failures < 10)
 						fprintf(stderr, "  %s, %s #%llu failing: %s\n", ops[k].name,
 							vmc_os_entry_name((enum vmc_os_entry)e),

@@ -320,7 +320,7 @@ t "destroy small region space" 0 "^destroyed $SNAME$" destroy "$SNAME"
 
 # ------------------------------------------------ getopt_long's habits
 t "--opt=value, prefixes" 0 "^created $SNAME: pool 64 MiB \(4k, granules of 2.0 MiB\), funded 16 MiB" \
-	create "$SNAME" --si=64M --fu 16M --page=4k
+	create "$SNAME" --si=64M --fund 16M --page=4k
 POSIXLY_CORRECT=1 t "options after arguments, POSIXLY_CORRECT" 0 '"name": "vmcctl-' \
 	stat "$SNAME" --json
 t "-- ends the options" 0 "^destroyed $SNAME$" destroy -- "$SNAME"
@@ -358,6 +358,16 @@ t "destroy before profile create" 0 "^destroyed $NAME$" destroy "$NAME"
 t "create --profile" 0 "^created $NAME: pool 128 MiB \(4k, granules of 2.0 MiB\), funded 16 MiB" \
 	create "$NAME" --profile "$profile" --fund 16M
 rm -f "$profile"
+
+# ------------------------------------------------------ funding on demand
+t "destroy before on-demand create" 0 "^destroyed $NAME$" destroy "$NAME"
+t "create --fund-policy ondemand" 0 \
+	"^created $NAME: pool 128 MiB \(4k, granules of 2.0 MiB\), funded 0 B \(more on demand, 4.0 MiB at a time\)" \
+	create "$NAME" --size 128M --page-kind 4k --granule 2M --fund-policy ondemand --fund-batch 4M
+t "stat shows the policy" 0 'fund policy +ondemand, 4.0 MiB at a time' stat "$NAME"
+t "stat --json shows the policy" 0 '"fund_policy": "ondemand"' stat "$NAME" --json
+t "create --fund-policy bad" 2 'vmc/fund_policy = sometimes: expected upfront or ondemand' \
+	create "$NAME-bad" --fund-policy sometimes
 
 # --------------------------------------------------------------- destroy
 t "destroy" 0 "^destroyed $NAME$" destroy "$NAME"

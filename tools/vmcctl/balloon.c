@@ -64,7 +64,9 @@ const struct vmcctl_cmd cmd_balloon = {
 	"(free and cached granules go back to the host); a lower one deflates it\n"
 	"(holes are funded again); 0 funds the whole pool.  Granules in use are never\n"
 	"taken: if too few are unused, vmcctl says how far it got and exits 1.\n"
-	"A deflate that takes more than a second shows a progress bar on a terminal.\n\n"
+	"A deflate that takes more than a second shows a progress bar on a terminal.\n"
+	"The target is kept: in a container created with --fund-policy ondemand,\n"
+	"commits fund more only down to it (`vmcctl stat` shows it).\n\n"
 	"example:\n"
 	"  vmcctl balloon web 2G     # leave 2 GiB of web's pool to the host\n",
 	.run = run,

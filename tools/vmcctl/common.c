@@ -78,6 +78,11 @@ unsigned size_unit(uint64_t bytes, const char **name)
 	return 10 * u;
 }
 
+const char *fund_policy_name(int policy)
+{
+	return policy == VMC_FUND_ONDEMAND ? "ondemand" : "upfront";
+}
+
 const char *size_str(uint64_t bytes, char buf[SIZE_BUF])
 {
 	const char *unit;

@@ -5,7 +5,8 @@
  * vmc_config_init), then --profile FILE, then the command-line options,
  * each of which is just a profile key set through vmc_config_set, so the
  * CLI accepts exactly what a profile accepts and reports bad values in the
- * same words.  Creating funds the pool up front; if that takes more than a
+ * same words.  Creating funds the pool up front (fund_size; under
+ * --fund-policy ondemand commits fund the rest); if that takes more than a
  * second and stderr is a terminal, a progress bar shows how far it got.
  * vmcctl then closes its handle: the container stays, in its files.
  */
@@ -14,10 +15,12 @@
 #include <stdio.h>
 #include <unistd.h>
 
-/* Command-line options and the profile keys they set. */
+/* Command-line options and the profile keys they set, in the order they
+ * are applied: the policy before fund_size, so that an explicit --fund
+ * stands under ondemand (whose default fund_size is 0). */
 static const char *const keys[] = {
-	"pool_size", "fund_size", "page_kind", "window_size", "max_workers", "max_vms",
-	"code_cache_size", "region_space", "granule_size",
+	"pool_size", "fund_policy", "fund_size", "fund_batch", "page_kind", "window_size",
+	"max_workers", "max_vms", "code_cache_size", "region_space", "granule_size",
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -31,10 +34,12 @@ static int print_created(vmc_t *c, const char *name)
 	if (err)
 		return fail(err, "stat %s", name);
 	char gran[SIZE_BUF];
-	printf("created %s: pool %s (%s, granules of %s), funded %s, window %s, arena %#llx (%s)",
-	       name, size_str(st.pool_size, pool), vmc_page_kind_name(st.page_kind),
-	       size_str(vmc_granule_size(c), gran),
-	       size_str(st.funded_bytes, funded), size_str(st.window_size, window),
+	printf("created %s: pool %s (%s, granules of %s), funded %s", name,
+	       size_str(st.pool_size, pool), vmc_page_kind_name(st.page_kind),
+	       size_str(vmc_granule_size(c), gran), size_str(st.funded_bytes, funded));
+	if (st.fund_policy == VMC_FUND_ONDEMAND)
+		printf(" (more on demand, %s at a time)", size_str(st.fund_batch, code));
+	printf(", window %s, arena %#llx (%s)", size_str(st.window_size, window),
 	       (unsigned long long)st.arena_base, size_str(st.arena_size, arena));
 	if (st.code_cache_size)
 		printf(", code cache %s", size_str(st.code_cache_size, code));
@@ -46,11 +51,12 @@ static int run(const struct vmcctl_cmd *cmd, int argc, char **argv)
 {
 	const char *name, *profile = NULL, *val[NKEYS] = { 0 };   /* val[i]: keys[i] */
 	const struct vmcctl_opt opts[] = {
-		{ "size", "BYTES", &val[0] }, { "fund", "BYTES", &val[1] },
-		{ "page-kind", "KIND", &val[2] }, { "window", "BYTES", &val[3] },
-		{ "max-workers", "N", &val[4] }, { "max-vms", "N", &val[5] },
-		{ "code-cache", "BYTES", &val[6] }, { "region-space", "BYTES", &val[7] },
-		{ "granule", "BYTES", &val[8] }, { "profile", "FILE", &profile }, { 0 },
+		{ "size", "BYTES", &val[0] }, { "fund-policy", "POLICY", &val[1] },
+		{ "fund", "BYTES", &val[2] }, { "fund-batch", "BYTES", &val[3] },
+		{ "page-kind", "KIND", &val[4] }, { "window", "BYTES", &val[5] },
+		{ "max-workers", "N", &val[6] }, { "max-vms", "N", &val[7] },
+		{ "code-cache", "BYTES", &val[8] }, { "region-space", "BYTES", &val[9] },
+		{ "granule", "BYTES", &val[10] }, { "profile", "FILE", &profile }, { 0 },
 	};
 	struct progress bar = { 0 };
 	vmc_config_t cfg;
@@ -84,7 +90,8 @@ static int run(const struct vmcctl_cmd *cmd, int argc, char **argv)
 
 const struct vmcctl_cmd cmd_create = {
 	.name = "create",
-	.synopsis = "NAME [--size BYTES] [--fund BYTES] [--page-kind KIND] [--window BYTES]\n"
+	.synopsis = "NAME [--size BYTES] [--fund BYTES] [--fund-policy POLICY]\n"
+		    "                     [--fund-batch BYTES] [--page-kind KIND] [--window BYTES]\n"
 		    "                     [--max-workers N] [--max-vms N] [--code-cache BYTES]\n"
 		    "                     [--region-space BYTES] [--granule BYTES] [--profile FILE]",
 	.summary = "create a container (it persists until `vmcctl destroy`)",
@@ -94,7 +101,15 @@ const struct vmcctl_cmd cmd_create = {
 	"suffixes (powers of 1024); every size is rounded up to whole granules.\n\n"
 	"options:\n"
 	"  --size BYTES       pool size (vmc/pool_size, default 1G)\n"
-	"  --fund BYTES       memory funded up front (vmc/fund_size, default 256M)\n"
+	"  --fund BYTES       memory funded at create (vmc/fund_size, default 256M;\n"
+	"                     0 under --fund-policy ondemand)\n"
+	"  --fund-policy POLICY\n"
+	"                     upfront: only create and `vmcctl balloon` fund memory;\n"
+	"                     ondemand: commits fund more when they need it, up to\n"
+	"                     the pool size less the balloon target\n"
+	"                     (vmc/fund_policy, default upfront)\n"
+	"  --fund-batch BYTES what an on-demand fund adds at once (vmc/fund_batch,\n"
+	"                     default 0: 1/64 of the pool, at least 2M)\n"
 	"  --page-kind KIND   auto, hugetlb, thp or 4k (vmc/page_kind, default auto)\n"
 	"  --window BYTES     address window of a worker (vmc/window_size, default 1G)\n"
 	"  --max-workers N    worker slots (vmc/max_workers, default 64)\n"
@@ -111,6 +126,7 @@ const struct vmcctl_cmd cmd_create = {
 	"                     (vmc/granule_size, default 2M, or 64K on 4k pages)\n"
 	"  --profile FILE     a profile of `vmc/key = value` lines\n\n"
 	"example:\n"
-	"  vmcctl create web --size 4G --fund 1G --page-kind hugetlb --code-cache 256M\n",
+	"  vmcctl create web --size 4G --fund 1G --page-kind hugetlb --code-cache 256M\n"
+	"  vmcctl create lua --size 1G --fund-policy ondemand\n",
 	.run = run,
 };

@@ -23,18 +23,21 @@ static void states(const vmc_stats_t *st, struct count out[5])
 	out[4] = (struct count){ "quarantined", st->quarantined };
 }
 
-#define NCOUNTERS 8
+#define NCOUNTERS 10
 static void counters(const vmc_stats_t *st, struct counter out[NCOUNTERS])
 {
 	out[0] = (struct counter){ "fund_ops", "fund ops", .n = st->fund_ops };
 	out[1] = (struct counter){ "fund_granules", "funded granules", .n = st->fund_granules };
-	out[2] = (struct counter){ "unfund_ops", "unfund ops", .n = st->unfund_ops };
-	out[3] = (struct counter){ "unfund_granules", "unfunded granules",
+	out[2] = (struct counter){ "ondemand_ops", "on-demand fund ops", .n = st->ondemand_ops };
+	out[3] = (struct counter){ "ondemand_granules", "funded on demand",
+				   .n = st->ondemand_granules };
+	out[4] = (struct counter){ "unfund_ops", "unfund ops", .n = st->unfund_ops };
+	out[5] = (struct counter){ "unfund_granules", "unfunded granules",
 				   .n = st->unfund_granules };
-	out[4] = (struct counter){ "cache_refills", "cache refills", .n = st->cache_refills };
-	out[5] = (struct counter){ "cache_drains", "cache drains", .n = st->cache_drains };
-	out[6] = (struct counter){ "lock_repairs", "lock repairs", .n = st->lock_repairs };
-	out[7] = (struct counter){ "workers_recovered", "workers recovered",
+	out[6] = (struct counter){ "cache_refills", "cache refills", .n = st->cache_refills };
+	out[7] = (struct counter){ "cache_drains", "cache drains", .n = st->cache_drains };
+	out[8] = (struct counter){ "lock_repairs", "lock repairs", .n = st->lock_repairs };
+	out[9] = (struct counter){ "workers_recovered", "workers recovered",
 				   .n = st->workers_recovered };
 }
 
@@ -138,6 +141,11 @@ static void print_table(const struct snapshot *s, int hist)
 	       size_str(st->pool_size, b), st->granules, size_str(s->granule, g),
 	       vmc_page_kind_name(st->page_kind));
 	printf("  %-18s %s\n", "funded", size_str(st->funded_bytes, b));
+	if (st->fund_policy == VMC_FUND_ONDEMAND)
+		printf("  %-18s ondemand, %s at a time, down to the balloon target (%s)\n",
+		       "fund policy", size_str(st->fund_batch, b), size_str(st->balloon_target, g));
+	else
+		printf("  %-18s upfront\n", "fund policy");
 	printf("  %-18s %s\n", "reserve", size_str(st->reserve_size, b));
 	printf("  %-18s %s\n", "window", size_str(st->window_size, b));
 	printf("  %-18s %#llx-%#llx (%s)\n", "arena", (unsigned long long)st->arena_base,
@@ -182,6 +190,9 @@ static void print_json(const struct snapshot *s)
 	       (unsigned long long)st->pool_size, (unsigned long long)s->granule,
 	       st->granules);
 	printf("  \"page_kind\": \"%s\",\n", vmc_page_kind_name(st->page_kind));
+	printf("  \"fund_policy\": \"%s\",\n  \"fund_batch\": %llu,\n  \"balloon_target\": %llu,\n",
+	       fund_policy_name(st->fund_policy), (unsigned long long)st->fund_batch,
+	       (unsigned long long)st->balloon_target);
 	printf("  \"funded_bytes\": %llu,\n  \"reserve_size\": %llu,\n"
 	       "  \"window_size\": %llu,\n  \"arena_base\": %llu,\n  \"arena_size\": %llu,\n",
 	       (unsigned long long)st->funded_bytes, (unsigned long long)st->reserve_size,

@@ -92,6 +92,9 @@ int count_parse(const char *s, long *out);
  * 10, 20, ...) and sets *name ("B", "KiB", "MiB", ...). */
 unsigned size_unit(uint64_t bytes, const char **name);
 
+/* "upfront" or "ondemand": a vmc/fund_policy value as the profile writes it. */
+const char *fund_policy_name(int policy);
+
 #define SIZE_BUF 32
 /* "0 B", "512 KiB", "256 MiB", "1.0 GiB": one decimal below 10 units. */
 const char *size_str(uint64_t bytes, char buf[SIZE_BUF]);
