@@ -670,8 +670,15 @@ static int open_own_image(struct vmc *c, uint32_t id, struct img *m, struct rd *
 		os_close(fd);
 		return err;
 	}
+	struct img_head h;
 	if (os_fstat(fd, &st) != 0)
 		err = vmc_fail(errno, "%s: %s", path, vmc_strerror(errno));
+	/* a file of the wrong size is refused before anything is read or taken */
+	else if (os_pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h && !memcmp(h.magic, IMG_MAGIC, 8)
+		 && h.format == IMG_FORMAT && (uint64_t)st.st_size != h.total_bytes)
+		err = vmc_fail(VMC_ECORRUPT, "the image %s is %lld bytes, its header says "
+			       "%llu: it is truncated or damaged", path,
+			       (long long)st.st_size, (unsigned long long)h.total_bytes);
 	else if (!(err = img_read_meta(c, r, m))) {
 		if ((uint64_t)st.st_size != m->h.total_bytes)
 			err = vmc_fail(VMC_ECORRUPT, "the image %s is %lld bytes, its header says "

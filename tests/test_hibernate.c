@@ -15,6 +15,7 @@
 #include "os/os.h"
 #include "test.h"
 #include "util.h"
+#include "ptstep.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -310,8 +311,8 @@ static int wake_fails(vmc_t *c, uint32_t vm, int want, int version_ok)
 }
 
 /* Truncate at lengths from the top down: every length with `every`, else
- * every one in the header and the first and last 8 KiB of the data, and a
- * stride in between. */
+ * every one in the header and the first and last 8 KiB of the data (1 KiB
+ * under ASan), and a stride in between. */
 static void truncations(vmc_t *c, uint32_t vm, int every, long *tried)
 {
 	char p[IMAGE_PATH_MAX];
@@ -321,7 +322,12 @@ static void truncations(vmc_t *c, uint32_t vm, int every, long *tried)
 	NEED(good);
 	meta = n - (n / G) * G;   /* the data is whole granules */
 	for (size_t len = n; len-- > 0;) {
-		if (!every && len > meta + 8192 && len + 8192 < n && len % 4093)
+#ifdef UNDER_ASAN
+		const size_t stride = 16381, edge = 1024;   /* ASan: fewer samples */
+#else
+		const size_t stride = 4093, edge = 8192;
+#endif
+		if (!every && len > meta + edge && len + edge < n && len % stride)
 			continue;
 		NEED(truncate(p, (off_t)len) == 0);
 		if (!wake_fails(c, vm, VMC_ECORRUPT, 0)) {
@@ -347,7 +353,11 @@ TEST(truncated_images)
 	NEED(fill(c, small, 1, 5, 0) == 0 && fill(c, large, 6, 6, 1u << 4) == 0);
 	NEED(digest(c, small, 1, want) == 0);
 	NEED(vmc_vm_hibernate(c, small) == 0 && vmc_vm_hibernate(c, large) == 0);
+#ifdef UNDER_ASAN
+	truncations(c, small, 0, &tried);   /* every length only without ASan: too slow */
+#else
 	truncations(c, small, G <= 65536, &tried);
+#endif
 	truncations(c, large, 0, &tried);
 	fprintf(stderr, "  %ld truncated images refused\n", tried);
 	CHECK(check_clean(c));
@@ -383,7 +393,12 @@ TEST(byte_flips_are_caught)
 	NEED(good && (fd = open(p, O_WRONLY)) >= 0);
 	size_t meta = n - 2 * G;
 	/* every byte of the header, map and sums, then random ones anywhere */
-	for (size_t k = 0; k < meta + 600 && !test_cur_failed_; k++) {
+#ifdef UNDER_ASAN
+	const size_t random_flips = 150;   /* each one reads its data: slow under ASan */
+#else
+	const size_t random_flips = 600;
+#endif
+	for (size_t k = 0; k < meta + random_flips && !test_cur_failed_; k++) {
 		size_t off = k < meta ? k : next() % n;
 		unsigned char b = (unsigned char)(good[off] ^ (1 + next() % 255));
 		NEED(pwrite(fd, &b, 1, (off_t)off) == 1);
@@ -776,6 +791,105 @@ out:
 	world_end(&w);
 }
 
+/* ------------------------ killed at (a sample of) every instruction */
+
+/* Each round: a fresh container with the world's VM (hibernated for the
+ * wake sweep); the child hibernates or wakes it under ptrace and is
+ * killed at a sampled instruction; then the world must be whole. */
+struct step_arg {
+	struct world w;
+	int op;
+	char name[64];
+};
+
+static int step_prepare(void *p)
+{
+	struct step_arg *a = p;
+	vmc_config_t cfg;
+
+	memset(&a->w, 0, sizeof a->w);
+	snprintf(a->name, sizeof a->name, "%s", test_name("step"));
+	hconfig(&cfg);
+	cfg.pool_size = cfg.fund_size = 8 * MiB;
+	cfg.granule_size = 4096;   /* few instructions to step through per granule */
+	if (vmc_create(a->name, &cfg, &a->w.c) || vmc_vm_create(a->w.c, "w", WG * 4096, &a->w.vm) ||
+	    fill(a->w.c, a->w.vm, WG, 21, 1u << 1) || digest(a->w.c, a->w.vm, WG, a->w.want))
+		return -1;
+	/* wake: the image must come out of it untouched (hibernate: a wake
+	 * of what it left checks its image, checksums and bytes) */
+	if (a->op) {
+		char path[IMAGE_PATH_MAX];
+		if (vmc_vm_hibernate(a->w.c, a->w.vm) ||
+		    !(a->w.img = slurp(path_of(a->w.c, a->w.vm, path), &a->w.img_n)))
+			return -1;
+	}
+	return 0;
+}
+
+static int step_pre(void *p)
+{
+	struct step_arg *a = p;
+	vmc_stats_t st;
+	return vmc_stats(a->w.c, &st);   /* join first: the op alone is traced */
+}
+
+static int step_op(void *p)
+{
+	struct step_arg *a = p;
+	return a->op ? vmc_vm_wake(a->w.c, a->w.vm) : vmc_vm_hibernate(a->w.c, a->w.vm);
+}
+
+static int step_after(void *p, char *why, size_t n)
+{
+	struct step_arg *a = p;
+	if (!world_ok(&a->w, a->op ? "wake" : "hibernate", VMC_VM_IDLE))
+		return snprintf(why, n, "not hibernated with its image nor resident with its "
+				"bytes (above)");
+	return 0;
+}
+
+static void step_cleanup(void *p)
+{
+	struct step_arg *a = p;
+	free(a->w.img);
+	a->w.img = NULL;
+	if (a->w.c)
+		vmc_close(a->w.c);
+	vmc_destroy(a->name);
+}
+
+TEST(killed_at_sampled_instructions)
+{
+	struct step_arg a = { .op = 0 };
+	struct kill_result r;
+
+	/* single-stepping is slow (tens of us an instruction here): once, in
+	 * the small-granule run, not under ASan; the kills at every system
+	 * call above run everywhere */
+#ifdef UNDER_ASAN
+	fprintf(stderr, "  skipped under ASan (single-stepping is too slow there)\n");
+	return;
+#endif
+	if (G > 65536) {
+		fprintf(stderr, "  skipped at %zu KiB granules: runs in the 64K run\n", G >> 10);
+		return;
+	}
+
+	for (a.op = 0; a.op < 2; a.op++) {
+		struct kill_sweep sw = { a.op ? "wake" : "hibernate", step_prepare, step_pre,
+					 step_op, step_after, step_cleanup, &a, 30 };
+		if (kill_sweep(&sw, &r)) {
+			fprintf(stderr, "  ptrace single-step not usable here: skipped\n");
+			break;
+		}
+		fprintf(stderr, "  %s: %ld instructions, %ld kills, %ld missed\n", sw.what,
+			r.total, r.kills, r.missed);
+		CHECK_EQ(r.failures, 0);
+		CHECK(r.kills > 0);
+		CHECK(r.missed <= r.kills / 5 + 1);
+	}
+}
+
 static int rm_one(const char *p, const struct stat *s, int flag, struct FTW *f)
 {
 	(void)s; (void)flag; (void)f;
@@ -797,6 +911,7 @@ int main(void)
 	RUN(profile_keys);
 	RUN(failures_injected_in_hibernate_and_wake);
 	RUN(killed_in_hibernate_and_wake);
+	RUN(killed_at_sampled_instructions);
 	destroy_all();
 	nftw(hdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	return test_done();
