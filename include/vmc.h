@@ -224,7 +224,9 @@ VMC_API int vmc_open(const char *name, vmc_t **out);
 
 /* Leave the container: this worker's cached granules go back to the shared
  * free list, its slot is freed, the arena is unmapped.  The handle is freed
- * even on error.  A forked child that never called vmc may close too. */
+ * even on error.  A forked child that never called vmc may close too.  A
+ * private container ends with the process that created it: its close
+ * removes the images of its hibernated VMs. */
 VMC_API int vmc_close(vmc_t *c);
 
 /* The container's granule size in bytes: the unit of the mapping engine
@@ -233,8 +235,10 @@ VMC_API int vmc_close(vmc_t *c);
  * for hugetlb and THP pools.  0 for a NULL or closed handle.  Any thread. */
 VMC_API size_t vmc_granule_size(vmc_t *c);
 
-/* Remove container `name`'s files.  Processes that have it open keep
- * working until they close it.  Errors: ENOENT, EINVAL. */
+/* Remove container `name`'s files, and the images of its hibernated VMs
+ * (vmc/hibernate_dir/NAME).  Processes that have it open keep working
+ * until they close it (but cannot wake what was hibernated).  Errors:
+ * ENOENT, EINVAL. */
 VMC_API int vmc_destroy(const char *name);
 
 /* ------------------------------------------------------------ pool, funds */

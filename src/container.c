@@ -21,6 +21,7 @@
 #include "region.h"
 #include "window.h"
 #include "worker.h"
+#include "image.h"
 #include "os/os.h"
 
 #include <errno.h>
@@ -564,13 +565,21 @@ int vmc_close(vmc_t *c)
 		int e2 = worker_leave(c);
 		err = err ? err : e2;
 	}
+	/* a private container ends with the process that made it (its forked
+	 * workers cannot outlive it): so do its VMs' images */
+	char dir[300];
+	if (c->m && !c->h.name[0] && !handle_forked(c) &&
+	    !image_dir(&c->h, "", dir, sizeof dir))
+		vmc_os_remove_images(dir);
 	handle_free(c);
 	return err;
 }
 
 /* The pool path recorded in meta file `path`, if it names this container's
- * pool (a corrupt file must not make us unlink anything else). */
-static int recorded_pool(const char *path, const char *name, char *out, size_t n)
+ * pool (a corrupt file must not make us unlink anything else), and the
+ * directory of its images (img; "" if the header does not say). */
+static int recorded_pool(const char *path, const char *name, char *out, size_t n, char *img,
+			 size_t m)
 {
 	struct vmc_meta h;
 	char base[VMC_NAME_MAX + 16];
@@ -578,6 +587,7 @@ static int recorded_pool(const char *path, const char *name, char *out, size_t n
 	int fd = os_open(path, O_RDONLY | O_CLOEXEC, 0);
 	ssize_t r;
 
+	*img = 0;
 	if (fd < 0)
 		return 0;
 	r = os_pread(fd, &h, sizeof h, 0);
@@ -588,6 +598,9 @@ static int recorded_pool(const char *path, const char *name, char *out, size_t n
 	snprintf(base, sizeof base, "vmc.%s.pool", name);
 	if (strcmp(slash + 1, base))
 		return 0;
+	if (memchr(h.hibernate_dir, 0, sizeof h.hibernate_dir) && h.hibernate_dir[0] == '/' &&
+	    image_dir(&h, name, img, m))
+		*img = 0;
 	snprintf(out, n, "%s", h.pool_path);
 	return 1;
 }
@@ -607,15 +620,18 @@ static int remove_file(const char *path, int *found)
 
 int vmc_destroy(const char *name)
 {
-	char meta[300], pool[300], dir[256];
+	char meta[300], pool[300], dir[256], img[300];
 	int err, found = 0;
 
 	vmc_clear_error();
 	if ((err = check_name(name)))
 		return err;
 	meta_path(meta, sizeof meta, name);
-	if (recorded_pool(meta, name, pool, sizeof pool) && (err = remove_file(pool, &found)))
+	if (recorded_pool(meta, name, pool, sizeof pool, img, sizeof img) &&
+	    (err = remove_file(pool, &found)))
 		return err;
+	if (*img)      /* the images of its hibernated VMs go with it */
+		vmc_os_remove_images(img);
 	if ((err = remove_file(meta, &found)))
 		return err;
 	/* a half-made or corrupt container: its pool is where create puts it */

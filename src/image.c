@@ -227,18 +227,25 @@ static int rd_at_end(struct rd *r)
 	return 0;
 }
 
-int image_path(struct vmc *c, uint32_t id, char *buf, size_t n, int tmp)
+int image_dir(const struct vmc_meta *h, const char *name, char *buf, size_t n)
 {
 	int len;
-
-	if (c->h.name[0])
-		len = snprintf(buf, n, "%s/%s/vm%u.%llu.img%s", c->h.hibernate_dir, c->h.name, id,
-			       (unsigned long long)c->vms[id].incarnation, tmp ? ".tmp" : "");
+	if (name[0])
+		len = snprintf(buf, n, "%s/%s", h->hibernate_dir, name);
 	else   /* a private container: its arena is its name */
-		len = snprintf(buf, n, "%s/private.%llx/vm%u.%llu.img%s", c->h.hibernate_dir,
-			       (unsigned long long)c->h.arena_base, id,
-			       (unsigned long long)c->vms[id].incarnation, tmp ? ".tmp" : "");
-	if (len < 0 || (size_t)len >= n)
+		len = snprintf(buf, n, "%s/private.%llx", h->hibernate_dir,
+			       (unsigned long long)h->arena_base);
+	return len < 0 || (size_t)len >= n ? ENAMETOOLONG : 0;
+}
+
+int image_path(struct vmc *c, uint32_t id, char *buf, size_t n, int tmp)
+{
+	size_t len;
+
+	if (image_dir(&c->h, c->h.name, buf, n) ||
+	    (len = strlen(buf), snprintf(buf + len, n - len, "/vm%u.%llu.img%s", id,
+					 (unsigned long long)c->vms[id].incarnation,
+					 tmp ? ".tmp" : "") >= (int)(n - len)))
 		return vmc_fail(ENAMETOOLONG, "vmc/hibernate_dir %s: image paths get too long",
 				c->h.hibernate_dir);
 	return 0;

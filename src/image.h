@@ -8,9 +8,13 @@
 
 #define IMAGE_PATH_MAX 512
 
+/* The directory of a container's images: <hibernate_dir>/<name>, or
+ * <hibernate_dir>/private.<arena base> for a private one.  0 or ENAMETOOLONG. */
+VMC_HIDDEN int image_dir(const struct vmc_meta *h, const char *name, char *buf, size_t n);
+
 /* The path of VM id's image (this incarnation of it), or with tmp != 0 the
  * temporary name it is written under: DIR/NAME/vm<id>.<incarnation>.img.
- * Returns 0 or ENAMETOOLONG. */
+ * Returns 0 or ENAMETOOLONG (vmc_errmsg says so). */
 VMC_HIDDEN int image_path(struct vmc *c, uint32_t id, char *buf, size_t n, int tmp);
 
 /* Remove an image file; a file that is gone already is fine. */

@@ -890,6 +890,43 @@ TEST(killed_at_sampled_instructions)
 	}
 }
 
+/* Hibernate one filled VM of c; its image's path into img, its
+ * directory into dir. */
+static void one_image(vmc_t *c, char *img, char *dir)
+{
+	uint32_t vm;
+	CHECK(vmc_vm_create(c, "sleeper", 4 * G, &vm) == 0);
+	CHECK(fill(c, vm, 2, 7, 0) == 0);
+	CHECK(vmc_vm_hibernate(c, vm) == 0);
+	path_of(c, vm, img);
+	CHECK(exists(img));
+	snprintf(dir, IMAGE_PATH_MAX, "%s", img);
+	*strrchr(dir, '/') = 0;
+}
+
+/* No image outlives its container: vmc_destroy of a named container takes
+ * its images' directory along, and so does the close of a private one by
+ * the process that made it. */
+TEST(images_go_with_their_container)
+{
+	char img[IMAGE_PATH_MAX], dir[IMAGE_PATH_MAX], name[VMC_NAME_MAX];
+	vmc_t *c = hmake("gone");
+	CHECK(c);
+	snprintf(name, sizeof name, "%s", c->h.name);
+	one_image(c, img, dir);
+	CHECK(vmc_close(c) == 0);
+	CHECK(exists(img));                       /* closing a named one keeps it */
+	CHECK(vmc_destroy(name) == 0);
+	CHECK(!exists(img) && !exists(dir));
+
+	vmc_config_t cfg;
+	hconfig(&cfg);
+	CHECK(vmc_create(NULL, &cfg, &c) == 0);
+	one_image(c, img, dir);
+	CHECK(vmc_close(c) == 0);
+	CHECK(!exists(img) && !exists(dir));
+}
+
 static int rm_one(const char *p, const struct stat *s, int flag, struct FTW *f)
 {
 	(void)s; (void)flag; (void)f;
@@ -912,6 +949,7 @@ int main(void)
 	RUN(failures_injected_in_hibernate_and_wake);
 	RUN(killed_in_hibernate_and_wake);
 	RUN(killed_at_sampled_instructions);
+	RUN(images_go_with_their_container);
 	destroy_all();
 	nftw(hdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	return test_done();

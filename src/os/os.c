@@ -9,6 +9,7 @@
  */
 #include "os.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -135,6 +136,29 @@ WRAP(ssize_t, -1, pwrite, VMC_OS_PWRITE,
      (int fd, const void *b, size_t n, off_t o), (fd, b, n, o))
 WRAP(int, -1, fsync, VMC_OS_FSYNC, (int fd), (fd))
 WRAP(int, -1, rename, VMC_OS_RENAME, (const char *f, const char *t), (f, t))
+
+int vmc_os_remove_images(const char *dir)
+{
+	char path[4096];
+	struct dirent *e;
+	DIR *d = opendir(dir);
+	int err = 0;
+
+	if (!d)
+		return errno;
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		int img = (n > 4 && !strcmp(e->d_name + n - 4, ".img")) ||
+			  (n > 8 && !strcmp(e->d_name + n - 8, ".img.tmp"));
+		if (img && snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path &&
+		    os_unlink(path) && errno != ENOENT)
+			err = errno;
+	}
+	closedir(d);
+	if (rmdir(dir) && errno != ENOENT && !err)
+		err = errno;
+	return err;
+}
 
 ssize_t vmc_os_read_file(const char *path, char *buf, size_t cap)
 {

@@ -101,6 +101,11 @@ VMC_HIDDEN ssize_t os_pwrite(int fd, const void *buf, size_t n, off_t off);
 VMC_HIDDEN int os_fsync(int fd);
 VMC_HIDDEN int os_rename(const char *from, const char *to);
 
+/* Remove the image files (*.img, *.img.tmp) in directory dir, then dir
+ * itself if nothing else is left in it.  Returns 0 or an errno (ENOENT:
+ * no such directory; ENOTEMPTY: other files stay). */
+VMC_HIDDEN int vmc_os_remove_images(const char *dir);
+
 /* Read a whole (small) file such as /proc/meminfo into buf, NUL-terminated.
  * Returns bytes read, or -errno. */
 VMC_HIDDEN ssize_t vmc_os_read_file(const char *path, char *buf, size_t cap);
