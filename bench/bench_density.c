@@ -82,10 +82,21 @@ static void landed(void *arg, const struct vl_reply *r, int worker)
 	free(o);
 }
 
+/* The host's events for up to ms: every worker's socket (one per tenant
+ * in (d)) and the jobs'. */
 static void pump(struct vl_host *h, int ms)
 {
-	struct pollfd pfd[VL_MAX_WORKERS + 8];
-	int timeout = ms, k = vl_host_pollfds(h, pfd, VL_MAX_WORKERS + 8, &timeout);
+	static struct pollfd *pfd;
+	static int cap;
+	int timeout = ms, max = vl_host_nworkers(h) + 16, k;
+	if (max > cap) {
+		struct pollfd *p = realloc(pfd, (size_t)max * sizeof *p);
+		if (!p)
+			return;
+		pfd = p;
+		cap = max;
+	}
+	k = vl_host_pollfds(h, pfd, cap, &timeout);
 	if (poll(pfd, (nfds_t)k, timeout) >= 0 || errno == EINTR)
 		vl_host_events(h, pfd, k);
 }
