@@ -38,8 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #ifndef VMC_LUA_TENANTS
@@ -157,17 +158,16 @@ static uint64_t dir_bytes(const char *dir)
 	return strtoull(line, NULL, 10) * 1024;
 }
 
+/* Whether dir (or, before it exists, the directory it will be made in)
+ * is on a tmpfs. */
 static int on_tmpfs(const char *dir)
 {
-	char cmd[512], line[64] = "";
-	snprintf(cmd, sizeof cmd, "stat -f -c %%T '%s' 2>/dev/null", dir);
-	FILE *p = popen(cmd, "r");
-	if (!p)
-		return 0;
-	if (!fgets(line, sizeof line, p))
-		line[0] = 0;
-	pclose(p);
-	return !strncmp(line, "tmpfs", 5);
+	char path[4096], *slash;
+	struct statfs st;
+	snprintf(path, sizeof path, "%s", dir);
+	while (statfs(path, &st) && (slash = strrchr(path, '/')) && slash != path)
+		*slash = 0;
+	return !statfs(path, &st) && st.f_type == TMPFS_MAGIC;
 }
 
 static void measure_memory(struct vl_host *h, int v, struct outcome *out)
@@ -280,39 +280,16 @@ fail:
 	return -1;
 }
 
-/* Run variant v in a fresh forked process; the outcome comes back through
- * a pipe. */
+static int run_variant(void *arg, void *out)
+{
+	return variant(*(int *)arg, out);
+}
+
+/* Variant v in a fresh forked process. */
 static int run(int v, struct outcome *out)
 {
-	int st = 0, p[2];
-	size_t got = 0;
-	memset(out, 0, sizeof *out);
-	if (pipe(p))
-		return -1;
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid == 0) {
-		struct outcome o;
-		close(p[0]);
-		memset(&o, 0, sizeof o);
-		int rc = variant(v, &o);
-		_exit(write(p[1], &o, sizeof o) != (ssize_t)sizeof o || rc ? 1 : 0);
-	}
-	close(p[1]);
-	while (pid > 0 && got < sizeof *out) {
-		ssize_t r = read(p[0], (char *)out + got, sizeof *out - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
-	close(p[0]);
-	if (pid > 0)
-		waitpid(pid, &st, 0);
-	if (got != sizeof *out)
-		memset(out, 0, sizeof *out);
-	if (pid < 0 || !WIFEXITED(st) || WEXITSTATUS(st))
+	int st;
+	if (bench_in_child(run_variant, &v, out, sizeof *out, &st))
 		out->ok = 0;
 	if (!out->ok && !out->err[0])
 		snprintf(out->err, sizeof out->err, "the host died (status %d)", st);

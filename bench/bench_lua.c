@@ -57,7 +57,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef VMC_LUA_TENANTS
@@ -203,38 +202,20 @@ out:
 	return rc;
 }
 
+struct job { const struct config *v; const char *kind; int tenants; };
+
+static int run_job(void *arg, void *out)
+{
+	struct job *j = arg;
+	return dispatcher(j->v, j->kind, j->tenants, out);
+}
+
+/* One run in a fresh forked dispatcher. */
 static int run_config(const struct config *v, const char *kind, int tenants, struct outcome *out)
 {
-	int st = 0, p[2];
-	size_t got = 0;
-	if (pipe(p))
-		return -1;
-	memset(out, 0, sizeof *out);
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid == 0) {
-		/* the dispatcher's outcome comes back through the pipe */
-		struct outcome o;
-		close(p[0]);
-		memset(&o, 0, sizeof o);
-		int rc = dispatcher(v, kind, tenants, &o);
-		_exit(write(p[1], &o, sizeof o) != (ssize_t)sizeof o || rc ? 1 : 0);
-	}
-	close(p[1]);
-	while (pid > 0 && got < sizeof *out) {
-		ssize_t r = read(p[0], (char *)out + got, sizeof *out - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
-	close(p[0]);
-	if (pid > 0)
-		waitpid(pid, &st, 0);
-	if (got != sizeof *out)
-		memset(out, 0, sizeof *out);
-	if (pid < 0 || !WIFEXITED(st) || WEXITSTATUS(st))
+	struct job j = { v, kind, tenants };
+	int st;
+	if (bench_in_child(run_job, &j, out, sizeof *out, &st))
 		out->ok = 0;
 	if (!out->ok && !out->err[0])
 		snprintf(out->err, sizeof out->err, "the dispatcher died (status %d)", st);

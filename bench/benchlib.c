@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -731,4 +732,38 @@ uint64_t bench_attach_syscalls(vmc_t *c)
 	if (err)
 		bench_die("vmc_stats", err);
 	return st.attach.syscalls;
+}
+
+int bench_in_child(int (*fn)(void *arg, void *out), void *arg, void *out, size_t size,
+		   int *status)
+{
+	int st = 0, p[2];
+	size_t got = 0;
+	memset(out, 0, size);
+	if (pipe(p))
+		return -1;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(p[0]);
+		int rc = fn(arg, out);
+		_exit(write(p[1], out, size) != (ssize_t)size || rc ? 1 : 0);
+	}
+	close(p[1]);
+	while (pid > 0 && got < size) {
+		ssize_t r = read(p[0], (char *)out + got, size - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(p[0]);
+	if (pid > 0)
+		waitpid(pid, &st, 0);
+	if (got != size)
+		memset(out, 0, size);
+	if (status)
+		*status = st;
+	return pid > 0 && got == size && WIFEXITED(st) && !WEXITSTATUS(st) ? 0 : -1;
 }

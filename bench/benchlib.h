@@ -143,6 +143,14 @@ void bench_thp_setting(const char *path, char *out, size_t n);
 /* The first line of /proc/loadavg without its newline, "?" if unreadable. */
 void bench_loadavg(char *out, size_t n);
 
+/* Run fn(arg, out) in a fresh forked child (a clean process for each
+ * measured variant); the child's *out, size bytes, comes back through a
+ * pipe.  Returns 0 if the child sent all of it and fn returned 0; else -1,
+ * with *out zeroed if it did not come back whole and *status (may be NULL)
+ * the child's wait status. */
+int bench_in_child(int (*fn)(void *arg, void *out), void *arg, void *out, size_t size,
+		   int *status);
+
 /* Append item to a comma-separated list ("4k" -> "4k,thp"). */
 void bench_list_add(char *list, size_t n, const char *item);
 

@@ -36,6 +36,24 @@ int usage_error(const struct vmcctl_cmd *cmd, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+int run_action(const struct vmcctl_cmd *cmd, const struct vmcctl_cmd *const *actions,
+	       size_t n, const char *names, int argc, char **argv)
+{
+	const char *a = argc > 1 ? argv[1] : NULL;
+	size_t skip = strlen(cmd->name) + 1;
+
+	if (!a)
+		return usage_error(cmd, "missing ACTION (%s)", names);
+	if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+		usage_print(cmd);
+		return EXIT_OK;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(actions[i]->name + skip, a))
+			return actions[i]->run(actions[i], argc - 1, argv + 1);
+	return usage_error(cmd, "unknown action '%s' (%s)", a, names);
+}
+
 /* The synopsis begins with the names of the positional arguments
  * ("NAME TARGET [...]"); skip n of them. */
 static const char *skip_words(const char *s, int n)

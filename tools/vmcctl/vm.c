@@ -282,19 +282,7 @@ static const struct vmcctl_cmd *const actions[] = {
 
 static int run(const struct vmcctl_cmd *cmd, int argc, char **argv)
 {
-	const char *a = argc > 1 ? argv[1] : NULL;
-
-	if (!a)
-		return usage_error(cmd, "missing ACTION (list, hibernate, wake, export or import)");
-	if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-		usage_print(cmd);
-		return EXIT_OK;
-	}
-	for (size_t i = 0; i < NACTIONS; i++)
-		if (!strcmp(actions[i]->name + strlen("vm "), a))
-			return actions[i]->run(actions[i], argc - 1, argv + 1);
-	return usage_error(cmd, "unknown action '%s' (list, hibernate, wake, export or import)",
-			   a);
+	return run_action(cmd, actions, NACTIONS, "list, hibernate, wake, export or import", argc, argv);
 }
 
 const struct vmcctl_cmd cmd_vm = {

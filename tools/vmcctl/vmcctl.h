@@ -57,6 +57,13 @@ int args_parse(const struct vmcctl_cmd *cmd, int argc, char **argv,
 int args_parse_list(const struct vmcctl_cmd *cmd, int argc, char **argv,
 		    const struct vmcctl_opt *opts, const char **pos, int *npos);
 
+/* A subcommand made of actions ("vm list", "vm wake", ...): run the action
+ * named by argv[1] (each action's name is cmd's name, a space, then its
+ * own), or answer -h/--help; `names` lists them for usage errors ("list,
+ * create or destroy").  Returns the exit code. */
+int run_action(const struct vmcctl_cmd *cmd, const struct vmcctl_cmd *const *actions,
+	       size_t n, const char *names, int argc, char **argv);
+
 /* Print the help of cmd to stdout. */
 void usage_print(const struct vmcctl_cmd *cmd);
 
