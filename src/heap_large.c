@@ -220,7 +220,9 @@ static int take_from(struct hx *x, uint64_t a, uint64_t p, uint64_t q, uint64_t 
 
 /* Free space made of parts freed at different times is as old as its
  * biggest part: a small block freed now does not make a big free
- * neighbour wait another decay time, nor the other way round. */
+ * neighbour wait another decay time, nor the other way round.  A free
+ * block that gave back all it could (F_TRIMMED) has no age: memory freed
+ * next to it now waits the decay time. */
 struct age {
 	uint64_t since, size;
 };
@@ -231,6 +233,12 @@ static void age_add(struct age *a, uint64_t since, uint64_t size)
 		a->since = since;
 		a->size = size;
 	}
+}
+
+static void age_add_free(struct age *a, const struct blk *b)
+{
+	if (!(b->word & F_TRIMMED))
+		age_add(a, b->since, bsize(b));
 }
 
 /* Top drops below block `off` (on no bin, freed now), which ends at top,
@@ -252,7 +260,7 @@ static void drop_tail(struct hx *x, uint64_t off, int holey)
 		if (!(b->word & F_FREE))
 			break;
 		holey |= !!(b->word & F_HOLEY);
-		age_add(&age, b->since, prev);
+		age_add_free(&age, b);
 		bin_remove(x, off - prev);
 		off -= prev;
 		prev = b->prev;
@@ -281,14 +289,14 @@ static void give(struct hx *x, uint64_t off, unsigned fl)
 	nb = BLK(h, end);
 	if (nb->word & F_FREE) {
 		fl |= nb->word & F_HOLEY;
-		age_add(&age, nb->since, bsize(nb));
+		age_add_free(&age, nb);
 		bin_remove(x, end);
 		end += bsize(nb);
 	}
 	if (b->prev && (BLK(h, off - b->prev)->word & F_FREE)) {
 		start = off - b->prev;
 		fl |= BLK(h, start)->word & F_HOLEY;
-		age_add(&age, BLK(h, start)->since, b->prev);
+		age_add_free(&age, BLK(h, start));
 		bin_remove(x, start);
 	}
 	make_free(x, start, end - start, fl, age.since);
