@@ -236,7 +236,7 @@ static void own_served(void *arg, int i, const struct vl_reply *rep, uint32_t ns
 	struct own_run *x = arg;
 	struct vl_ans a = { .attach_ns = ns, .attach_sys = sys,
 			    .syscalls = vmc_syscalls(), .minflt = vl_minflt() };
-	host_account(&x->h->own, &a);
+	host_account(&x->h->own, &a, 1);
 	host_finish(x->h, x->r[i], rep, -1);
 }
 
@@ -258,6 +258,8 @@ static void run_here(struct vl_host *h, int ti)
 	vl_log_prefix("dispatcher %s", t->name);
 	if (r[0]->op == VL_OP_HIBERNATE) {
 		vl_vm_hibernate(h->c, t->vm, t->budget, &h->reply);
+		struct vl_ans a = { .syscalls = vmc_syscalls(), .minflt = vl_minflt() };
+		host_account(&h->own, &a, 0);
 		host_finish(h, r[0], &h->reply, -1);
 		return;
 	}
@@ -397,12 +399,12 @@ int host_drain(struct vl_host *h, int wi)
 		w->full = 0;
 		w->msgs -= r->batch_end;
 		w->busy_since = --w->inflight ? vl_now_ns() : 0;
-		host_account(w, &a);
+		host_account(w, &a, r->op == VL_OP_REQUEST);
 		struct tenant *t = &h->t[r->tenant];
 		if (--t->inflight == 0)
 			t->owner = -1;
 		t->last = wi;
-		if (wi < VL_MAX_WORKERS)
+		if (wi < VL_MAX_WORKERS && r->op == VL_OP_REQUEST)
 			t->by_worker[wi]++;
 		struct vl_reply *rep = &h->reply;
 		rep->err = a.kind != VL_R_OK;

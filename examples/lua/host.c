@@ -179,19 +179,23 @@ int host_new_worker(struct vl_host *h)
 	return h->nw++;
 }
 
-void host_account(struct worker *w, const struct vl_ans *a)
+void host_account(struct worker *w, const struct vl_ans *a, int request)
 {
+	/* the process's counters; a new process starts from 0 again */
+	uint64_t sys = a->syscalls >= w->seen_sys ? a->syscalls - w->seen_sys : a->syscalls;
+	uint64_t flt = a->minflt >= w->seen_flt ? a->minflt - w->seen_flt : a->minflt;
+	w->seen_sys = a->syscalls;
+	w->seen_flt = a->minflt;
+	if (!request)          /* a hibernation: not a request's cost */
+		return;
+	w->syscalls += sys;
+	w->minflt += flt;
 	w->requests++;
 	if (a->attach_ns) {
 		w->attaches++;
 		w->hits += a->attach_sys == 0;
 		w->samples[w->nsamples++ % VL_SAMPLES] = a->attach_ns;
 	}
-	/* the process's counters; a new process starts from 0 again */
-	w->syscalls += a->syscalls >= w->seen_sys ? a->syscalls - w->seen_sys : a->syscalls;
-	w->minflt += a->minflt >= w->seen_flt ? a->minflt - w->seen_flt : a->minflt;
-	w->seen_sys = a->syscalls;
-	w->seen_flt = a->minflt;
 }
 
 void host_fd_set(struct vl_host *h, int fd, int who)

@@ -115,8 +115,10 @@ struct vl_host {
 /* host.c */
 int   host_spawn(struct vl_host *h, int wi, int tenant, char *err, size_t n);
 int   host_new_worker(struct vl_host *h);   /* index of a fresh slot in h->w, or -1 */
-/* Count one answer in w's figures (host.c; drain and the dispatcher's own runs). */
-void  host_account(struct worker *w, const struct vl_ans *a);
+/* Count one answer in w's figures (host.c; drain and the dispatcher's own
+ * runs); request 0: an operation's answer (a hibernation), whose system
+ * calls and faults are no request's. */
+void  host_account(struct worker *w, const struct vl_ans *a, int request);
 pid_t host_fork(struct vl_host *h);         /* fork; the child closes the host's sockets */
 void  host_fd_set(struct vl_host *h, int fd, int who);   /* fdmap[fd] = who */
 void  host_log(struct vl_host *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -487,6 +487,8 @@ static void hibernate_run(int workers, int iso)
 	vl_host_run_stats(h, &rs);
 	CHECK(rs.hibernations >= 3 && rs.wakes >= 2, "%llu hibernations, %llu wakes",
 	      (unsigned long long)rs.hibernations, (unsigned long long)rs.wakes);
+	/* hibernations are no requests: they add no requests, calls or faults */
+	CHECK(rs.requests == 6, "%llu requests counted for 6", (unsigned long long)rs.requests);
 	char *rep = vl_host_report(h, 0);
 	CHECK(rep && strstr(rep, "hibernation after 0.2 s idle"), "report: %s", rep ? rep : "");
 	free(rep);
