@@ -227,8 +227,10 @@ static int variant(int v, struct outcome *out)
 	snprintf(name, sizeof name, "vmc-bench-density-%d", (int)getpid());
 	o.name = name;
 	uint64_t t0 = bench_now_ns();
-	if (!lat || !(h = vl_host_new(&o, out->err, sizeof out->err)))
+	if (!lat || !(h = vl_host_new(&o, out->err, sizeof out->err))) {
+		free(lat);
 		return -1;
+	}
 	for (int i = 0; i < n; i++) {
 		char path[4096], tn[64];
 		snprintf(path, sizeof path, "%s/%s.lua", VMC_LUA_TENANTS, kinds[i % 2]);

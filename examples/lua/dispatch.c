@@ -194,7 +194,7 @@ static int send_batch(struct vl_host *h, int wi, int ti)
 	int n = batch_size(h, t);
 	int op = t->qh->op;
 	if (op == VL_OP_REQUEST)
-		host_waking(h, t);
+		host_waking(t);
 	struct vl_msg m = { .vm = t->vm, .tlen = (uint16_t)strlen(t->name), .n = (uint8_t)n,
 			    .op = (uint8_t)op, .budget = t->budget };
 	struct vl_sub sub[VL_BATCH_MAX];
@@ -263,7 +263,7 @@ static void run_here(struct vl_host *h, int ti)
 		host_finish(h, r[0], &h->reply, -1);
 		return;
 	}
-	host_waking(h, t);
+	host_waking(t);
 	if (t->L)
 		vl_plain_serve(t->L, t->budget, n, body, len, &h->reply, own_served, &x);
 	else

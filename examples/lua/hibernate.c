@@ -104,12 +104,11 @@ void host_hibernate_done(struct vl_host *h, const struct req *r, const struct vl
 	/* requests that were sent behind it to the same worker wake it again */
 	t->hibernated = 1;
 	if (t->inflight)
-		host_waking(h, t);
+		host_waking(t);
 }
 
-void host_waking(struct vl_host *h, struct tenant *t)
+void host_waking(struct tenant *t)
 {
-	(void)h;
 	if (t->hibernated) {
 		t->hibernated = 0;
 		t->wakes++;

@@ -150,7 +150,7 @@ int   host_hibernate_admit(struct vl_host *h, int ti);
 /* A hibernation ended (from host_finish). */
 void  host_hibernate_done(struct vl_host *h, const struct req *r, const struct vl_reply *rep);
 /* Tenant t is about to be attached: if it was hibernated, this wakes it. */
-void  host_waking(struct vl_host *h, struct tenant *t);
+void  host_waking(struct tenant *t);
 
 /* maint.c */
 int   maint_start(struct vl_host *h, int ti);   /* the op at the head of ti's queue; -1: later */

@@ -144,7 +144,7 @@ int maint_start(struct vl_host *h, int ti)
 		return -1;
 	struct req *op = host_dequeue(h, t);
 	int internal = !op->done;
-	host_waking(h, t);    /* the job attaches the VM: that wakes it */
+	host_waking(t);    /* the job attaches the VM: that wakes it */
 	if (op->op == VL_OP_CHECK) {
 		kind = J_CHECK;
 		if ((e = vmc_vm_reclaim(h->c, t->vm, VMC_RECLAIM_KEEP))) {
